@@ -1,0 +1,216 @@
+"""The frozen-encoder protocol shared by Whisper, W2V-BERT 2.0, MuQ and SSLAM.
+
+Every encoder takes mono waveforms at its own sample rate, runs on windows no longer than
+its own maximum (long audio is split into windows, each encoded alone, and the outputs are
+concatenated along time, as the official ALARM code does) and returns the hidden states of
+its selected layers plus the number of valid output frames per sample:
+
+    encode(waves (B, S), lengths (B,)) -> hidden (L, B, T, D), out_lengths (B,)
+
+Layer numbers index the encoder's full stack of hidden states where 0 is the embedding
+(input) output and k the output of block k, the Hugging Face ``hidden_states`` convention.
+
+An encoder is built from an :class:`EncoderSpec` either from real weights (a hub id or a
+local directory; no download happens unless the user's environment allows it) or from a
+small architecture dict with random weights (tiny presets and tests). Frozen is decided once,
+here: parameters never require grad and the module never leaves eval mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator, Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pad_sequence
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Which frozen encoder to build and which of its layers to expose.
+
+    Attributes:
+        kind: registry name: ``whisper``, ``w2vbert``, ``muq`` or ``sslam``.
+        layers: indices into the encoder's hidden states (0 = embedding output).
+        pretrained: hub id or local directory of released weights; ``None`` for random init.
+        config: architecture overrides for random init (tiny twins); ignored with ``pretrained``.
+        seed: seed of the random init, so a tiny encoder is rebuilt bit-identically.
+        window_seconds: longest audio the encoder sees at once; ``None`` = the kind's default.
+    """
+
+    kind: str
+    layers: tuple[int, ...]
+    pretrained: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    window_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
+        if not self.layers:
+            raise ValueError(f"encoder {self.kind!r}: at least one layer must be selected")
+        if self.pretrained is None and not self.config:
+            raise ValueError(
+                f"encoder {self.kind!r}: give `pretrained` (hub id or path) or a `config` for random init"
+            )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EncoderSpec":
+        known = {"kind", "layers", "pretrained", "config", "seed", "window_seconds"}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown encoder spec keys: {sorted(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "layers": list(self.layers),
+            "pretrained": self.pretrained,
+            "config": dict(self.config),
+            "seed": self.seed,
+            "window_seconds": self.window_seconds,
+        }
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block under a fixed torch seed without disturbing the caller's RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def split_into_windows(wave: torch.Tensor, window: int) -> list[torch.Tensor]:
+    """Split a 1-D wave into consecutive pieces of at most ``window`` samples (last may be short)."""
+    if wave.numel() <= window:
+        return [wave]
+    return list(wave.split(window))
+
+
+class FrozenEncoder(nn.Module, ABC):
+    """Base class: windowing, layer selection, freezing. Subclasses run one window batch.
+
+    Subclasses set the class attributes and implement :meth:`encode_windows`.
+    """
+
+    kind: ClassVar[str]
+    sample_rate: ClassVar[int]
+    #: nominal output frames per second (the true count comes from `encode`).
+    frame_rate: ClassVar[float]
+    default_window_seconds: ClassVar[float]
+
+    def __init__(self, spec: EncoderSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.layers = spec.layers
+        self.window_seconds = spec.window_seconds or self.default_window_seconds
+
+    # -- what a subclass provides -------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def from_spec(cls, spec: EncoderSpec) -> "FrozenEncoder":
+        """Build from released weights (``spec.pretrained``) or seeded random init (``spec.config``)."""
+
+    @property
+    @abstractmethod
+    def hidden_size(self) -> int:
+        """Width D of the hidden states."""
+
+    @property
+    @abstractmethod
+    def num_hidden_states(self) -> int:
+        """Number of hidden states the network exposes (blocks + 1 for the embedding output)."""
+
+    @abstractmethod
+    def encode_windows(self, waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode waves no longer than one window each.
+
+        Args:
+            waves: N 1-D float tensors at ``sample_rate``, each of its true length.
+        Returns:
+            hidden: (L, N, T, D) hidden states of ``self.layers`` (padded along T).
+            lengths: (N,) valid output frames per wave.
+        """
+
+    # -- shared mechanism ---------------------------------------------------------------
+    def freeze(self) -> "FrozenEncoder":
+        """Declare the encoder frozen: no grads, eval mode forever (see `train`)."""
+        self.requires_grad_(False)
+        self.eval()
+        self._check_layers()
+        return self
+
+    def _check_layers(self) -> None:
+        bad = [i for i in self.layers if not 0 <= i < self.num_hidden_states]
+        if bad:
+            raise ValueError(
+                f"{self.kind}: layers {bad} out of range; this network has hidden states "
+                f"0..{self.num_hidden_states - 1}"
+            )
+
+    def train(self, mode: bool = True) -> "FrozenEncoder":
+        # Frozen encoders stay in eval mode (dropout off) even inside a model in train mode.
+        return super().train(False)
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_seconds * self.sample_rate))
+
+    def output_length(self, num_samples: int) -> int:
+        """Output frames for a wave of ``num_samples`` samples, windows included.
+
+        Computed by encoding nothing: it sums the per-window rule of the subclass.
+        """
+        full, rest = divmod(int(num_samples), self.window_samples)
+        total = full * self.window_output_length(self.window_samples)
+        return total + (self.window_output_length(rest) if rest else 0)
+
+    @abstractmethod
+    def window_output_length(self, num_samples: int) -> int:
+        """Output frames for one window of ``num_samples`` samples (the length rule)."""
+
+    @torch.no_grad()
+    def encode(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode a padded batch of waves, splitting long ones into windows.
+
+        Args:
+            waves: (B, S) float waves at ``sample_rate``, right-padded.
+            lengths: (B,) true lengths in samples.
+        Returns:
+            hidden: (L, B, T, D) selected hidden states, zero beyond each sample's length.
+            out_lengths: (B,) valid frames per sample.
+        """
+        if waves.dim() != 2 or lengths.dim() != 1 or waves.shape[0] != lengths.shape[0]:
+            raise ValueError(f"expected waves (B, S) and lengths (B,), got {tuple(waves.shape)} and {tuple(lengths.shape)}")
+        if bool((lengths <= 0).any()):
+            raise ValueError("every wave must have at least one sample")
+        pieces: list[torch.Tensor] = []
+        owner: list[int] = []
+        for b in range(waves.shape[0]):
+            wins = split_into_windows(waves[b, : int(lengths[b])], self.window_samples)
+            pieces.extend(wins)
+            owner.extend([b] * len(wins))
+        hidden, win_lengths = self.encode_windows(pieces)  # (L, N, T, D), (N,)
+
+        per_sample: list[list[torch.Tensor]] = [[] for _ in range(waves.shape[0])]
+        for n, b in enumerate(owner):
+            per_sample[b].append(hidden[:, n, : int(win_lengths[n])].transpose(0, 1))  # (T_n, L, D)
+        joined = [torch.cat(chunks, dim=0) for chunks in per_sample]
+        out_lengths = torch.tensor([j.shape[0] for j in joined], dtype=torch.long)
+        out = pad_sequence(joined, batch_first=True)  # (B, T, L, D)
+        return out.permute(2, 0, 1, 3).contiguous(), out_lengths
+
+
+def frames_after_conv(length: int, kernel: int, stride: int, padding: int = 0) -> int:
+    """Output length of a 1-D convolution (floor rule)."""
+    return math.floor((length + 2 * padding - kernel) / stride) + 1
+
+
+def select_layers(hidden_states: Sequence[torch.Tensor], layers: Sequence[int]) -> torch.Tensor:
+    """Stack the chosen hidden states into (L, N, T, D)."""
+    return torch.stack([hidden_states[i] for i in layers], dim=0)

@@ -214,3 +214,53 @@ def frames_after_conv(length: int, kernel: int, stride: int, padding: int = 0) -
 def select_layers(hidden_states: Sequence[torch.Tensor], layers: Sequence[int]) -> torch.Tensor:
     """Stack the chosen hidden states into (L, N, T, D)."""
     return torch.stack([hidden_states[i] for i in layers], dim=0)
+
+
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+def read_checkpoint(pretrained: str, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Read the weights of a released checkpoint (local directory or hub id) into a state dict.
+
+    Handles a single safetensors file, a sharded safetensors index, or a legacy
+    ``pytorch_model.bin``. Only keys starting with ``prefix`` are kept, with the prefix removed,
+    so one encoder can be read out of a larger checkpoint (e.g. Whisper's encoder out of the
+    encoder-decoder) without building the rest.
+    """
+    import json
+    import os
+
+    from safetensors.torch import load_file
+    from transformers.utils import cached_file
+
+    for name in _WEIGHT_FILES:
+        path = cached_file(
+            pretrained, name, _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False
+        )
+        if path is None:
+            continue
+        if name.endswith(".index.json"):
+            with open(path) as f:
+                shards = sorted(set(json.load(f)["weight_map"].values()))
+            state: dict[str, torch.Tensor] = {}
+            for shard in shards:
+                state.update(load_file(cached_file(pretrained, shard)))
+        elif name.endswith(".safetensors"):
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    where = "directory" if os.path.isdir(pretrained) else "repository"
+    raise FileNotFoundError(f"no weights ({', '.join(_WEIGHT_FILES)}) found in {where} {pretrained!r}")
+
+
+def hf_config(config_cls: type, spec: EncoderSpec):
+    """Build a transformers config from a spec's overrides, rejecting unknown keys.
+
+    transformers configs keep unknown keyword arguments as attributes; a typo in a preset
+    would then silently fall back to a default, so unknown keys are an error here.
+    """
+    unknown = set(spec.config) - set(config_cls().to_dict())
+    if unknown:
+        raise ValueError(f"{spec.kind}: unknown config keys {sorted(unknown)}")
+    return config_cls(**spec.config)

@@ -1,0 +1,83 @@
+"""Whisper-large-v3 encoder (frozen): 16 kHz in, 128-bin log-mel at 100 Hz, 50 Hz hidden states.
+
+Whisper always sees exactly 30 s (it was trained on zero-padded 30 s windows and its positional
+table has 1500 rows), so every window is padded to 30 s by the feature extractor and the
+outputs are cut back to the true length: ``ceil(samples / 160) // 2`` frames.
+
+Only the encoder half of the released encoder-decoder checkpoint is read (keys
+``model.encoder.*``); the decoder is never built.
+"""
+
+from __future__ import annotations
+
+import math
+import numpy as np
+import torch
+from transformers import WhisperConfig, WhisperFeatureExtractor
+from transformers.models.whisper.modeling_whisper import WhisperEncoder as HFWhisperEncoder
+
+from alarm.encoders.base import EncoderSpec, FrozenEncoder, hf_config, read_checkpoint, select_layers, seeded
+
+HOP_LENGTH = 160  # samples per mel frame at 16 kHz
+
+
+class WhisperEncoder(FrozenEncoder):
+    """Frozen Whisper encoder exposing selected hidden states at 50 Hz."""
+
+    kind = "whisper"
+    sample_rate = 16_000
+    frame_rate = 50.0
+    default_window_seconds = 30.0
+
+    def __init__(self, spec: EncoderSpec, model: HFWhisperEncoder, feature_extractor: WhisperFeatureExtractor) -> None:
+        super().__init__(spec)
+        self.model = model
+        self.feature_extractor = feature_extractor
+        # Whisper cannot look past its positional table: windows longer than 30 s are impossible.
+        max_seconds = 2 * model.config.max_source_positions * HOP_LENGTH / self.sample_rate
+        if self.window_seconds > max_seconds:
+            raise ValueError(f"whisper: window_seconds {self.window_seconds} exceeds the model's {max_seconds} s")
+
+    @classmethod
+    def from_spec(cls, spec: EncoderSpec) -> "WhisperEncoder":
+        if spec.pretrained is not None:
+            config = WhisperConfig.from_pretrained(spec.pretrained)
+            model = HFWhisperEncoder(config)
+            state = read_checkpoint(spec.pretrained, prefix="model.encoder.")
+            model.load_state_dict(state, strict=True)
+            feature_extractor = WhisperFeatureExtractor.from_pretrained(spec.pretrained)
+        else:
+            config = hf_config(WhisperConfig, spec)
+            with seeded(spec.seed):
+                model = HFWhisperEncoder(config)
+            feature_extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
+        model.float()
+        return cls(spec, model, feature_extractor)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.d_model
+
+    @property
+    def num_hidden_states(self) -> int:
+        return self.model.config.encoder_layers + 1
+
+    def window_output_length(self, num_samples: int) -> int:
+        # At least one frame: the encoder always produces 1500, so even a click has a frame.
+        return max(1, math.ceil(num_samples / HOP_LENGTH) // 2)
+
+    def encode_windows(self, waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        n_frames = 2 * self.model.config.max_source_positions
+        features = self.feature_extractor(
+            [w.detach().cpu().numpy().astype(np.float32) for w in waves],
+            sampling_rate=self.sample_rate,
+            padding="max_length",
+            max_length=n_frames * HOP_LENGTH,
+            return_tensors="pt",
+        ).input_features  # (N, n_mels, 3000)
+        param = next(self.model.parameters())
+        out = self.model(features.to(param.device, param.dtype), output_hidden_states=True)
+        lengths = torch.tensor([self.window_output_length(w.numel()) for w in waves], dtype=torch.long)
+        hidden = select_layers(out.hidden_states, self.layers)[:, :, : int(lengths.max())]  # (L, N, T, D)
+        return hidden, lengths
+

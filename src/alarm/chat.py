@@ -1,0 +1,137 @@
+"""Chat layout: the RLM's own chat template with audio spliced into the (last) user turn.
+
+A user turn is a sequence of parts: text, and :class:`AudioSlot` s that reserve a number of
+positions for audio embeddings. The template is rendered with one ``<|audio|>`` placeholder
+per slot, tokenized, and each placeholder is expanded to the slot's size; the model later
+fills all placeholder positions of a batch with one ``masked_scatter``. Earlier turns
+(``context``) are plain text; only the last user turn carries audio (the paper's layout, and
+InstructS2S's "earlier turns as text, last query spoken").
+
+Labels are -100 everywhere except the target: its reasoning (``<think>...</think>``), its
+answer and the end-of-turn token, so the loss is computed on what the RLM must produce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from alarm.modeling.tokenizer import AUDIO_TOKEN, token_id
+
+IGNORE_INDEX = -100
+THINK_OPEN = "<think>"
+
+
+@dataclass(frozen=True)
+class AudioSlot:
+    """Room for ``size`` audio embeddings (boundary embeddings included) in a user turn."""
+
+    size: int
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError(f"an audio slot needs at least one position, got {self.size}")
+
+
+UserPart = Union[str, AudioSlot]
+
+
+@dataclass(frozen=True)
+class ChatExample:
+    """One tokenized conversation: ids with expanded audio placeholders, and labels."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def num_target_tokens(self) -> int:
+        return sum(label != IGNORE_INDEX for label in self.labels)
+
+
+@dataclass
+class ChatBatch:
+    """Padded batch. ``lengths`` are true lengths; masks are derived from them."""
+
+    input_ids: torch.Tensor  # (B, T)
+    attention_mask: torch.Tensor  # (B, T)
+    labels: torch.Tensor | None  # (B, T) or None at inference
+    lengths: torch.Tensor  # (B,)
+
+
+def render_prompt(
+    tokenizer: PreTrainedTokenizerBase,
+    user: Sequence[UserPart],
+    *,
+    system: str | None = None,
+    context: Sequence[dict[str, str]] = (),
+) -> tuple[str, list[AudioSlot]]:
+    """Render the chat template up to the assistant's generation prompt.
+
+    Returns the prompt text (one ``<|audio|>`` per slot) and the slots in order.
+    """
+    for part in user:
+        if isinstance(part, str) and AUDIO_TOKEN in part:
+            raise ValueError(f"user text may not contain the audio placeholder {AUDIO_TOKEN!r}")
+    for turn in context:
+        if set(turn) != {"role", "content"} or turn["role"] not in ("user", "assistant", "system"):
+            raise ValueError(f"context turns are {{role, content}} with role user/assistant/system, got {turn!r}")
+    messages: list[dict[str, str]] = []
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.extend(dict(turn) for turn in context)
+    content = "".join(AUDIO_TOKEN if isinstance(p, AudioSlot) else p for p in user)
+    messages.append({"role": "user", "content": content})
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return text, [p for p in user if isinstance(p, AudioSlot)]
+
+
+def build_example(
+    tokenizer: PreTrainedTokenizerBase,
+    user: Sequence[UserPart],
+    *,
+    system: str | None = None,
+    context: Sequence[dict[str, str]] = (),
+    target: str | None = None,
+) -> ChatExample:
+    """Tokenize one conversation; with ``target`` the labels cover the target only.
+
+    The target is the assistant's full output, ``<think>reasoning</think>answer``. When the
+    template's generation prompt already opens the reasoning (Qwen3-Thinking-2507 does), the
+    target's own opening tag is dropped so it is not predicted twice.
+    """
+    text, slots = render_prompt(tokenizer, user, system=system, context=context)
+    audio_id = token_id(tokenizer, AUDIO_TOKEN)
+    prompt_ids: list[int] = []
+    slot_sizes = iter(slots)
+    for tok in tokenizer(text, add_special_tokens=False).input_ids:
+        prompt_ids.extend([audio_id] * next(slot_sizes).size if tok == audio_id else [tok])
+
+    if target is None:
+        return ChatExample(prompt_ids, [IGNORE_INDEX] * len(prompt_ids))
+    if text.rstrip().endswith(THINK_OPEN) and target.lstrip().startswith(THINK_OPEN):
+        target = target.lstrip()[len(THINK_OPEN):].lstrip("\n")
+    target_ids = tokenizer(target, add_special_tokens=False).input_ids + [int(tokenizer.eos_token_id)]
+    return ChatExample(prompt_ids + target_ids, [IGNORE_INDEX] * len(prompt_ids) + target_ids)
+
+
+def collate(examples: Sequence[ChatExample], pad_token_id: int, padding_side: str = "right") -> ChatBatch:
+    """Pad a list of examples. Use ``padding_side="left"`` for generation."""
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    lengths = torch.tensor([len(e.input_ids) for e in examples], dtype=torch.long)
+    width = int(lengths.max())
+    input_ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    positions = torch.arange(width)
+    attention_mask = positions[None, :] < lengths[:, None]
+    if padding_side == "left":
+        attention_mask = attention_mask.flip(1)
+    for i, e in enumerate(examples):
+        keep = attention_mask[i]
+        input_ids[i, keep] = torch.tensor(e.input_ids)
+        labels[i, keep] = torch.tensor(e.labels)
+    has_targets = any(e.num_target_tokens for e in examples)
+    return ChatBatch(input_ids, attention_mask.long(), labels if has_targets else None, lengths)

@@ -1,0 +1,43 @@
+"""AudioBatch: a batch of waveforms resampled once per encoder sample rate, with true lengths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from alarm.audio import Waveform
+
+
+@dataclass
+class AudioBatch:
+    """``waves[rate]`` is (B, S) right-padded, ``lengths[rate]`` is (B,) true sample counts."""
+
+    waves: dict[int, torch.Tensor]
+    lengths: dict[int, torch.Tensor]
+
+    @classmethod
+    def from_waveforms(cls, waveforms: Sequence[Waveform], rates: Iterable[int]) -> "AudioBatch":
+        """Resample every waveform to each rate an encoder needs and pad per rate."""
+        if not waveforms:
+            raise ValueError("an audio batch needs at least one waveform")
+        waves, lengths = {}, {}
+        for rate in sorted(set(rates)):
+            tensors = [w.resample(rate).to_tensor() for w in waveforms]
+            waves[rate] = pad_sequence(tensors, batch_first=True)
+            lengths[rate] = torch.tensor([t.numel() for t in tensors], dtype=torch.long)
+        return cls(waves, lengths)
+
+    @property
+    def batch_size(self) -> int:
+        return next(iter(self.lengths.values())).shape[0]
+
+    def at(self, rate: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if rate not in self.waves:
+            raise KeyError(f"audio batch has no {rate} Hz version (has {sorted(self.waves)})")
+        return self.waves[rate], self.lengths[rate]
+
+    def to(self, device: torch.device | str) -> "AudioBatch":
+        return AudioBatch({r: w.to(device) for r, w in self.waves.items()}, {r: n.to(device) for r, n in self.lengths.items()})

@@ -1,0 +1,216 @@
+"""AlarmForConditionalGeneration: frozen RLM + frozen encoders + trainable audio path.
+
+    waves per rate -> encoders (frozen)            {kind: (L, B, T_k, D_k)}
+                   -> branches (layer average, adapter, projection)   {kind: (B, T'_k, H_k)}
+                   -> fusion (none | cross-attention | perceiver)     (B, T, H)
+                   -> [start, audio, end] boundary embeddings         (B, T + 2, H)
+                   -> spliced into the user turn at the ``<|audio|>`` placeholders
+                   -> frozen RLM (loss on target tokens only)
+
+Frozen vs trainable is declared here once: ``language_model.*`` and ``encoders.*`` are frozen
+(no grad, eval mode), everything else trains. ``save_pretrained`` writes the trainable weights
+and the config; ``from_pretrained`` rebuilds the frozen parts from the names in the config.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase, Qwen3Config, Qwen3ForCausalLM
+
+from alarm.chat import AudioSlot, UserPart
+from alarm.encoders import FrozenEncoder, build_encoder
+from alarm.encoders.base import seeded
+from alarm.modeling.adapters import AudioBranch, length_mask
+from alarm.modeling.configuration import AlarmConfig
+from alarm.modeling.fusion import build_fusion
+from alarm.modeling.inputs import AudioBatch
+from alarm.modeling.tokenizer import AUDIO_TOKEN, load_tokenizer, token_id
+
+WEIGHTS_NAME = "model.safetensors"
+FROZEN_PREFIXES = ("language_model.", "encoders.")
+
+
+def build_language_model(config: AlarmConfig) -> PreTrainedModel:
+    """The frozen RLM: released weights by id/path, or a seeded random Qwen3 for tiny twins."""
+    if config.text_model is not None:
+        return AutoModelForCausalLM.from_pretrained(config.text_model, dtype=torch.float32)
+    with seeded(config.text_seed):
+        return Qwen3ForCausalLM(Qwen3Config(**config.text_config))
+
+
+def splice_audio(
+    text_embeds: torch.Tensor, input_ids: torch.Tensor, audio_token_id: int, audio: torch.Tensor, valid: torch.Tensor
+) -> torch.Tensor:
+    """Fill the placeholder positions of a batch with audio embeddings in one ``masked_scatter``.
+
+    Args:
+        text_embeds: (B, S, H) token embeddings (placeholders embedded as anything).
+        input_ids: (B, S) with ``audio_token_id`` at audio positions.
+        audio: (B, T, H) audio embeddings per sample, boundaries included.
+        valid: (B, T) which of them are real; taken in order, sample by sample.
+    """
+    mask = input_ids == audio_token_id
+    packed = audio[valid]  # (N, H), sample-major, time order kept
+    if int(mask.sum()) != packed.shape[0]:
+        per_sample = mask.sum(1).tolist()
+        expected = valid.sum(1).tolist()
+        raise ValueError(
+            f"audio placeholders and audio embeddings disagree: the prompt has {per_sample} positions per sample, "
+            f"the audio produced {expected}; build prompts with the model's `audio_slots`"
+        )
+    return text_embeds.masked_scatter(mask.unsqueeze(-1), packed.to(text_embeds.dtype))
+
+
+class AlarmForConditionalGeneration(PreTrainedModel):
+    """An audio-language model over a frozen reasoning LLM (see module docstring)."""
+
+    config_class = AlarmConfig
+    base_model_prefix = "alarm"
+    main_input_name = "input_ids"
+
+    def __init__(
+        self,
+        config: AlarmConfig,
+        *,
+        language_model: PreTrainedModel | None = None,
+        encoders: dict[str, FrozenEncoder] | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+    ) -> None:
+        """Build the model; pass already-built frozen parts to share them (e.g. in ALARM-E)."""
+        super().__init__(config)
+        shared = encoders or {}
+        self.language_model = language_model if language_model is not None else build_language_model(config)
+        self.encoders = nn.ModuleDict({s.kind: shared.get(s.kind) or build_encoder(s) for s in config.encoder_specs()})
+        hidden = self.language_model.get_input_embeddings().embedding_dim
+        self.branches = nn.ModuleDict(
+            {
+                kind: AudioBranch(config.branch_config(kind), len(enc.layers), enc.hidden_size, hidden)
+                for kind, enc in self.encoders.items()
+            }
+        )
+        self.fusion = build_fusion(config.fusion_config(), {k: b.output_dim for k, b in self.branches.items()}, hidden)
+        # Two trainable vectors around the audio, on the scale of the RLM's own embeddings.
+        scale = float(self.language_model.get_input_embeddings().weight.detach().float().std())
+        self.audio_boundaries = nn.Parameter(torch.randn(2, hidden) * scale)
+        self.language_model.requires_grad_(False)
+        self.language_model.eval()
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.tokenizer_name)
+        self.audio_token_id = token_id(self.tokenizer, AUDIO_TOKEN)
+
+    # frozen / trainable ------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "AlarmForConditionalGeneration":
+        super().train(mode)
+        self.language_model.eval()  # frozen parts never train (dropout stays off)
+        for encoder in self.encoders.values():
+            encoder.eval()
+        return self
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights and buffers of the trainable parts only."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(FROZEN_PREFIXES)}
+
+    def num_parameters_by_role(self) -> dict[str, int]:
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return {"trainable": trainable, "frozen": sum(p.numel() for p in self.parameters()) - trainable}
+
+    # audio path ---------------------------------------------------------------------------
+    @property
+    def sample_rates(self) -> list[int]:
+        return sorted({enc.sample_rate for enc in self.encoders.values()})
+
+    def audio_lengths(self, sample_lengths: dict[int, torch.Tensor]) -> torch.Tensor:
+        """(B,) audio positions each sample will take, boundaries included, without encoding.
+
+        The chat layer needs the count before the model runs (e.g. in DataLoader workers);
+        ``splice_audio`` checks it against what the encoders actually produced.
+        """
+        per_stream = {}
+        for kind, enc in self.encoders.items():
+            frames = torch.tensor([enc.output_length(int(n)) for n in sample_lengths[enc.sample_rate]], dtype=torch.long)
+            per_stream[kind] = self.branches[kind].output_lengths(frames)
+        return self.fusion.output_lengths(per_stream) + 2
+
+    def audio_slots(self, sample_lengths: dict[int, torch.Tensor]) -> list[list[AudioSlot]]:
+        """The audio slots of each sample's user turn (one per sample for a single model)."""
+        return [[AudioSlot(int(n))] for n in self.audio_lengths(sample_lengths)]
+
+    def user_parts(self, prompt: str, slots: Sequence[AudioSlot]) -> list[UserPart]:
+        """Audio first, then the text: the layout the paper trains with."""
+        (slot,) = slots
+        return [slot, prompt]
+
+    def encode_audio(self, audio: AudioBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fused audio content (B, T, H) and its lengths (B,), without boundaries."""
+        streams = {}
+        dtype = self.audio_boundaries.dtype
+        for kind, enc in self.encoders.items():
+            hidden, frames = enc.encode(*audio.at(enc.sample_rate))  # (L, B, T, D), (B,)
+            streams[kind] = self.branches[kind](hidden.to(dtype), frames.to(hidden.device))
+        return self.fusion(streams)
+
+    def audio_embeddings(self, audio: AudioBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """[start, content, end] per sample: (B, T + 2, H) and the (B, T + 2) valid mask."""
+        content, lengths = self.encode_audio(audio)
+        batch, width, hidden = content.shape
+        out = content.new_zeros(batch, width + 2, hidden)
+        out[:, 1 : width + 1] = content * length_mask(lengths, width)[..., None]
+        out[:, 0] = self.audio_boundaries[0]
+        out[torch.arange(batch, device=out.device), lengths + 1] = self.audio_boundaries[1].to(out.dtype)
+        return out, length_mask(lengths + 2, width + 2)
+
+    def embed_inputs(self, input_ids: torch.Tensor, audio: AudioBatch | None) -> torch.Tensor:
+        """Token embeddings with the audio spliced in at the placeholders."""
+        is_audio = input_ids == self.audio_token_id
+        embeds = self.language_model.get_input_embeddings()(input_ids.masked_fill(is_audio, 0))
+        if audio is None:
+            if bool(is_audio.any()):
+                raise ValueError("the prompt has audio placeholders but no audio was given")
+            return embeds
+        return splice_audio(embeds, input_ids, self.audio_token_id, *self.audio_embeddings(audio))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        audio: AudioBatch | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Any,
+    ):
+        """RLM forward on spliced embeddings; with ``labels`` the loss covers target tokens only."""
+        inputs_embeds = self.embed_inputs(input_ids, audio)
+        return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **kwargs)
+
+    # persistence ------------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | os.PathLike, **_: Any) -> None:
+        """Write ``config.json`` and the trainable weights (``model.safetensors``), atomically."""
+        os.makedirs(save_directory, exist_ok=True)
+        self.config.architectures = [type(self).__name__]
+        self.config.save_pretrained(save_directory)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.trainable_state_dict().items()}
+        fd, tmp = tempfile.mkstemp(dir=save_directory, suffix=".tmp")
+        os.close(fd)
+        save_file(state, tmp, metadata={"format": "pt", "frozen": ",".join(FROZEN_PREFIXES)})
+        os.replace(tmp, os.path.join(save_directory, WEIGHTS_NAME))
+
+    @classmethod
+    def from_pretrained(cls, pretrained: str | os.PathLike, **kwargs: Any) -> "AlarmForConditionalGeneration":
+        """Rebuild the frozen parts from the config's names and load the trainable weights."""
+        from transformers.utils import cached_file
+
+        config = AlarmConfig.from_pretrained(pretrained)
+        model = cls(config, **kwargs)
+        state = load_file(cached_file(str(pretrained), WEIGHTS_NAME))
+        result = model.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith(FROZEN_PREFIXES)]
+        if missing or result.unexpected_keys:
+            raise ValueError(
+                f"checkpoint {pretrained} does not match the model: missing {missing[:5]}, "
+                f"unexpected {result.unexpected_keys[:5]}"
+            )
+        return model.eval()

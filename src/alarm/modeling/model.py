@@ -67,6 +67,21 @@ def splice_audio(
     return text_embeds.masked_scatter(mask.unsqueeze(-1), packed.to(text_embeds.dtype))
 
 
+def embed_with_audio(alm: Any, input_ids: torch.Tensor, audio: AudioBatch | None) -> torch.Tensor:
+    """Embed ``input_ids`` with ``alm``'s RLM and splice in ``alm.audio_embeddings(audio)``.
+
+    Shared by single models and ensembles: anything with ``language_model``,
+    ``audio_token_id`` and ``audio_embeddings``.
+    """
+    is_audio = input_ids == alm.audio_token_id
+    embeds = alm.language_model.get_input_embeddings()(input_ids.masked_fill(is_audio, 0))
+    if audio is None:
+        if bool(is_audio.any()):
+            raise ValueError("the prompt has audio placeholders but no audio was given")
+        return embeds
+    return splice_audio(embeds, input_ids, alm.audio_token_id, *alm.audio_embeddings(audio))
+
+
 class AlarmForConditionalGeneration(PreTrainedModel):
     """An audio-language model over a frozen reasoning LLM (see module docstring)."""
 
@@ -166,13 +181,7 @@ class AlarmForConditionalGeneration(PreTrainedModel):
 
     def embed_inputs(self, input_ids: torch.Tensor, audio: AudioBatch | None) -> torch.Tensor:
         """Token embeddings with the audio spliced in at the placeholders."""
-        is_audio = input_ids == self.audio_token_id
-        embeds = self.language_model.get_input_embeddings()(input_ids.masked_fill(is_audio, 0))
-        if audio is None:
-            if bool(is_audio.any()):
-                raise ValueError("the prompt has audio placeholders but no audio was given")
-            return embeds
-        return splice_audio(embeds, input_ids, self.audio_token_id, *self.audio_embeddings(audio))
+        return embed_with_audio(self, input_ids, audio)
 
     def forward(
         self,

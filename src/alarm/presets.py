@@ -1,0 +1,101 @@
+"""Presets: one JSON file per model in ``alarm/configs/``, each with a ``tiny-`` twin.
+
+A paper preset names the released frozen parts (RLM and encoders by hub id) and the paper's
+sizes for the trainable path; its tiny twin has the same structure with small dimensions and
+seeded random weights, so it builds in seconds on a CPU with no downloads. An ensemble preset
+(ALARM-E) lists member presets instead of a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from typing import Any, Union
+
+from alarm.modeling.configuration import AlarmConfig
+from alarm.modeling.ensemble import AlarmEnsemble, EnsembleInstructions
+from alarm.modeling.model import AlarmForConditionalGeneration
+
+AudioLanguageModel = Union[AlarmForConditionalGeneration, AlarmEnsemble]
+
+
+def list_presets() -> list[str]:
+    """Names of all shipped presets."""
+    folder = resources.files("alarm") / "configs"
+    return sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The raw preset dict of a shipped preset name or a path to a JSON file."""
+    if os.path.isfile(name):
+        with open(name) as f:
+            return json.load(f)
+    path = resources.files("alarm") / "configs" / f"{name}.json"
+    if not path.is_file():
+        raise KeyError(f"unknown preset {name!r}; known: {', '.join(list_presets())}")
+    return json.loads(path.read_text())
+
+
+def is_ensemble(name: str) -> bool:
+    return "ensemble" in load_preset(name)
+
+
+def preset_config(name: str) -> AlarmConfig:
+    """The typed config of a (non-ensemble) preset."""
+    data = load_preset(name)
+    if "ensemble" in data:
+        raise ValueError(f"preset {name!r} is an inference-time ensemble; build it with `build_model`")
+    return AlarmConfig.from_preset_dict(data)
+
+
+def build_ensemble(
+    members: list[AlarmConfig | str], instructions: EnsembleInstructions = EnsembleInstructions()
+) -> AlarmEnsemble:
+    """Build ensemble members sharing one RLM, one tokenizer and identical encoders.
+
+    Members are configs, preset names, or directories saved with ``save_pretrained``.
+    """
+    built: list[AlarmForConditionalGeneration] = []
+    for member in members:
+        shared: dict[str, Any] = {}
+        if built:
+            first = built[0]
+            shared = {
+                "language_model": first.language_model,
+                "tokenizer": first.tokenizer,
+                "encoders": {k: e for m in built for k, e in m.encoders.items()},
+            }
+        if isinstance(member, str) and os.path.isdir(member):
+            model = AlarmForConditionalGeneration.from_pretrained(member, **_matching(shared, AlarmConfig.from_pretrained(member), built))
+        else:
+            config = preset_config(member) if isinstance(member, str) else member
+            model = AlarmForConditionalGeneration(config, **_matching(shared, config, built))
+        built.append(model)
+    return AlarmEnsemble(built, instructions)
+
+
+def _matching(shared: dict[str, Any], config: AlarmConfig, built: list[AlarmForConditionalGeneration]) -> dict[str, Any]:
+    """Only share frozen parts that are really the same: same RLM, same encoder spec."""
+    if not built:
+        return {}
+    first = built[0].config
+    if (config.text_model, config.text_config, config.text_seed) != (first.text_model, first.text_config, first.text_seed):
+        raise ValueError("ensemble members must use the same frozen RLM")
+    specs = {s.kind: s for s in config.encoder_specs()}
+    encoders = {k: e for k, e in shared["encoders"].items() if k in specs and e.spec == specs[k]}
+    return {**shared, "encoders": encoders}
+
+
+def build_model(name: str) -> AudioLanguageModel:
+    """Build a preset (name or JSON path) or load a saved model directory."""
+    if os.path.isdir(name):
+        return AlarmForConditionalGeneration.from_pretrained(name)
+    data = load_preset(name)
+    if "ensemble" in data:
+        spec = data["ensemble"]
+        unknown = set(spec) - {"members", "instructions"}
+        if unknown:
+            raise ValueError(f"unknown ensemble keys: {sorted(unknown)}")
+        return build_ensemble(list(spec["members"]), EnsembleInstructions.from_dict(spec.get("instructions", {}))).eval()
+    return AlarmForConditionalGeneration(AlarmConfig.from_preset_dict(data)).eval()

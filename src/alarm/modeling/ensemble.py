@@ -82,6 +82,9 @@ class AlarmEnsemble(nn.Module):
     def audio_lengths(self, sample_lengths: dict[int, torch.Tensor]) -> torch.Tensor:
         return sum(m.audio_lengths(sample_lengths) for m in self.members)
 
+    def audio_token_counts(self, sample_lengths: dict[int, torch.Tensor]) -> torch.Tensor:
+        return sum(m.audio_token_counts(sample_lengths) for m in self.members)
+
     def audio_slots(self, sample_lengths: dict[int, torch.Tensor]) -> list[list[AudioSlot]]:
         per_member = [m.audio_lengths(sample_lengths) for m in self.members]
         return [[AudioSlot(int(n[b])) for n in per_member] for b in range(per_member[0].shape[0])]

@@ -151,6 +151,10 @@ class AlarmForConditionalGeneration(PreTrainedModel):
             per_stream[kind] = self.branches[kind].output_lengths(frames)
         return self.fusion.output_lengths(per_stream) + 2
 
+    def audio_token_counts(self, sample_lengths: dict[int, torch.Tensor]) -> torch.Tensor:
+        """(B,) encoded audio tokens per sample: positions minus boundaries and separators."""
+        return self.audio_lengths(sample_lengths) - 2 - self.fusion.num_separators
+
     def audio_slots(self, sample_lengths: dict[int, torch.Tensor]) -> list[list[AudioSlot]]:
         """The audio slots of each sample's user turn (one per sample for a single model)."""
         return [[AudioSlot(int(n))] for n in self.audio_lengths(sample_lengths)]

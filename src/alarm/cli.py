@@ -1,0 +1,147 @@
+"""Command line: thin wrappers that parse arguments and call the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+import numpy as np
+
+from alarm.audio import AudioError, load_audio
+
+log = logging.getLogger("alarm")
+
+
+def _presets(args: argparse.Namespace) -> int:
+    from alarm.presets import list_presets, load_preset
+
+    for name in list_presets():
+        print(f"{name:28s} {load_preset(name).get('description', '')}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    import torch
+
+    from alarm.modeling.inputs import AudioBatch
+    from alarm.presets import build_model
+
+    model = build_model(args.preset)
+    params = _parameter_counts(model)
+    status = 0
+    for path in args.audio:
+        try:
+            wave = load_audio(path, max_seconds=args.max_seconds)
+        except AudioError as err:
+            print(f"alarm inspect: {err}", file=sys.stderr)
+            status = 2
+            continue
+        audio = AudioBatch.from_waveforms([wave], model.sample_rates)
+        with torch.no_grad():
+            _, valid = model.audio_embeddings(audio)
+        positions = int(valid.sum())
+        expected = int(model.audio_lengths(audio.lengths)[0])
+        if positions != expected:  # the length rules and the network disagree: a bug, say so loudly
+            raise RuntimeError(f"{path}: model produced {positions} audio positions, length rules predict {expected}")
+        tokens = int(model.audio_token_counts(audio.lengths)[0])
+        print(json.dumps({
+            "audio": str(path),
+            "seconds": round(wave.seconds, 4),
+            "audio_tokens": tokens,
+            "audio_positions": positions,
+            "token_rate_hz": round(tokens / wave.seconds, 3),
+            **params,
+        }))
+    return status
+
+
+def _parameter_counts(model) -> dict[str, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())  # shared modules are counted once
+    return {"trainable_params": trainable, "frozen_params": total - trainable}
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from alarm.generation import GenerationConfig, stream
+    from alarm.presets import build_model
+
+    try:
+        wave = load_audio(args.audio, max_seconds=args.max_seconds)
+    except AudioError as err:
+        print(f"alarm ask: {err}", file=sys.stderr)
+        return 2
+    model = build_model(args.preset)
+    config = GenerationConfig(
+        max_new_tokens=args.max_new_tokens, thinking_budget=args.thinking_budget, do_sample=args.sample
+    )
+    for piece in stream(model, wave, args.question, config, system=args.system):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def _clip(args: argparse.Namespace) -> int:
+    import soundfile as sf
+
+    rate = args.sample_rate
+    t = np.arange(int(args.seconds * rate)) / rate
+    if args.kind == "chirp":  # 200 Hz -> 4 kHz sweep: exercises every encoder's frequency range
+        f0, f1 = 200.0, 4000.0
+        phase = 2 * np.pi * (f0 * t + (f1 - f0) / (2 * args.seconds) * t**2)
+        signal = 0.4 * np.sin(phase)
+    elif args.kind == "tone":
+        signal = 0.4 * np.sin(2 * np.pi * 440.0 * t)
+    else:
+        signal = 0.1 * np.random.default_rng(args.seed).standard_normal(t.size)
+    sf.write(args.out, signal.astype(np.float32), rate)
+    print(args.out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alarm", description="Audio-language alignment for reasoning models.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("presets", help="list model presets")
+    p.set_defaults(func=_presets)
+
+    p = sub.add_parser("inspect", help="audio tokens and parameter counts of a preset, per audio file (JSON lines)")
+    p.add_argument("--preset", required=True, help="preset name, preset JSON file, or saved model directory")
+    p.add_argument("audio", nargs="+", help="audio files (anything libsndfile reads)")
+    p.add_argument("--max-seconds", type=float, default=3600.0, help="refuse longer audio")
+    p.set_defaults(func=_inspect)
+
+    p = sub.add_parser("ask", help="ask a question about a sound; streams reasoning and answer")
+    p.add_argument("audio")
+    p.add_argument("question")
+    p.add_argument("--preset", required=True, help="preset name, preset JSON file, or saved model directory")
+    p.add_argument("--thinking-budget", type=int, default=-1, help="max reasoning tokens (-1: unlimited)")
+    p.add_argument("--max-new-tokens", type=int, default=2048)
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--system", default=None, help="system prompt (default: the model's)")
+    p.add_argument("--max-seconds", type=float, default=3600.0)
+    p.set_defaults(func=_ask)
+
+    p = sub.add_parser("clip", help="write a synthetic test clip (chirp, tone or noise)")
+    p.add_argument("out")
+    p.add_argument("--kind", choices=("chirp", "tone", "noise"), default="chirp")
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--sample-rate", type=int, default=44_100)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_clip)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Chat layout: placeholders, context turns, label masking, padding."""
+
+import pytest
+import torch
+
+from alarm.chat import IGNORE_INDEX, AudioSlot, build_example, collate, render_prompt
+from alarm.modeling.tokenizer import AUDIO_TOKEN, load_tokenizer, token_id
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer("tiny")
+
+
+def test_audio_goes_inside_the_last_user_turn_before_the_text(tok):
+    context = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "<think>x</think>\n\nHello"}]
+    text, slots = render_prompt(tok, [AudioSlot(3), "Question?"], system="S", context=context)
+    assert text == (
+        "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>\n"
+        f"<|im_start|>user\n{AUDIO_TOKEN}Question?<|im_end|>\n<|im_start|>assistant\n<think>\n"
+    )
+    example = build_example(tok, [AudioSlot(3), "Question?"], system="S", context=context)
+    audio_id = token_id(tok, AUDIO_TOKEN)
+    ids = example.input_ids
+    first = ids.index(audio_id)
+    assert ids[first : first + 3] == [audio_id] * 3 and ids.count(audio_id) == 3
+    assert tok.decode(ids[first + 3 :]).startswith("Question?<|im_end|>")
+
+
+def test_labels_cover_target_and_end_of_turn_only(tok):
+    example = build_example(tok, [AudioSlot(2), "Q"], target="<think>\nr</think>\n\nA")
+    target = [t for t in example.labels if t != IGNORE_INDEX]
+    assert tok.decode(target) == "r</think>\n\nA<|im_end|>"
+    n = len(target)
+    assert example.input_ids[-n:] == target and all(t == IGNORE_INDEX for t in example.labels[:-n])
+
+
+def test_collate_pads_and_derives_masks_from_lengths(tok):
+    a = build_example(tok, [AudioSlot(1), "short"], target="x")
+    b = build_example(tok, [AudioSlot(4), "a longer question"], target="yy")
+    for side in ("right", "left"):
+        batch = collate([a, b], tok.pad_token_id, padding_side=side)
+        assert batch.attention_mask.sum(1).tolist() == [len(a.input_ids), len(b.input_ids)]
+        row = batch.input_ids[0][batch.attention_mask[0].bool()].tolist()
+        assert row == a.input_ids
+        assert (batch.labels[batch.attention_mask == 0] == IGNORE_INDEX).all()
+    assert collate([build_example(tok, ["q"])], tok.pad_token_id).labels is None
+
+
+def test_bad_chat_input(tok):
+    with pytest.raises(ValueError, match="placeholder"):
+        build_example(tok, [f"sneaky {AUDIO_TOKEN}"])
+    with pytest.raises(ValueError, match="context turns"):
+        build_example(tok, ["q"], context=[{"role": "robot", "content": "x"}])
+    with pytest.raises(ValueError, match="at least one"):
+        AudioSlot(0)

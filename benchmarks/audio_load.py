@@ -145,8 +145,7 @@ def markdown(results: list[Result]) -> str:
     ]
     for r in results:
         lines.append(
-            f"| {r.fmt} | {r.task} | {r.audio_s:.0f} | {r.wall_s:.3f} | "
-            f"{r.x_realtime:,.0f}× | {r.vs_load:.2f} |"
+            f"| {r.fmt} | {r.task} | {r.audio_s:.0f} | {r.wall_s:.3f} | {r.x_realtime:,.0f}× | {r.vs_load:.2f} |"
         )
     return "\n".join(lines)
 
@@ -157,8 +156,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10)")
     parser.add_argument("--repeats", type=int, default=5, help="passes per task; best is kept")
     parser.add_argument("--cores", type=int, default=2, help="CPU cores to pin to (default 2)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="loader processes (default 1 = in-process, sequential)")
+    parser.add_argument("--workers", type=int, default=1, help="loader processes (default 1 = in-process, sequential)")
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=list(FORMATS))
     args = parser.parse_args()
 

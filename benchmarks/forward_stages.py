@@ -27,11 +27,29 @@ from alarm.presets import load_preset
 
 # A mid-size twin: ~10x the tiny widths, between the tiny preset and the paper sizes.
 MID = {
-    "text_config": {"hidden_size": 512, "intermediate_size": 1536, "num_hidden_layers": 8, "num_attention_heads": 8,
-                    "num_key_value_heads": 4, "head_dim": 64},
+    "text_config": {
+        "hidden_size": 512,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 8,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 4,
+        "head_dim": 64,
+    },
     "whisper": {"d_model": 384, "encoder_layers": 8, "encoder_attention_heads": 6, "encoder_ffn_dim": 1536},
-    "w2vbert": {"hidden_size": 256, "num_hidden_layers": 6, "num_attention_heads": 4, "intermediate_size": 1024, "output_hidden_size": 256},
-    "muq": {"conv_dim": 64, "hidden_size": 256, "num_hidden_layers": 6, "num_attention_heads": 4, "intermediate_size": 1024},
+    "w2vbert": {
+        "hidden_size": 256,
+        "num_hidden_layers": 6,
+        "num_attention_heads": 4,
+        "intermediate_size": 1024,
+        "output_hidden_size": 256,
+    },
+    "muq": {
+        "conv_dim": 64,
+        "hidden_size": 256,
+        "num_hidden_layers": 6,
+        "num_attention_heads": 4,
+        "intermediate_size": 1024,
+    },
     "sslam": {"embed_dim": 256, "depth": 6, "num_heads": 4, "mlp_ratio": 4.0},
     "branch_dim": 256,
     "fusion": {"hidden_size": 256, "ffn_size": 1024, "num_heads": 4},
@@ -88,8 +106,10 @@ def run(name: str, config: AlarmConfig, seconds: float, repeats: int) -> list[st
     total = sum(best.values())
     params = model.num_parameters_by_role()
     rows = [f"| {name} | {stage} | {1000 * t / seconds:.1f} | {t / total:.1%} |" for stage, t in best.items()]
-    rows.append(f"| {name} | **total** ({seconds / total:.1f}x real time; {params['frozen'] / 1e6:.1f} M frozen, "
-                f"{params['trainable'] / 1e6:.2f} M trainable) | {1000 * total / seconds:.1f} | 100% |")
+    rows.append(
+        f"| {name} | **total** ({seconds / total:.1f}x real time; {params['frozen'] / 1e6:.1f} M frozen, "
+        f"{params['trainable'] / 1e6:.2f} M trainable) | {1000 * total / seconds:.1f} | 100% |"
+    )
     return rows
 
 
@@ -102,7 +122,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.seconds} s of audio, best of {args.repeats}\n")
     print("| config | stage | ms per audio second | share |\n|---|---|---:|---:|")
-    for name, config in (("tiny-alarm-ca", AlarmConfig.from_preset_dict(load_preset("tiny-alarm-ca"))), ("mid-alarm-ca", mid_config())):
+    for name, config in (
+        ("tiny-alarm-ca", AlarmConfig.from_preset_dict(load_preset("tiny-alarm-ca"))),
+        ("mid-alarm-ca", mid_config()),
+    ):
         print("\n".join(run(name, config, args.seconds, args.repeats)))
 
 

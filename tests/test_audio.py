@@ -225,7 +225,9 @@ def test_resample_identity_and_refusals():
 # Segments
 
 
-@pytest.mark.parametrize("ext,subtype", [("wav", "FLOAT"), ("wav", "PCM_16"), pytest.param("flac", "PCM_16", marks=needs("FLAC"))])
+@pytest.mark.parametrize(
+    "ext,subtype", [("wav", "FLOAT"), ("wav", "PCM_16"), pytest.param("flac", "PCM_16", marks=needs("FLAC"))]
+)
 def test_segment_reads_exact_samples(tmp_path, ext, subtype):
     rate = 16000
     x = np.random.default_rng(1).uniform(-0.9, 0.9, (3 * rate, 2)).astype(np.float32)

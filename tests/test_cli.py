@@ -32,8 +32,11 @@ def test_inspect_bad_audio_exits_nonzero_naming_file(tmp_path):
     nan = tmp_path / "nan.wav"
     sf.write(nan, np.full(1600, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
     for path, reason in ((bad, "not a readable audio file"), (nan, "NaN")):
-        proc = subprocess.run([sys.executable, "-m", "alarm.cli", "inspect", "--preset", "tiny-al-sslam-r", str(path)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "alarm.cli", "inspect", "--preset", "tiny-al-sslam-r", str(path)],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode != 0
         err = proc.stderr.strip().splitlines()
         assert len(err) == 1 and str(path) in err[0] and reason in err[0]

@@ -42,10 +42,13 @@ def tok():
 
 def test_budget_closes_reasoning_and_continues(tok):
     eos = tok.eos_token
-    lm = ScriptedLM(tok, [
-        ["ok</think>\n\nA" + eos, "thinking and thinking"],  # pass 1: sample 0 done, sample 1 hits B
-        ["The answer is B." + eos],  # pass 2: only sample 1 continues
-    ])
+    lm = ScriptedLM(
+        tok,
+        [
+            ["ok</think>\n\nA" + eos, "thinking and thinking"],  # pass 1: sample 0 done, sample 1 hits B
+            ["The answer is B." + eos],  # pass 2: only sample 1 continues
+        ],
+    )
     embeds, mask = torch.randn(2, 5, 4), torch.tensor([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
     budget = len(tok("thinking and thinking", add_special_tokens=False).input_ids)
     out = generate(lm, tok, embeds, mask, GenerationConfig(max_new_tokens=200, thinking_budget=budget))
@@ -62,14 +65,23 @@ def test_budget_closes_reasoning_and_continues(tok):
 
 def test_answer_after_think_in_first_pass_is_continued_not_closed(tok):
     lm = ScriptedLM(tok, [["ab</think>\n\nstart"], ["ed" + tok.eos_token]])
-    out = generate(lm, tok, torch.randn(1, 3, 4), torch.ones(1, 3, dtype=torch.long),
-                   GenerationConfig(max_new_tokens=50, thinking_budget=len(tok("ab</think>\n\nstart", add_special_tokens=False).input_ids)))
+    out = generate(
+        lm,
+        tok,
+        torch.randn(1, 3, 4),
+        torch.ones(1, 3, dtype=torch.long),
+        GenerationConfig(
+            max_new_tokens=50, thinking_budget=len(tok("ab</think>\n\nstart", add_special_tokens=False).input_ids)
+        ),
+    )
     assert not out[0].budget_reached and out[0].answer == "started" and out[0].num_reasoning_tokens == 2
 
 
 def test_unlimited_budget_is_one_pass(tok):
     lm = ScriptedLM(tok, [["long reasoning</think>\n\nX" + tok.eos_token]])
-    out = generate(lm, tok, torch.randn(1, 3, 4), torch.ones(1, 3, dtype=torch.long), GenerationConfig(thinking_budget=-1))
+    out = generate(
+        lm, tok, torch.randn(1, 3, 4), torch.ones(1, 3, dtype=torch.long), GenerationConfig(thinking_budget=-1)
+    )
     assert len(lm.calls) == 1 and out[0].answer == "X"
 
 
@@ -88,8 +100,12 @@ def _stubborn(model):
 @pytest.mark.parametrize("budget", [0, 7])
 def test_budget_on_tiny_model(budget):
     model = _stubborn(build_model("tiny-al-whisper-instruct-r"))
-    outs = answer(model, [chirp_wave(1.0), chirp_wave(2.5)], ["What is this?", "Describe."],
-                  GenerationConfig(max_new_tokens=40, thinking_budget=budget))
+    outs = answer(
+        model,
+        [chirp_wave(1.0), chirp_wave(2.5)],
+        ["What is this?", "Describe."],
+        GenerationConfig(max_new_tokens=40, thinking_budget=budget),
+    )
     think_end = token_id(model.tokenizer, "</think>")
     for out in outs:
         assert out.num_reasoning_tokens <= budget and out.budget_reached

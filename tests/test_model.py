@@ -83,9 +83,13 @@ def test_loss_covers_target_tokens_only():
     slots = model.audio_slots(audio.lengths)
     examples = [
         build_example(model.tokenizer, model.user_parts(q, s), system="sys", target=t)
-        for q, s, t in zip(["Describe it.", "Loud?"], slots, ["<think>\nnoise</think>\n\nNoise.", "<think>\nyes</think>\n\nYes."])
+        for q, s, t in zip(
+            ["Describe it.", "Loud?"], slots, ["<think>\nnoise</think>\n\nNoise.", "<think>\nyes</think>\n\nYes."]
+        )
     ]
-    target_ids = model.tokenizer("noise</think>\n\nNoise.", add_special_tokens=False).input_ids + [model.tokenizer.eos_token_id]
+    target_ids = model.tokenizer("noise</think>\n\nNoise.", add_special_tokens=False).input_ids + [
+        model.tokenizer.eos_token_id
+    ]
     assert [t for t in examples[0].labels if t != IGNORE_INDEX] == target_ids
     batch = collate(examples, model.tokenizer.pad_token_id)
     out = model(batch.input_ids, batch.attention_mask, audio=audio, labels=batch.labels)
@@ -146,9 +150,13 @@ def test_paper_presets_mirror_their_tiny_twins():
             continue
         big, little = preset_config(name), preset_config("tiny-" + name)
         assert big.text_model == "Qwen/Qwen3-4B-Thinking-2507" and little.text_model is None
-        assert [(s.kind, len(s.layers)) for s in big.encoder_specs()] == [(s.kind, len(s.layers)) for s in little.encoder_specs()]
+        assert [(s.kind, len(s.layers)) for s in big.encoder_specs()] == [
+            (s.kind, len(s.layers)) for s in little.encoder_specs()
+        ]
         assert all(s.pretrained for s in big.encoder_specs())
-        assert {k: v["adapter"] for k, v in big.branches.items()} == {k: v["adapter"] for k, v in little.branches.items()}
+        assert {k: v["adapter"] for k, v in big.branches.items()} == {
+            k: v["adapter"] for k, v in little.branches.items()
+        }
         for key in ("type", "main", "conditional", "num_latents", "layers_per_encoder"):
             assert big.fusion[key] == little.fusion[key]
 

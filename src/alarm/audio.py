@@ -132,14 +132,14 @@ class Waveform:
         """Duration in seconds."""
         return len(self.samples) / self.sample_rate
 
-    def resample(self, rate: int) -> "Waveform":
+    def resample(self, rate: int) -> Waveform:
         """The same audio at ``rate`` (soxr, HQ); ``self`` when the rate already matches."""
         rate = _check_rate(rate, self.source)
         if rate == self.sample_rate:
             return self
         return Waveform(resample(self.samples, self.sample_rate, rate), rate, self.source)
 
-    def to_tensor(self) -> "torch.Tensor":
+    def to_tensor(self) -> torch.Tensor:
         """The samples as a float32 1-D tensor (a copy: in-place edits never reach ``self``)."""
         import torch
 
@@ -232,8 +232,7 @@ def load_audio(
         wave = _from_array(source, sample_rate, max_seconds, offset_s, duration_s)
     elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
-        wave = _from_file(io.BytesIO(data), "<bytes>", len(data), sample_rate, max_seconds,
-                          offset_s, duration_s)
+        wave = _from_file(io.BytesIO(data), "<bytes>", len(data), sample_rate, max_seconds, offset_s, duration_s)
     elif isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         wave = _from_file(path, path, _file_size(path), sample_rate, max_seconds, offset_s, duration_s)
@@ -249,22 +248,28 @@ def load_audio(
 
 
 def _from_waveform(
-    wave: Waveform, sample_rate: int | None, max_seconds: float | None,
-    offset_s: float, duration_s: float | None,
+    wave: Waveform,
+    sample_rate: int | None,
+    max_seconds: float | None,
+    offset_s: float,
+    duration_s: float | None,
 ) -> Waveform:
     _check_expected_rate(wave.sample_rate, sample_rate, wave.source)
     if len(wave.samples) == 0:
         raise _fail(wave.source, "audio is empty (0 samples)")
     start, frames = _segment(len(wave.samples), wave.sample_rate, offset_s, duration_s, wave.source)
     if frames != len(wave.samples):
-        wave = Waveform(wave.samples[start:start + frames], wave.sample_rate, wave.source)
+        wave = Waveform(wave.samples[start : start + frames], wave.sample_rate, wave.source)
     validate(wave.samples, wave.sample_rate, wave.source, max_seconds)
     return wave
 
 
 def _from_array(
-    array: np.ndarray, sample_rate: int | None, max_seconds: float | None,
-    offset_s: float, duration_s: float | None,
+    array: np.ndarray,
+    sample_rate: int | None,
+    max_seconds: float | None,
+    offset_s: float,
+    duration_s: float | None,
 ) -> Waveform:
     source = "<array>"
     if sample_rate is None:
@@ -289,7 +294,7 @@ def _from_array(
         frames_first = array if array.shape[1] <= array.shape[0] else array.T
     start, frames = _segment(frames_first.shape[0], rate, offset_s, duration_s, source)
     _check_length(frames, rate, source, max_seconds)
-    mono = _mix_to_mono(_to_float32(frames_first[start:start + frames], source))
+    mono = _mix_to_mono(_to_float32(frames_first[start : start + frames], source))
     if np.may_share_memory(mono, array):  # a frozen Waveform must not alias the caller's array
         mono = mono.copy()
     validate(mono, rate, source, max_seconds)
@@ -297,8 +302,13 @@ def _from_array(
 
 
 def _from_file(
-    file: str | BinaryIO, source: str, size: int, sample_rate: int | None,
-    max_seconds: float | None, offset_s: float, duration_s: float | None,
+    file: str | BinaryIO,
+    source: str,
+    size: int,
+    sample_rate: int | None,
+    max_seconds: float | None,
+    offset_s: float,
+    duration_s: float | None,
 ) -> Waveform:
     if size == 0:
         raise _fail(source, "file is empty (0 bytes)")
@@ -324,9 +334,7 @@ def _from_file(
         try:
             data = _read_frames(handle, start, frames)
         except (sf.SoundFileError, RuntimeError) as err:
-            raise _fail(
-                source, f"unreadable or truncated: decoding failed (libsndfile: {_sf_reason(err)})"
-            ) from err
+            raise _fail(source, f"unreadable or truncated: decoding failed (libsndfile: {_sf_reason(err)})") from err
     if data.shape[0] < frames:
         raise _fail(
             source,
@@ -355,8 +363,7 @@ def _check_rate(rate: object, source: str) -> int:
     if not MIN_SAMPLE_RATE <= value <= MAX_SAMPLE_RATE:
         raise _fail(
             source,
-            f"sample rate {value} Hz is outside the plausible range "
-            f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz",
+            f"sample rate {value} Hz is outside the plausible range [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz",
         )
     return value
 
@@ -375,9 +382,7 @@ def _check_length(frames: int, rate: int, source: str, max_seconds: float | None
         )
 
 
-def _segment(
-    total: int, rate: int, offset_s: float, duration_s: float | None, source: str
-) -> tuple[int, int]:
+def _segment(total: int, rate: int, offset_s: float, duration_s: float | None, source: str) -> tuple[int, int]:
     """(first frame, frame count) of ``[offset_s, offset_s + duration_s)``, cut at the end."""
     if not (math.isfinite(offset_s) and offset_s >= 0):
         raise _fail(source, f"offset_s must be finite and >= 0, got {offset_s!r}")
@@ -385,9 +390,7 @@ def _segment(
         raise _fail(source, f"duration_s must be finite and > 0, got {duration_s!r}")
     start = round(offset_s * rate)
     if start >= total:
-        raise _fail(
-            source, f"offset {offset_s:g} s is beyond the end of the audio ({total / rate:.3f} s)"
-        )
+        raise _fail(source, f"offset {offset_s:g} s is beyond the end of the audio ({total / rate:.3f} s)")
     frames = total - start if duration_s is None else min(round(duration_s * rate), total - start)
     if frames <= 0:
         raise _fail(source, f"segment is empty: duration {duration_s:g} s is under one sample")
@@ -446,8 +449,7 @@ def _check_chunk_truncation(file: str | BinaryIO, source: str) -> None:
         declared, present = found
         raise _fail(
             source,
-            f"truncated: the header declares {declared} bytes of audio data "
-            f"but only {present} are present",
+            f"truncated: the header declares {declared} bytes of audio data but only {present} are present",
         )
 
 

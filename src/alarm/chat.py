@@ -13,8 +13,8 @@ answer and the end-of-turn token, so the loss is computed on what the RLM must p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -36,7 +36,7 @@ class AudioSlot:
             raise ValueError(f"an audio slot needs at least one position, got {self.size}")
 
 
-UserPart = Union[str, AudioSlot]
+UserPart = str | AudioSlot
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def build_example(
     if target is None:
         return ChatExample(prompt_ids, [IGNORE_INDEX] * len(prompt_ids))
     if text.rstrip().endswith(THINK_OPEN) and target.lstrip().startswith(THINK_OPEN):
-        target = target.lstrip()[len(THINK_OPEN):].lstrip("\n")
+        target = target.lstrip()[len(THINK_OPEN) :].lstrip("\n")
     target_ids = tokenizer(target, add_special_tokens=False).input_ids + [int(tokenizer.eos_token_id)]
     return ChatExample(prompt_ids + target_ids, [IGNORE_INDEX] * len(prompt_ids) + target_ids)
 

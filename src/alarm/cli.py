@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -47,14 +47,18 @@ def _inspect(args: argparse.Namespace) -> int:
         if positions != expected:  # the length rules and the network disagree: a bug, say so loudly
             raise RuntimeError(f"{path}: model produced {positions} audio positions, length rules predict {expected}")
         tokens = int(model.audio_token_counts(audio.lengths)[0])
-        print(json.dumps({
-            "audio": str(path),
-            "seconds": round(wave.seconds, 4),
-            "audio_tokens": tokens,
-            "audio_positions": positions,
-            "token_rate_hz": round(tokens / wave.seconds, 3),
-            **params,
-        }))
+        print(
+            json.dumps(
+                {
+                    "audio": str(path),
+                    "seconds": round(wave.seconds, 4),
+                    "audio_tokens": tokens,
+                    "audio_positions": positions,
+                    "token_rate_hz": round(tokens / wave.seconds, 3),
+                    **params,
+                }
+            )
+        )
     return status
 
 
@@ -139,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     return args.func(args)
 
 

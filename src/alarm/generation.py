@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -81,7 +82,7 @@ class _QueueStreamer(BaseStreamer):
     tensor, which carries nothing and is dropped like any empty put.
     """
 
-    def __init__(self, sink: "queue.Queue[list[int] | None]") -> None:
+    def __init__(self, sink: queue.Queue[list[int] | None]) -> None:
         self.sink = sink
 
     def put(self, value: torch.Tensor) -> None:
@@ -214,7 +215,7 @@ def stream(
 ) -> Iterator[str]:
     """Yield the text of one answer as it is generated (reasoning, closing sentence, answer)."""
     embeds, mask = prepare_inputs(model, [waveform], [prompt], **chat)
-    sink: "queue.Queue[list[int] | None]" = queue.Queue()
+    sink: queue.Queue[list[int] | None] = queue.Queue()
     failure: list[BaseException] = []
 
     def run() -> None:
@@ -233,7 +234,7 @@ def stream(
         ids.extend(t for t in chunk if t != model.tokenizer.eos_token_id)
         text = model.tokenizer.decode(ids, skip_special_tokens=False)
         if len(text) > len(shown) and not text.endswith("\ufffd"):  # wait for whole UTF-8 characters
-            yield text[len(shown):]
+            yield text[len(shown) :]
             shown = text
     worker.join()
     if failure:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 from importlib import resources
-from typing import Any, Union
+from typing import Any
 
 from alarm.modeling.configuration import AlarmConfig
 from alarm.modeling.ensemble import AlarmEnsemble, EnsembleInstructions
 from alarm.modeling.model import AlarmForConditionalGeneration
 
-AudioLanguageModel = Union[AlarmForConditionalGeneration, AlarmEnsemble]
+AudioLanguageModel = AlarmForConditionalGeneration | AlarmEnsemble
 
 
 def list_presets() -> list[str]:
@@ -50,7 +50,7 @@ def preset_config(name: str) -> AlarmConfig:
 
 
 def build_ensemble(
-    members: list[AlarmConfig | str], instructions: EnsembleInstructions = EnsembleInstructions()
+    members: list[AlarmConfig | str], instructions: EnsembleInstructions | None = None
 ) -> AlarmEnsemble:
     """Build ensemble members sharing one RLM, one tokenizer and identical encoders.
 
@@ -67,20 +67,28 @@ def build_ensemble(
                 "encoders": {k: e for m in built for k, e in m.encoders.items()},
             }
         if isinstance(member, str) and os.path.isdir(member):
-            model = AlarmForConditionalGeneration.from_pretrained(member, **_matching(shared, AlarmConfig.from_pretrained(member), built))
+            model = AlarmForConditionalGeneration.from_pretrained(
+                member, **_matching(shared, AlarmConfig.from_pretrained(member), built)
+            )
         else:
             config = preset_config(member) if isinstance(member, str) else member
             model = AlarmForConditionalGeneration(config, **_matching(shared, config, built))
         built.append(model)
-    return AlarmEnsemble(built, instructions)
+    return AlarmEnsemble(built, instructions or EnsembleInstructions())
 
 
-def _matching(shared: dict[str, Any], config: AlarmConfig, built: list[AlarmForConditionalGeneration]) -> dict[str, Any]:
+def _matching(
+    shared: dict[str, Any], config: AlarmConfig, built: list[AlarmForConditionalGeneration]
+) -> dict[str, Any]:
     """Only share frozen parts that are really the same: same RLM, same encoder spec."""
     if not built:
         return {}
     first = built[0].config
-    if (config.text_model, config.text_config, config.text_seed) != (first.text_model, first.text_config, first.text_seed):
+    if (config.text_model, config.text_config, config.text_seed) != (
+        first.text_model,
+        first.text_config,
+        first.text_seed,
+    ):
         raise ValueError("ensemble members must use the same frozen RLM")
     specs = {s.kind: s for s in config.encoder_specs()}
     encoders = {k: e for k, e in shared["encoders"].items() if k in specs and e.spec == specs[k]}
@@ -97,5 +105,7 @@ def build_model(name: str) -> AudioLanguageModel:
         unknown = set(spec) - {"members", "instructions"}
         if unknown:
             raise ValueError(f"unknown ensemble keys: {sorted(unknown)}")
-        return build_ensemble(list(spec["members"]), EnsembleInstructions.from_dict(spec.get("instructions", {}))).eval()
+        return build_ensemble(
+            list(spec["members"]), EnsembleInstructions.from_dict(spec.get("instructions", {}))
+        ).eval()
     return AlarmForConditionalGeneration(AlarmConfig.from_preset_dict(data)).eval()

@@ -21,8 +21,9 @@ from __future__ import annotations
 import contextlib
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -54,12 +55,10 @@ class EncoderSpec:
         if not self.layers:
             raise ValueError(f"encoder {self.kind!r}: at least one layer must be selected")
         if self.pretrained is None and not self.config:
-            raise ValueError(
-                f"encoder {self.kind!r}: give `pretrained` (hub id or path) or a `config` for random init"
-            )
+            raise ValueError(f"encoder {self.kind!r}: give `pretrained` (hub id or path) or a `config` for random init")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EncoderSpec":
+    def from_dict(cls, data: dict[str, Any]) -> EncoderSpec:
         known = {"kind", "layers", "pretrained", "config", "seed", "window_seconds"}
         unknown = set(data) - known
         if unknown:
@@ -113,7 +112,7 @@ class FrozenEncoder(nn.Module, ABC):
     # -- what a subclass provides -------------------------------------------------------
     @classmethod
     @abstractmethod
-    def from_spec(cls, spec: EncoderSpec) -> "FrozenEncoder":
+    def from_spec(cls, spec: EncoderSpec) -> FrozenEncoder:
         """Build from released weights (``spec.pretrained``) or seeded random init (``spec.config``)."""
 
     @property
@@ -138,7 +137,7 @@ class FrozenEncoder(nn.Module, ABC):
         """
 
     # -- shared mechanism ---------------------------------------------------------------
-    def freeze(self) -> "FrozenEncoder":
+    def freeze(self) -> FrozenEncoder:
         """Declare the encoder frozen: no grads, eval mode forever (see `train`)."""
         self.requires_grad_(False)
         self.eval()
@@ -153,7 +152,7 @@ class FrozenEncoder(nn.Module, ABC):
                 f"0..{self.num_hidden_states - 1}"
             )
 
-    def train(self, mode: bool = True) -> "FrozenEncoder":
+    def train(self, mode: bool = True) -> FrozenEncoder:
         # Frozen encoders stay in eval mode (dropout off) even inside a model in train mode.
         return super().train(False)
 
@@ -186,7 +185,9 @@ class FrozenEncoder(nn.Module, ABC):
             out_lengths: (B,) valid frames per sample.
         """
         if waves.dim() != 2 or lengths.dim() != 1 or waves.shape[0] != lengths.shape[0]:
-            raise ValueError(f"expected waves (B, S) and lengths (B,), got {tuple(waves.shape)} and {tuple(lengths.shape)}")
+            raise ValueError(
+                f"expected waves (B, S) and lengths (B,), got {tuple(waves.shape)} and {tuple(lengths.shape)}"
+            )
         if bool((lengths <= 0).any()):
             raise ValueError("every wave must have at least one sample")
         pieces: list[torch.Tensor] = []
@@ -249,7 +250,7 @@ def read_checkpoint(pretrained: str, prefix: str = "") -> dict[str, torch.Tensor
             state = load_file(path)
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     where = "directory" if os.path.isdir(pretrained) else "repository"
     raise FileNotFoundError(f"no weights ({', '.join(_WEIGHT_FILES)}) found in {where} {pretrained!r}")
 

@@ -38,8 +38,9 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -87,12 +88,10 @@ class MuQArch:
             raise ValueError(f"muq: n_mels must be a multiple of 4 (two stride-2 conv blocks), got {self.n_mels}")
         heads = self.num_attention_heads
         if heads < 1 or self.hidden_size % heads or (self.hidden_size // heads) % 2:
-            raise ValueError(
-                f"muq: hidden_size {self.hidden_size} must split into {heads} heads of even size (rotary)"
-            )
+            raise ValueError(f"muq: hidden_size {self.hidden_size} must split into {heads} heads of even size (rotary)")
 
     @classmethod
-    def from_dict(cls, overrides: Mapping[str, Any]) -> "MuQArch":
+    def from_dict(cls, overrides: Mapping[str, Any]) -> MuQArch:
         """Defaults with ``overrides`` applied; unknown keys are an error, not silently ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - known)
@@ -101,7 +100,7 @@ class MuQArch:
         return cls(**dict(overrides))
 
     @classmethod
-    def from_released_config(cls, config: Mapping[str, Any]) -> "MuQArch":
+    def from_released_config(cls, config: Mapping[str, Any]) -> MuQArch:
         """Read a released MuQ ``config.json`` (the ``MuQConfig`` fields, with ``w2v2_config`` and ``stat``)."""
         checks = {"label_rate": 25, "hop_length": HOP_LENGTH, "features": ["melspec_2048"]}
         for key, expected in checks.items():
@@ -122,10 +121,20 @@ class MuQArch:
             conv_dim=int(config.get("conv_dim", d.conv_dim)),
             hidden_size=int(config.get("encoder_dim", d.hidden_size)),
             num_hidden_layers=int(config.get("encoder_depth", d.num_hidden_layers)),
-            **{k: type(getattr(d, k))(w2v2[k]) for k in (
-                "num_attention_heads", "intermediate_size", "conv_depthwise_kernel_size", "num_conv_pos_embeddings",
-                "num_conv_pos_embedding_groups", "rotary_embedding_base", "hidden_act", "layer_norm_eps",
-            ) if k in w2v2},
+            **{
+                k: type(getattr(d, k))(w2v2[k])
+                for k in (
+                    "num_attention_heads",
+                    "intermediate_size",
+                    "conv_depthwise_kernel_size",
+                    "num_conv_pos_embeddings",
+                    "num_conv_pos_embedding_groups",
+                    "rotary_embedding_base",
+                    "hidden_act",
+                    "layer_norm_eps",
+                )
+                if k in w2v2
+            },
         )
 
     def conformer_config(self) -> Wav2Vec2ConformerConfig:
@@ -285,7 +294,7 @@ class MuQEncoder(FrozenEncoder):
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def from_spec(cls, spec: EncoderSpec) -> "MuQEncoder":
+    def from_spec(cls, spec: EncoderSpec) -> MuQEncoder:
         """Released weights from ``spec.pretrained`` (directory or hub id), else seeded random init."""
         if spec.pretrained:
             return cls.from_released(spec)
@@ -294,7 +303,7 @@ class MuQEncoder(FrozenEncoder):
             return cls(spec, arch)
 
     @classmethod
-    def from_released(cls, spec: EncoderSpec) -> "MuQEncoder":
+    def from_released(cls, spec: EncoderSpec) -> MuQEncoder:
         """Build from a released checkpoint (``config.json`` + ``model.safetensors``/``pytorch_model.bin``)."""
         if spec.config:
             logger.warning("muq: `config` is ignored when loading pretrained weights")

@@ -32,8 +32,9 @@ import dataclasses
 import functools
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -99,7 +100,7 @@ class SSLAMConfig:
             raise ValueError(f"sslam: max_length must be >= {TIME_PATCHES} time patches")
 
     @classmethod
-    def from_dict(cls, overrides: Mapping[str, Any]) -> "SSLAMConfig":
+    def from_dict(cls, overrides: Mapping[str, Any]) -> SSLAMConfig:
         """Build from architecture overrides, rejecting unknown keys (a typo must not pass silently)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(overrides) - known
@@ -117,7 +118,7 @@ def fbank_frames(num_samples: int) -> int:
     return 0 if padded < FRAME_LENGTH else 1 + (padded - FRAME_LENGTH) // FRAME_SHIFT
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mel_banks() -> torch.Tensor:
     """Kaldi's triangular mel filters, (257, 128) float32: triangles in mel space, Nyquist bin zero."""
     mel = lambda hz: 1127.0 * torch.log1p(hz / 700.0)  # noqa: E731 - Kaldi mel scale
@@ -288,7 +289,7 @@ def convert_released_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, 
     """
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        key = key[len(RELEASED_PREFIX):] if key.startswith(RELEASED_PREFIX) else key
+        key = key[len(RELEASED_PREFIX) :] if key.startswith(RELEASED_PREFIX) else key
         if key.startswith(DROPPED_PREFIXES):
             continue
         out[RENAMED_KEYS.get(key, key)] = value.float() if value.is_floating_point() else value
@@ -297,8 +298,15 @@ def convert_released_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, 
 
 def config_from_release(state: Mapping[str, torch.Tensor], hub_config: Mapping[str, Any]) -> SSLAMConfig:
     """Architecture of converted weights: sizes from the tensors, heads/eps from ``config.json``."""
-    required = {"patch_size": 16, "stride": 16, "in_chans": 1, "mel_bins": 128, "layer_norm_first": False,
-                   "fixed_positions": True, "norm_affine": True}
+    required = {
+        "patch_size": 16,
+        "stride": 16,
+        "in_chans": 1,
+        "mel_bins": 128,
+        "layer_norm_first": False,
+        "fixed_positions": True,
+        "norm_affine": True,
+    }
     bad = {k: hub_config[k] for k, v in required.items() if k in hub_config and hub_config[k] != v}
     if bad:
         raise ValueError(f"sslam: released config {bad} differs from the supported EAT layout {required}")
@@ -367,7 +375,7 @@ class SSLAMEncoder(FrozenEncoder):
         self._check_layers()
 
     @classmethod
-    def from_spec(cls, spec: EncoderSpec) -> "SSLAMEncoder":
+    def from_spec(cls, spec: EncoderSpec) -> SSLAMEncoder:
         """Released weights when ``spec.pretrained`` is set, else seeded random init from ``spec.config``."""
         if spec.pretrained is not None:
             return cls(spec, load_released(spec.pretrained))

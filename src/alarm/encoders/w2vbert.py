@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig, Wav2Vec2BertModel
 
-from alarm.encoders.base import EncoderSpec, FrozenEncoder, hf_config, select_layers, seeded
+from alarm.encoders.base import EncoderSpec, FrozenEncoder, hf_config, seeded, select_layers
 
 WIN_LENGTH = 400  # 25 ms at 16 kHz
 HOP_LENGTH = 160  # 10 ms at 16 kHz
@@ -30,13 +30,15 @@ class W2VBertEncoder(FrozenEncoder):
     frame_rate = 50.0
     default_window_seconds = 30.0
 
-    def __init__(self, spec: EncoderSpec, model: Wav2Vec2BertModel, feature_extractor: SeamlessM4TFeatureExtractor) -> None:
+    def __init__(
+        self, spec: EncoderSpec, model: Wav2Vec2BertModel, feature_extractor: SeamlessM4TFeatureExtractor
+    ) -> None:
         super().__init__(spec)
         self.model = model
         self.feature_extractor = feature_extractor
 
     @classmethod
-    def from_spec(cls, spec: EncoderSpec) -> "W2VBertEncoder":
+    def from_spec(cls, spec: EncoderSpec) -> W2VBertEncoder:
         if spec.pretrained is not None:
             model = Wav2Vec2BertModel.from_pretrained(spec.pretrained, dtype=torch.float32)
             feature_extractor = SeamlessM4TFeatureExtractor.from_pretrained(spec.pretrained)

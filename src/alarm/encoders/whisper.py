@@ -11,12 +11,13 @@ Only the encoder half of the released encoder-decoder checkpoint is read (keys
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import torch
 from transformers import WhisperConfig, WhisperFeatureExtractor
 from transformers.models.whisper.modeling_whisper import WhisperEncoder as HFWhisperEncoder
 
-from alarm.encoders.base import EncoderSpec, FrozenEncoder, hf_config, read_checkpoint, select_layers, seeded
+from alarm.encoders.base import EncoderSpec, FrozenEncoder, hf_config, read_checkpoint, seeded, select_layers
 
 HOP_LENGTH = 160  # samples per mel frame at 16 kHz
 
@@ -39,7 +40,7 @@ class WhisperEncoder(FrozenEncoder):
             raise ValueError(f"whisper: window_seconds {self.window_seconds} exceeds the model's {max_seconds} s")
 
     @classmethod
-    def from_spec(cls, spec: EncoderSpec) -> "WhisperEncoder":
+    def from_spec(cls, spec: EncoderSpec) -> WhisperEncoder:
         if spec.pretrained is not None:
             config = WhisperConfig.from_pretrained(spec.pretrained)
             model = HFWhisperEncoder(config)
@@ -80,4 +81,3 @@ class WhisperEncoder(FrozenEncoder):
         lengths = torch.tensor([self.window_output_length(w.numel()) for w in waves], dtype=torch.long)
         hidden = select_layers(out.hidden_states, self.layers)[:, :, : int(lengths.max())]  # (L, N, T, D)
         return hidden, lengths
-

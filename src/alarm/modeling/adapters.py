@@ -97,7 +97,7 @@ class BranchConfig:
     project: bool = True
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "BranchConfig":
+    def from_dict(cls, data: dict[str, Any]) -> BranchConfig:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown branch config keys: {sorted(unknown)}")

@@ -51,7 +51,9 @@ class AlarmConfig(PretrainedConfig):
         self.text_config = dict(text_config or {})
         self.text_seed = int(text_seed)
         self.tokenizer_name = tokenizer_name or text_model
-        self.encoders = [EncoderSpec.from_dict(e).to_dict() if isinstance(e, dict) else e.to_dict() for e in encoders or []]
+        self.encoders = [
+            EncoderSpec.from_dict(e).to_dict() if isinstance(e, dict) else e.to_dict() for e in encoders or []
+        ]
         kinds = [e["kind"] for e in self.encoders]
         if len(set(kinds)) != len(kinds):
             raise ValueError(f"each encoder kind may appear once, got {kinds}")
@@ -80,10 +82,20 @@ class AlarmConfig(PretrainedConfig):
         return FusionConfig.from_dict(self.fusion)
 
     @classmethod
-    def from_preset_dict(cls, data: dict[str, Any]) -> "AlarmConfig":
+    def from_preset_dict(cls, data: dict[str, Any]) -> AlarmConfig:
         """Build from a preset file's dict, rejecting keys the config does not know."""
-        known = {"text_model", "text_config", "text_seed", "tokenizer_name", "encoders", "branches", "fusion",
-                 "system_prompt", "preset", "description"}
+        known = {
+            "text_model",
+            "text_config",
+            "text_seed",
+            "tokenizer_name",
+            "encoders",
+            "branches",
+            "fusion",
+            "system_prompt",
+            "preset",
+            "description",
+        }
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown preset keys: {sorted(unknown)}")

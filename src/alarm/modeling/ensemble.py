@@ -10,8 +10,9 @@ ensemble costs one Whisper pass, not two.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,7 +35,7 @@ class EnsembleInstructions:
     outro: str = "\n\n"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EnsembleInstructions":
+    def from_dict(cls, data: dict[str, Any]) -> EnsembleInstructions:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown ensemble instruction keys: {sorted(unknown)}")

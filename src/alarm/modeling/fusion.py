@@ -59,9 +59,11 @@ class FusionConfig:
             raise ValueError(f"fusion {self.type!r} needs conditional encoders")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FusionConfig":
+    def from_dict(cls, data: dict[str, Any]) -> FusionConfig:
         known = set(cls.__dataclass_fields__) - {"extra"}
-        return cls(**{k: v for k, v in data.items() if k in known}, extra={k: v for k, v in data.items() if k not in known})
+        return cls(
+            **{k: v for k, v in data.items() if k in known}, extra={k: v for k, v in data.items() if k not in known}
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -101,7 +103,9 @@ class CrossAttentionFusion(nn.Module):
     def __init__(self, config: FusionConfig, dims: dict[str, int], output_dim: int) -> None:
         super().__init__()
         self.main, self.conditional = config.main, config.conditional
-        self.in_proj = nn.ModuleDict({n: nn.Linear(dims[n], config.hidden_size) for n in (self.main, *self.conditional)})
+        self.in_proj = nn.ModuleDict(
+            {n: nn.Linear(dims[n], config.hidden_size) for n in (self.main, *self.conditional)}
+        )
         self.blocks = nn.ModuleDict(
             {
                 name: nn.ModuleList(
@@ -156,8 +160,13 @@ class PerceiverResampler(nn.Module):
         self.cross_mlp = nn.Sequential(nn.LayerNorm(c), nn.Linear(c, c), nn.GELU(), nn.Linear(c, c))
         self.self_attention = nn.ModuleList(
             nn.TransformerEncoderLayer(
-                d_model=c, nhead=config.self_attention_heads, dim_feedforward=c, dropout=0.0,
-                activation=F.gelu, batch_first=True, norm_first=True,
+                d_model=c,
+                nhead=config.self_attention_heads,
+                dim_feedforward=c,
+                dropout=0.0,
+                activation=F.gelu,
+                batch_first=True,
+                norm_first=True,
             )
             for _ in range(config.self_attention_layers)
         )

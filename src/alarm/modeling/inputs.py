@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -19,7 +19,7 @@ class AudioBatch:
     lengths: dict[int, torch.Tensor]
 
     @classmethod
-    def from_waveforms(cls, waveforms: Sequence[Waveform], rates: Iterable[int]) -> "AudioBatch":
+    def from_waveforms(cls, waveforms: Sequence[Waveform], rates: Iterable[int]) -> AudioBatch:
         """Resample every waveform to each rate an encoder needs and pad per rate."""
         if not waveforms:
             raise ValueError("an audio batch needs at least one waveform")
@@ -39,5 +39,7 @@ class AudioBatch:
             raise KeyError(f"audio batch has no {rate} Hz version (has {sorted(self.waves)})")
         return self.waves[rate], self.lengths[rate]
 
-    def to(self, device: torch.device | str) -> "AudioBatch":
-        return AudioBatch({r: w.to(device) for r, w in self.waves.items()}, {r: n.to(device) for r, n in self.lengths.items()})
+    def to(self, device: torch.device | str) -> AudioBatch:
+        return AudioBatch(
+            {r: w.to(device) for r, w in self.waves.items()}, {r: n.to(device) for r, n in self.lengths.items()}
+        )

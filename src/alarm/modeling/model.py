@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -119,7 +120,7 @@ class AlarmForConditionalGeneration(PreTrainedModel):
         self.audio_token_id = token_id(self.tokenizer, AUDIO_TOKEN)
 
     # frozen / trainable ------------------------------------------------------------------
-    def train(self, mode: bool = True) -> "AlarmForConditionalGeneration":
+    def train(self, mode: bool = True) -> AlarmForConditionalGeneration:
         super().train(mode)
         self.language_model.eval()  # frozen parts never train (dropout stays off)
         for encoder in self.encoders.values():
@@ -147,7 +148,9 @@ class AlarmForConditionalGeneration(PreTrainedModel):
         """
         per_stream = {}
         for kind, enc in self.encoders.items():
-            frames = torch.tensor([enc.output_length(int(n)) for n in sample_lengths[enc.sample_rate]], dtype=torch.long)
+            frames = torch.tensor(
+                [enc.output_length(int(n)) for n in sample_lengths[enc.sample_rate]], dtype=torch.long
+            )
             per_stream[kind] = self.branches[kind].output_lengths(frames)
         return self.fusion.output_lengths(per_stream) + 2
 
@@ -212,7 +215,7 @@ class AlarmForConditionalGeneration(PreTrainedModel):
         os.replace(tmp, os.path.join(save_directory, WEIGHTS_NAME))
 
     @classmethod
-    def from_pretrained(cls, pretrained: str | os.PathLike, **kwargs: Any) -> "AlarmForConditionalGeneration":
+    def from_pretrained(cls, pretrained: str | os.PathLike, **kwargs: Any) -> AlarmForConditionalGeneration:
         """Rebuild the frozen parts from the config's names and load the trainable weights."""
         from transformers.utils import cached_file
 

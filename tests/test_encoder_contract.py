@@ -105,3 +105,32 @@ def test_unknown_kind_and_empty_spec():
         build_encoder(EncoderSpec(kind="wav2vec", layers=(1,), config={"a": 1}))
     with pytest.raises(ValueError, match="pretrained"):
         EncoderSpec(kind="whisper", layers=(1,))
+
+
+def test_whisper_and_w2vbert_load_released_layout_from_a_directory(tmp_path, rng):
+    """The real loading path, fed a tiny checkpoint saved in the released layout."""
+    from transformers import (
+        SeamlessM4TFeatureExtractor,
+        Wav2Vec2BertConfig,
+        Wav2Vec2BertModel,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+    )
+
+    wave = _batch([_noise(rng, 24_000)])
+    whisper_cfg = WhisperConfig(**TINY["whisper"].config)
+    full = WhisperForConditionalGeneration(whisper_cfg)
+    full.save_pretrained(tmp_path / "whisper")
+    WhisperFeatureExtractor(feature_size=whisper_cfg.num_mel_bins).save_pretrained(tmp_path / "whisper")
+    w2v = Wav2Vec2BertModel(Wav2Vec2BertConfig(**TINY["w2vbert"].config))
+    w2v.save_pretrained(tmp_path / "w2vbert")
+    SeamlessM4TFeatureExtractor(feature_size=80, stride=2).save_pretrained(tmp_path / "w2vbert")
+
+    for kind, reference in (("whisper", full.model.encoder), ("w2vbert", w2v)):
+        spec = EncoderSpec(kind=kind, layers=TINY[kind].layers, pretrained=str(tmp_path / kind))
+        loaded = build_encoder(spec)
+        for name, tensor in reference.state_dict().items():
+            assert torch.equal(loaded.model.state_dict()[name], tensor), (kind, name)
+        hidden, lengths = loaded.encode(*wave)
+        assert hidden.shape[:2] == (len(spec.layers), 1) and int(lengths[0]) == loaded.output_length(24_000)

@@ -173,3 +173,21 @@ def test_unknown_preset_keys_are_rejected():
         AlarmConfig.from_preset_dict({**data, "branches": {"whisper": {"adaptor": "conv"}}})
     with pytest.raises(KeyError, match="unknown preset"):
         load_preset("alarm-x")
+
+
+def test_rlm_and_tokenizer_load_from_a_directory(tmp_path):
+    """The real-id path (AutoModelForCausalLM / AutoTokenizer) on a tiny RLM saved to disk."""
+    from alarm.modeling.configuration import AlarmConfig
+    from alarm.modeling.tokenizer import tiny_tokenizer
+
+    reference = tiny("tiny-al-whisper-r")
+    reference.language_model.save_pretrained(tmp_path / "rlm")
+    tiny_tokenizer().save_pretrained(tmp_path / "rlm")
+    data = {k: v for k, v in load_preset("tiny-al-whisper-r").items() if k not in ("text_config", "tokenizer_name")}
+    model = AlarmForConditionalGeneration(AlarmConfig.from_preset_dict({**data, "text_model": str(tmp_path / "rlm")}))
+    assert model.tokenizer.get_vocab() == reference.tokenizer.get_vocab()
+    assert model.audio_token_id == reference.audio_token_id
+    example = build_example(model.tokenizer, ["Hello there"], system="S")
+    ids = collate([example], model.tokenizer.pad_token_id).input_ids
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, reference(ids).logits)

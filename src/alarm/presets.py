@@ -49,9 +49,7 @@ def preset_config(name: str) -> AlarmConfig:
     return AlarmConfig.from_preset_dict(data)
 
 
-def build_ensemble(
-    members: list[AlarmConfig | str], instructions: EnsembleInstructions | None = None
-) -> AlarmEnsemble:
+def build_ensemble(members: list[AlarmConfig | str], instructions: EnsembleInstructions | None = None) -> AlarmEnsemble:
     """Build ensemble members sharing one RLM, one tokenizer and identical encoders.
 
     Members are configs, preset names, or directories saved with ``save_pretrained``.

@@ -231,8 +231,13 @@ def read_checkpoint(pretrained: str, prefix: str = "") -> dict[str, torch.Tensor
     import json
     import os
 
-    from safetensors.torch import load_file
+    from safetensors import safe_open
     from transformers.utils import cached_file
+
+    def read_safetensors(path: str) -> dict[str, torch.Tensor]:
+        # Only the wanted tensors are read: Whisper's decoder never leaves the disk.
+        with safe_open(path, framework="pt") as f:
+            return {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
 
     for name in _WEIGHT_FILES:
         path = cached_file(
@@ -245,14 +250,29 @@ def read_checkpoint(pretrained: str, prefix: str = "") -> dict[str, torch.Tensor
                 shards = sorted(set(json.load(f)["weight_map"].values()))
             state: dict[str, torch.Tensor] = {}
             for shard in shards:
-                state.update(load_file(cached_file(pretrained, shard)))
-        elif name.endswith(".safetensors"):
-            state = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+                state.update(read_safetensors(cached_file(pretrained, shard)))
+            return state
+        if name.endswith(".safetensors"):
+            return read_safetensors(path)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     where = "directory" if os.path.isdir(pretrained) else "repository"
     raise FileNotFoundError(f"no weights ({', '.join(_WEIGHT_FILES)}) found in {where} {pretrained!r}")
+
+
+def read_json(pretrained: str, name: str = "config.json") -> dict[str, Any] | None:
+    """A JSON file of a released checkpoint (local directory or hub id); ``None`` if absent."""
+    import json
+
+    from transformers.utils import cached_file
+
+    path = cached_file(
+        pretrained, name, _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False
+    )
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def hf_config(config_cls: type, spec: EncoderSpec):

@@ -35,9 +35,7 @@ The weight_g/weight_v rename only applies to checkpoints saved with the old ``nn
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +46,7 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers import Wav2Vec2ConformerConfig
 from transformers.models.wav2vec2_conformer.modeling_wav2vec2_conformer import Wav2Vec2ConformerEncoder
 
-from alarm.encoders.base import EncoderSpec, FrozenEncoder, seeded, select_layers
+from alarm.encoders.base import EncoderSpec, FrozenEncoder, read_checkpoint, read_json, seeded, select_layers
 
 logger = logging.getLogger(__name__)
 
@@ -242,30 +240,10 @@ def convert_released_state_dict(state: Mapping[str, torch.Tensor], arch: MuQArch
 
 def load_released(source: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(config, state dict) of a released MuQ from a local directory or a Hugging Face hub id."""
-    if os.path.isdir(source):
-        files = {name: os.path.join(source, name) for name in os.listdir(source)}
-    else:
-        from huggingface_hub import errors, hf_hub_download
-
-        missing = getattr(errors, "RemoteEntryNotFoundError", errors.EntryNotFoundError)
-        files = {"config.json": hf_hub_download(source, "config.json")}
-        try:
-            files["model.safetensors"] = hf_hub_download(source, "model.safetensors")
-        except missing:
-            files["pytorch_model.bin"] = hf_hub_download(source, "pytorch_model.bin")
-    if "config.json" not in files:
+    config = read_json(source)
+    if config is None:
         raise FileNotFoundError(f"muq: no config.json in {source!r}")
-    with open(files["config.json"], encoding="utf-8") as fh:
-        config = json.load(fh)
-    if "model.safetensors" in files:
-        from safetensors.torch import load_file
-
-        state = load_file(files["model.safetensors"])
-    elif "pytorch_model.bin" in files:
-        state = torch.load(files["pytorch_model.bin"], map_location="cpu", weights_only=True)
-    else:
-        raise FileNotFoundError(f"muq: no model.safetensors or pytorch_model.bin in {source!r}")
-    return config, state
+    return config, read_checkpoint(source)
 
 
 class MuQEncoder(FrozenEncoder):

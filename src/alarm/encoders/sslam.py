@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alarm.encoders.base import EncoderSpec, FrozenEncoder, read_checkpoint, seeded
+from alarm.encoders.base import EncoderSpec, FrozenEncoder, read_checkpoint, read_json, seeded
 
 logger = logging.getLogger(__name__)
 
@@ -327,19 +326,8 @@ def config_from_release(state: Mapping[str, torch.Tensor], hub_config: Mapping[s
 
 def load_released(pretrained: str) -> SSLAMNet:
     """Build :class:`SSLAMNet` from released weights (local directory or hub id), strictly."""
-    from transformers.utils import cached_file
-
     state = convert_released_state_dict(read_checkpoint(pretrained))
-    config_path = cached_file(
-        pretrained,
-        "config.json",
-        _raise_exceptions_for_missing_entries=False,
-        _raise_exceptions_for_connection_errors=False,
-    )
-    hub_config: dict[str, Any] = {}
-    if config_path is not None:
-        with open(config_path) as f:
-            hub_config = json.load(f)
+    hub_config = read_json(pretrained) or {}
     cfg = config_from_release(state, hub_config)
     table = sincos_positions(cfg.embed_dim, cfg.max_length)  # (1, max_length * 8, D)
     if "pos_embed" not in state:

@@ -44,7 +44,11 @@ class WhisperEncoder(FrozenEncoder):
         if spec.pretrained is not None:
             config = WhisperConfig.from_pretrained(spec.pretrained)
             model = HFWhisperEncoder(config)
-            state = read_checkpoint(spec.pretrained, prefix="model.encoder.")
+            # Released checkpoints are WhisperForConditionalGeneration ("model.encoder.*");
+            # a saved bare WhisperModel has "encoder.*".
+            state = read_checkpoint(spec.pretrained, prefix="model.encoder.") or read_checkpoint(
+                spec.pretrained, prefix="encoder."
+            )
             model.load_state_dict(state, strict=True)
             feature_extractor = WhisperFeatureExtractor.from_pretrained(spec.pretrained)
         else:

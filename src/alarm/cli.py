@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -13,6 +14,9 @@ import numpy as np
 from alarm.audio import AudioError, load_audio
 
 log = logging.getLogger("alarm")
+
+# Command groups living next to the code they drive; each module has `add_commands(subparsers)`.
+COMMAND_MODULES: tuple[str, ...] = ("alarm.corpus.cli",)
 
 
 def _presets(args: argparse.Namespace) -> int:
@@ -138,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-rate", type=int, default=44_100)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_clip)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_commands(sub)
     return parser
 
 

@@ -191,3 +191,22 @@ def test_rlm_and_tokenizer_load_from_a_directory(tmp_path):
     ids = collate([example], model.tokenizer.pad_token_id).input_ids
     with torch.no_grad():
         assert torch.equal(model(ids).logits, reference(ids).logits)
+
+
+def test_ensemble_of_saved_members_shares_frozen_parts_and_matches_preset(tmp_path):
+    from alarm.presets import build_ensemble
+
+    reference = tiny("tiny-alarm-e")
+    for member, name in zip(reference.members, ("ca", "whisper")):
+        member.save_pretrained(tmp_path / name)
+    ensemble = build_ensemble([str(tmp_path / "ca"), str(tmp_path / "whisper")])
+    ca, wh = ensemble.members
+    assert wh.language_model is ca.language_model and wh.encoders["whisper"] is ca.encoders["whisper"]
+    audio = _batch(ensemble, [chirp_wave(1.5)])
+    with torch.no_grad():
+        ours, valid = ensemble.audio_embeddings(audio)
+        theirs, valid_ref = reference.audio_embeddings(audio)
+    assert torch.equal(valid, valid_ref) and torch.equal(ours, theirs)
+    parts = ensemble.user_parts("Q?", ensemble.audio_slots(audio.lengths)[0])
+    assert [type(p).__name__ for p in parts] == ["str", "str", "AudioSlot", "str", "AudioSlot", "str"]
+    assert parts[-1].endswith("Q?")

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
+from alarm.encoders.base import read_json
 from alarm.modeling.configuration import AlarmConfig
 from alarm.modeling.ensemble import AlarmEnsemble, EnsembleInstructions
 from alarm.modeling.model import AlarmForConditionalGeneration
+from alarm.modeling.official import config_from_official, load_official
 
 AudioLanguageModel = AlarmForConditionalGeneration | AlarmEnsemble
 
@@ -49,29 +52,50 @@ def preset_config(name: str) -> AlarmConfig:
     return AlarmConfig.from_preset_dict(data)
 
 
-def build_ensemble(members: list[AlarmConfig | str], instructions: EnsembleInstructions | None = None) -> AlarmEnsemble:
+OFFICIAL_PREFIX = "official:"
+
+
+def resolve(name: str) -> tuple[AlarmConfig, Callable[..., AlarmForConditionalGeneration]]:
+    """The config of a single-model reference and a builder taking shared frozen parts.
+
+    A reference is a preset name or JSON file, a directory saved with ``save_pretrained``,
+    or ``official:<hub id or dir>`` for a checkpoint of the official ALARM code.
+    """
+    if name.startswith(OFFICIAL_PREFIX):
+        checkpoint = name[len(OFFICIAL_PREFIX) :]
+        official = read_json(checkpoint)
+        if official is None:
+            raise FileNotFoundError(f"{checkpoint}: no config.json")
+        return config_from_official(official), lambda **shared: load_official(checkpoint, **shared)
+    if os.path.isdir(name):
+        return AlarmConfig.from_pretrained(name), lambda **shared: AlarmForConditionalGeneration.from_pretrained(
+            name, **shared
+        )
+    config = preset_config(name)
+    return config, lambda **shared: AlarmForConditionalGeneration(config, **shared)
+
+
+def build_ensemble(members: list[str], instructions: EnsembleInstructions | None = None) -> AlarmEnsemble:
     """Build ensemble members sharing one RLM, one tokenizer and identical encoders.
 
-    Members are configs, preset names, or directories saved with ``save_pretrained``.
+    Members are any references :func:`resolve` understands.
     """
     built: list[AlarmForConditionalGeneration] = []
     for member in members:
+        config, build = resolve(member)
         shared: dict[str, Any] = {}
         if built:
             first = built[0]
-            shared = {
-                "language_model": first.language_model,
-                "tokenizer": first.tokenizer,
-                "encoders": {k: e for m in built for k, e in m.encoders.items()},
-            }
-        if isinstance(member, str) and os.path.isdir(member):
-            model = AlarmForConditionalGeneration.from_pretrained(
-                member, **_matching(shared, AlarmConfig.from_pretrained(member), built)
+            shared = _matching(
+                {
+                    "language_model": first.language_model,
+                    "tokenizer": first.tokenizer,
+                    "encoders": {k: e for m in built for k, e in m.encoders.items()},
+                },
+                config,
+                built,
             )
-        else:
-            config = preset_config(member) if isinstance(member, str) else member
-            model = AlarmForConditionalGeneration(config, **_matching(shared, config, built))
-        built.append(model)
+        built.append(build(**shared))
     return AlarmEnsemble(built, instructions or EnsembleInstructions())
 
 
@@ -94,16 +118,13 @@ def _matching(
 
 
 def build_model(name: str) -> AudioLanguageModel:
-    """Build a preset (name or JSON path) or load a saved model directory."""
-    if os.path.isdir(name):
-        return AlarmForConditionalGeneration.from_pretrained(name)
-    data = load_preset(name)
-    if "ensemble" in data:
-        spec = data["ensemble"]
+    """Build a preset (name or JSON path), a saved model directory, or ``official:<checkpoint>``."""
+    if not name.startswith(OFFICIAL_PREFIX) and not os.path.isdir(name) and "ensemble" in load_preset(name):
+        spec = load_preset(name)["ensemble"]
         unknown = set(spec) - {"members", "instructions"}
         if unknown:
             raise ValueError(f"unknown ensemble keys: {sorted(unknown)}")
-        return build_ensemble(
-            list(spec["members"]), EnsembleInstructions.from_dict(spec.get("instructions", {}))
-        ).eval()
-    return AlarmForConditionalGeneration(AlarmConfig.from_preset_dict(data)).eval()
+        instructions = EnsembleInstructions.from_dict(spec.get("instructions", {}))
+        return build_ensemble(list(spec["members"]), instructions).eval()
+    _, build = resolve(name)
+    return build().eval()

@@ -220,13 +220,14 @@ def select_layers(hidden_states: Sequence[torch.Tensor], layers: Sequence[int]) 
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
-def read_checkpoint(pretrained: str, prefix: str = "") -> dict[str, torch.Tensor]:
+def read_checkpoint(pretrained: str, prefix: str = "", exclude: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
     """Read the weights of a released checkpoint (local directory or hub id) into a state dict.
 
     Handles a single safetensors file, a sharded safetensors index, or a legacy
     ``pytorch_model.bin``. Only keys starting with ``prefix`` are kept, with the prefix removed,
     so one encoder can be read out of a larger checkpoint (e.g. Whisper's encoder out of the
-    encoder-decoder) without building the rest.
+    encoder-decoder) without building the rest; keys starting with any of ``exclude`` are
+    skipped (e.g. the frozen encoders stored inside an official ALARM checkpoint).
     """
     import json
     import os
@@ -234,10 +235,13 @@ def read_checkpoint(pretrained: str, prefix: str = "") -> dict[str, torch.Tensor
     from safetensors import safe_open
     from transformers.utils import cached_file
 
+    def wanted(key: str) -> bool:
+        return key.startswith(prefix) and not (exclude and key.startswith(exclude))
+
     def read_safetensors(path: str) -> dict[str, torch.Tensor]:
         # Only the wanted tensors are read: Whisper's decoder never leaves the disk.
         with safe_open(path, framework="pt") as f:
-            return {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+            return {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if wanted(k)}
 
     for name in _WEIGHT_FILES:
         path = cached_file(
@@ -255,7 +259,7 @@ def read_checkpoint(pretrained: str, prefix: str = "") -> dict[str, torch.Tensor
         if name.endswith(".safetensors"):
             return read_safetensors(path)
         state = torch.load(path, map_location="cpu", weights_only=True)
-        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in state.items() if wanted(k)}
     where = "directory" if os.path.isdir(pretrained) else "repository"
     raise FileNotFoundError(f"no weights ({', '.join(_WEIGHT_FILES)}) found in {where} {pretrained!r}")
 

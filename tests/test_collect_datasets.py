@@ -1,0 +1,736 @@
+"""Every collector against a tiny fixture in its dataset's official on-disk layout.
+
+Each test writes a few annotation files exactly as the dataset ships them and a few seconds
+of synthetic audio, runs the real spec, and checks the exact records: ids, audio paths,
+segments, splits, metadata text and context.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from alarm.corpus.collect import CollectOptions, Collector
+from alarm.corpus.collectors import all_specs, get_spec
+
+RATE = 8000
+
+
+def wav(path: Path, seconds: float, rate: int = RATE, fmt: str | None = None) -> Path:
+    """A quiet tone of ``seconds`` at ``path`` (format from the suffix unless given)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(round(seconds * rate))) / rate
+    sf.write(path, (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), rate, format=fmt, subtype="PCM_16")
+    return path
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding=encoding)
+    return path
+
+
+def rec(
+    rid: str,
+    audio: str,
+    duration: float,
+    metadata: str,
+    category: str,
+    split: str = "train",
+    offset: float = 0.0,
+    context: tuple = (),
+) -> dict:
+    return {
+        "id": rid,
+        "dataset": rid.split("/")[0],
+        "category": category,
+        "split": split,
+        "audio_path": audio,
+        "offset_s": offset,
+        "duration_s": duration,
+        "metadata": metadata,
+        "context": [dict(t) for t in context],
+    }
+
+
+def run(name: str, root: Path, **options) -> tuple[list[dict], Collector]:
+    options = {"validation_fraction": 0.0, "progress": False, "workers": 1, **options}
+    collector = Collector(get_spec(name), root, CollectOptions(**options))
+    return [r.to_dict() for r in collector.records()], collector
+
+
+# -- sound ---------------------------------------------------------------------------------
+
+
+def build_esc50(root: Path) -> None:
+    write(
+        root / "meta/esc50.csv",
+        "filename,fold,target,category,esc10,src_file,take\n"
+        "1-100032-A-0.wav,1,0,dog,True,100032,A\n"
+        "2-102414-B-38.wav,2,38,chirping_birds,False,102414,B\n",
+    )
+    wav(root / "audio/1-100032-A-0.wav", 1.0)
+    wav(root / "audio/2-102414-B-38.wav", 0.5)
+
+
+def test_esc50(tmp_path: Path) -> None:
+    build_esc50(tmp_path)
+    records, collector = run("esc50", tmp_path)
+    assert records == [
+        rec(
+            "esc50/1-100032-A-0",
+            "audio/1-100032-A-0.wav",
+            1.0,
+            "[00:00.0-00:01.0] sound event: dog\nduration: 1.0 s",
+            "sound",
+        ),
+        rec(
+            "esc50/2-102414-B-38",
+            "audio/2-102414-B-38.wav",
+            0.5,
+            "[00:00.0-00:00.5] sound event: chirping birds\nduration: 0.5 s",
+            "sound",
+        ),
+    ]
+    assert collector.rejects == []
+
+
+def build_audiocaps(root: Path) -> None:
+    write(
+        root / "train.csv",
+        "audiocap_id,youtube_id,start_time,caption\n"
+        "91139,r1nicOVtvkQ,130,A woman talks nearby as water pours\n"
+        "58146,UDGBjjwyaqE,20,Multiple clanging  and clanking sounds\n"
+        "11,gone0000000,0,A clip that could not be downloaded\n",
+    )
+    wav(root / "audio/train/r1nicOVtvkQ.wav", 1.0)
+    wav(root / "train/58146.wav", 0.5)  # another downloader's layout, found through the second template
+
+
+def test_audiocaps(tmp_path: Path) -> None:
+    build_audiocaps(tmp_path)
+    records, collector = run("audiocaps", tmp_path)
+    assert records == [
+        rec(
+            "audiocaps/91139",
+            "audio/train/r1nicOVtvkQ.wav",
+            1.0,
+            "[00:00.0-00:01.0] caption: A woman talks nearby as water pours\nduration: 1.0 s",
+            "sound",
+        ),
+        rec(
+            "audiocaps/58146",
+            "train/58146.wav",
+            0.5,
+            "[00:00.0-00:00.5] caption: Multiple clanging and clanking sounds\nduration: 0.5 s",
+            "sound",
+        ),
+    ]
+    # A clip missing on disk (unavailable on YouTube) is a reject naming the first layout's path.
+    assert [(r.id, r.reason, r.audio_path) for r in collector.rejects] == [
+        ("audiocaps/11", "missing audio", "audio/train/gone0000000.wav")
+    ]
+
+
+def build_clotho(root: Path) -> None:
+    write(
+        root / "clotho_captions_development.csv",
+        "file_name,caption_1,caption_2,caption_3,caption_4,caption_5\n"
+        '"Distorted AM Radio noise.wav",A radio hisses.,"Static, then a tuning whine.",Radio noise fades.,'
+        "Someone tunes a radio.,A loud crackle.\n",
+    )
+    write(
+        root / "clotho_metadata_development.csv",
+        "file_name,keywords,sound_id,sound_link,start_end_samples,manufacturer,license\n"
+        '"Distorted AM Radio noise.wav",am;radio;noise,12345,https://freesound.org/people/x/sounds/12345,'
+        "[0 441000],Zoom,http://creativecommons.org/publicdomain/zero/1.0/\n",
+    )
+    wav(root / "development/Distorted AM Radio noise.wav", 1.5)
+
+
+def test_clotho_one_record_per_caption(tmp_path: Path) -> None:
+    build_clotho(tmp_path)
+    records, _ = run("clotho", tmp_path)
+    captions = [
+        "A radio hisses.",
+        "Static, then a tuning whine.",
+        "Radio noise fades.",
+        "Someone tunes a radio.",
+        "A loud crackle.",
+    ]
+    assert records == [
+        rec(
+            f"clotho/Distorted AM Radio noise/{k}",
+            "development/Distorted AM Radio noise.wav",
+            1.5,
+            f"[00:00.0-00:01.5] caption: {caption}\nduration: 1.5 s; tags: am, radio, noise",
+            "sound",
+        )
+        for k, caption in enumerate(captions, 1)
+    ]
+
+
+def build_fsd50k(root: Path) -> None:
+    write(
+        root / "FSD50K.ground_truth/dev.csv",
+        "fname,labels,mids,split\n"
+        '64760,"Electric_guitar,Guitar,Plucked_string_instrument,Musical_instrument,Music",'
+        '"/m/02sgy,/m/0342h,/m/0fx80y,/m/04szw,/m/04rlf",train\n'
+        '16399,"Breathing,Respiratory_sounds,Human_voice","/m/0lyf6,/m/02cjck,/m/09l8g",val\n',
+    )
+    wav(root / "FSD50K.dev_audio/64760.wav", 1.0)
+    wav(root / "FSD50K.dev_audio/16399.wav", 1.0)
+
+
+def test_fsd50k_keeps_the_training_part(tmp_path: Path) -> None:
+    build_fsd50k(tmp_path)
+    records, collector = run("fsd50k", tmp_path)
+    assert records == [
+        rec(
+            "fsd50k/64760",
+            "FSD50K.dev_audio/64760.wav",
+            1.0,
+            "[00:00.0-00:01.0] sound events: Electric guitar, Guitar, Plucked string instrument, "
+            "Musical instrument, Music\nduration: 1.0 s",
+            "sound",
+        )
+    ]
+    assert sum(collector.summary.filtered.values()) == 1 and collector.rejects == []
+
+
+# -- music ---------------------------------------------------------------------------------
+
+
+def build_gtzan(root: Path) -> None:
+    wav(root / "genres_original/blues/blues.00000.wav", 1.0)
+    wav(root / "genres_original/hiphop/hiphop.00001.wav", 0.5)
+    write(root / "genres_original/jazz/jazz.00054.wav", "not a wave file")  # the copy's known broken file
+
+
+def test_gtzan(tmp_path: Path) -> None:
+    build_gtzan(tmp_path)
+    records, collector = run("gtzan", tmp_path)
+    assert records == [
+        rec(
+            "gtzan/blues.00000",
+            "genres_original/blues/blues.00000.wav",
+            1.0,
+            "[00:00.0-00:01.0] music\nduration: 1.0 s; genre: blues",
+            "music",
+        ),
+        rec(
+            "gtzan/hiphop.00001",
+            "genres_original/hiphop/hiphop.00001.wav",
+            0.5,
+            "[00:00.0-00:00.5] music\nduration: 0.5 s; genre: hip-hop",
+            "music",
+        ),
+    ]
+    assert [(r.id, r.reason) for r in collector.rejects] == [("gtzan/jazz.00054", "unreadable audio")]
+
+
+def test_gtzan_original_au_release(tmp_path: Path) -> None:
+    wav(tmp_path / "genres/rock/rock.00003.au", 0.5, fmt="AU")
+    records, _ = run("gtzan", tmp_path)
+    assert [(r["id"], r["audio_path"], r["metadata"]) for r in records] == [
+        ("gtzan/rock.00003", "genres/rock/rock.00003.au", "[00:00.0-00:00.5] music\nduration: 0.5 s; genre: rock")
+    ]
+
+
+def _nsynth_note(family: str, source: str, pitch: int, velocity: int, qualities: list[str]) -> dict:
+    names = ["bright", "dark", "distortion", "fast_decay", "long_release", "multiphonic"]
+    names += ["nonlinear_env", "percussive", "reverb", "tempo-synced"]
+    return {
+        "note": 1,
+        "instrument": 2,
+        "instrument_str": f"{family}_{source}_001",
+        "pitch": pitch,
+        "velocity": velocity,
+        "sample_rate": 16000,
+        "qualities": [int(q in qualities) for q in names],
+        "qualities_str": qualities,
+        "instrument_family": 0,
+        "instrument_family_str": family,
+        "instrument_source": 2,
+        "instrument_source_str": source,
+    }
+
+
+def build_nsynth(root: Path) -> None:
+    notes = {
+        "bass_synthetic_033-022-050": _nsynth_note("bass", "synthetic", 22, 50, ["dark", "percussive"]),
+        "synth_lead_synthetic_000-100-127": _nsynth_note("synth_lead", "synthetic", 100, 127, []),
+    }
+    for name, note in notes.items():
+        note["note_str"] = name
+        wav(root / f"audio/{name}.wav", 1.0)
+    write(root / "examples.json", json.dumps(notes))
+
+
+def test_nsynth(tmp_path: Path) -> None:
+    build_nsynth(tmp_path)
+    records, _ = run("nsynth", tmp_path)
+    assert records == [
+        rec(
+            "nsynth/bass_synthetic_033-022-050",
+            "audio/bass_synthetic_033-022-050.wav",
+            1.0,
+            "[00:00.0-00:01.0] instrument note: bass\nduration: 1.0 s; MIDI pitch: 22 of 127; "
+            "MIDI velocity: 50 of 127; instrument source: synthetic; instrument family: bass; "
+            "qualities: dark (little high-frequency content: muted, bassy, warm); "
+            "percussive (a loud non-harmonic attack at the onset)",
+            "music",
+        ),
+        rec(
+            "nsynth/synth_lead_synthetic_000-100-127",
+            "audio/synth_lead_synthetic_000-100-127.wav",
+            1.0,
+            "[00:00.0-00:01.0] instrument note: synth lead\nduration: 1.0 s; MIDI pitch: 100 of 127; "
+            "MIDI velocity: 127 of 127; instrument source: synthetic; instrument family: synth lead",
+            "music",
+        ),
+    ]
+
+
+# -- speech --------------------------------------------------------------------------------
+
+
+def test_vctk_both_releases(tmp_path: Path) -> None:
+    old = tmp_path / "VCTK-Corpus"  # 0.80, the paper's release
+    write(
+        old / "speaker-info.txt",
+        "ID  AGE  GENDER  ACCENTS  REGION\n"
+        "225  23  F    English    Southern  England\n"
+        "226  22  M    English    Surrey\n",
+    )
+    write(old / "txt/p225/p225_001.txt", "Please call Stella.\n")
+    write(old / "txt/p226/p226_002.txt", "Ask her to bring these things\nwith her from the store.\n")
+    wav(old / "wav48/p225/p225_001.wav", 1.0)
+    wav(old / "wav48/p226/p226_002.wav", 0.5)
+    records, _ = run("vctk", old)
+    assert records == [
+        rec(
+            "vctk/p225_001",
+            "wav48/p225/p225_001.wav",
+            1.0,
+            "[00:00.0-00:01.0] transcript: Please call Stella.\n"
+            "duration: 1.0 s; gender: female; age: 23; accent: English; region: Southern England",
+            "speech",
+        ),
+        rec(
+            "vctk/p226_002",
+            "wav48/p226/p226_002.wav",
+            0.5,
+            "[00:00.0-00:00.5] transcript: Ask her to bring these things with her from the store.\n"
+            "duration: 0.5 s; gender: male; age: 22; accent: English; region: Surrey",
+            "speech",
+        ),
+    ]
+
+    new = tmp_path / "VCTK-Corpus-0.92"
+    write(
+        new / "speaker-info.txt",
+        "ID  AGE  GENDER  ACCENTS  REGION COMMENTS \np280  25  F    Unknown    France (mic2 files unavailable)\n",
+    )
+    write(new / "txt/p280/p280_001.txt", "Please call Stella.")
+    wav(new / "wav48_silence_trimmed/p280/p280_001_mic1.flac", 0.5)
+    wav(new / "wav48_silence_trimmed/p280/p280_001_mic2.flac", 0.5)
+    records, _ = run("vctk", new)
+    assert [(r["id"], r["audio_path"], r["metadata"]) for r in records] == [
+        (
+            "vctk/p280_001",
+            "wav48_silence_trimmed/p280/p280_001_mic1.flac",
+            "[00:00.0-00:00.5] transcript: Please call Stella.\n"
+            "duration: 0.5 s; gender: female; age: 25; accent: Unknown; region: France",
+        )
+    ]
+
+
+def build_librispeech(root: Path) -> None:
+    write(
+        root / "SPEAKERS.TXT",
+        "; LibriSpeech speakers\n"
+        ";ID  |SEX| SUBSET           |MINUTES| NAME\n"
+        "19   | F | train-clean-100  | 25.19 | Kara Shallenberg\n"
+        "84   | F | dev-clean        |  8.02 | Christie Nowak\n"
+        "103  | F | train-clean-100  | 25.23 | Karen Savage\n",
+    )
+    chapter = root / "train-clean-100/19/198"
+    write(chapter / "19-198.trans.txt", "19-198-0000 NORTHANGER ABBEY\n19-198-0001 THIS LITTLE WORK WAS FINISHED\n")
+    wav(chapter / "19-198-0000.flac", 1.0)
+    wav(chapter / "19-198-0001.flac", 0.5)
+    write(root / "train-other-500/103/1240/103-1240.trans.txt", "103-1240-0000 CHAPTER ONE\n")
+    wav(root / "train-other-500/103/1240/103-1240-0000.flac", 0.5)
+    # A held-out subset: not a training partition, never read.
+    write(root / "dev-clean/84/121123/84-121123.trans.txt", "84-121123-0000 GO DO YOU HEAR\n")
+    wav(root / "dev-clean/84/121123/84-121123-0000.flac", 0.5)
+
+
+def test_librispeech(tmp_path: Path) -> None:
+    build_librispeech(tmp_path)
+    records, collector = run("librispeech", tmp_path)
+    assert records == [
+        rec(
+            "librispeech/19-198-0000",
+            "train-clean-100/19/198/19-198-0000.flac",
+            1.0,
+            "[00:00.0-00:01.0] transcript: northanger abbey\nduration: 1.0 s; gender: female",
+            "speech",
+        ),
+        rec(
+            "librispeech/19-198-0001",
+            "train-clean-100/19/198/19-198-0001.flac",
+            0.5,
+            "[00:00.0-00:00.5] transcript: this little work was finished\nduration: 0.5 s; gender: female",
+            "speech",
+        ),
+        rec(
+            "librispeech/103-1240-0000",
+            "train-other-500/103/1240/103-1240-0000.flac",
+            0.5,
+            "[00:00.0-00:00.5] transcript: chapter one\nduration: 0.5 s; gender: female",
+            "speech",
+        ),
+    ]
+    assert collector.rejects == [] and not collector.summary.filtered
+
+
+def build_vocalsound(root: Path) -> None:
+    write(root / "meta/tr_meta.csv", "f0003,Female,37,USA,English,No\n")
+    wav(root / "audio_16k/f0003_0_cough.wav", 1.0)
+    wav(root / "audio_16k/f0003_0_throatclearing.wav", 0.5)
+    wav(root / "audio_16k/m0100_0_laughter.wav", 0.5)  # a test-set speaker: not in tr_meta.csv
+
+
+def test_vocalsound_training_speakers_only(tmp_path: Path) -> None:
+    build_vocalsound(tmp_path)
+    records, collector = run("vocalsound", tmp_path)
+    fields = "speaker gender: female; speaker age: 30s; health condition that may affect the voice: no"
+    assert records == [
+        rec(
+            "vocalsound/f0003_0_cough",
+            "audio_16k/f0003_0_cough.wav",
+            1.0,
+            f"[00:00.0-00:01.0] vocal sound: cough\nduration: 1.0 s; {fields}",
+            "speech",
+        ),
+        rec(
+            "vocalsound/f0003_0_throatclearing",
+            "audio_16k/f0003_0_throatclearing.wav",
+            0.5,
+            f"[00:00.0-00:00.5] vocal sound: throat clearing\nduration: 0.5 s; {fields}",
+            "speech",
+        ),
+    ]
+    assert dict(collector.summary.filtered) == {"no meta entry": 1}
+
+
+def build_meld(root: Path) -> None:
+    header = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\n"
+    write(
+        root / "train_sent_emo.csv",
+        header + '1,"also I was the point person on my company\x92s transition from the KL-5 to GR-6 system.",'
+        'Chandler,neutral,neutral,0,0,8,21,"00:16:16,059","00:16:21,731"\n'
+        '2,"You must\x92ve had your hands full.",The Interviewer,surprise,positive,0,1,8,21,'
+        '"00:16:21,940","00:16:23,442"\n',
+    )
+    wav(root / "train_splits_wav/dia0_utt0.wav", 1.0)
+    write(root / "train_splits/dia0_utt1.mp4", "....ftypmp42 video bytes")  # audio not extracted yet
+
+
+def test_meld(tmp_path: Path) -> None:
+    build_meld(tmp_path)
+    records, collector = run("meld", tmp_path)
+    assert records == [
+        rec(
+            "meld/dia0_utt0",
+            "train_splits_wav/dia0_utt0.wav",
+            1.0,
+            "[00:00.0-00:01.0] transcript: also I was the point person on my company's transition from the KL-5 "
+            "to GR-6 system.\nduration: 1.0 s; emotion: neutral; sentiment: neutral",
+            "speech",
+        )
+    ]
+    assert [(r.id, r.reason, r.audio_path) for r in collector.rejects] == [
+        ("meld/dia0_utt1", "unreadable audio", "train_splits/dia0_utt1.mp4")
+    ]
+
+
+AMI_NS = 'xmlns:nite="http://nite.sourceforge.net/"'
+
+
+def _ami_words(meeting: str, agent: str, words: list[tuple[str, float, float, str | None]]) -> str:
+    rows = []
+    for i, (text, start, end, kind) in enumerate(words):
+        wid = f'nite:id="{meeting}.{agent}.words{i}" starttime="{start}" endtime="{end}"'
+        if kind == "vocalsound":
+            rows.append(f'<vocalsound {wid} type="laugh"/>')
+        else:
+            punc = ' punc="true"' if kind == "punc" else ""
+            rows.append(f"<w {wid}{punc}>{text}</w>")
+    return f'<nite:root nite:id="{meeting}.{agent}.words" {AMI_NS}>\n' + "\n".join(rows) + "\n</nite:root>\n"
+
+
+def _ami_segments(meeting: str, agent: str, spans: list[tuple[float, float, int, int]]) -> str:
+    rows = []
+    for k, (start, end, first, last) in enumerate(spans):
+        href = f"{meeting}.{agent}.words.xml#id({meeting}.{agent}.words{first})"
+        if last != first:
+            href += f"..id({meeting}.{agent}.words{last})"
+        rows.append(
+            f'<segment nite:id="{meeting}.sync.{agent}{k}" transcriber_start="{start}" transcriber_end="{end}">'
+            f'<nite:child href="{href}"/></segment>'
+        )
+    return f'<nite:root nite:id="{meeting}.{agent}.segs" {AMI_NS}>\n' + "\n".join(rows) + "\n</nite:root>\n"
+
+
+def build_ami(root: Path) -> None:
+    ann = root / "ami_public_manual_1.6.2"
+    write(
+        ann / "corpusResources/meetings.xml",
+        f'<?xml version="1.0" encoding="ISO-8859-1"?>\n<nite:root {AMI_NS}>\n'
+        '<meeting observation="ES2002a" type="scenario">'
+        '<speaker nxt_agent="A" global_name="MEE006" channel="1" role="UI"/>'
+        '<speaker nxt_agent="B" global_name="FEE005" channel="0" role="PM"/></meeting>\n'
+        '<meeting observation="ES2004a" type="scenario">'
+        '<speaker nxt_agent="A" global_name="MEE014" channel="0" role="PM"/></meeting>\n</nite:root>\n',
+    )
+    a_words = [
+        ("Okay", 0.5, 0.9, None),
+        (".", 0.9, 0.9, "punc"),
+        ("", 1.0, 1.2, "vocalsound"),
+        ("Sure", 3.5, 5.0, None),
+        ("", 12.0, 12.5, "vocalsound"),
+        ("Let's", 41.0, 45.0, None),
+        ("wrap", 45.0, 50.0, None),
+        ("up", 50.0, 52.0, None),
+    ]
+    write(ann / "words/ES2002a.A.words.xml", _ami_words("ES2002a", "A", a_words))
+    a_segments = [(0.5, 1.2, 0, 2), (3.5, 5.0, 3, 3), (12.0, 12.5, 4, 4), (41.0, 52.0, 5, 7)]
+    write(ann / "segments/ES2002a.A.segments.xml", _ami_segments("ES2002a", "A", a_segments))
+    b_words = [
+        ("Does", 2.0, 2.2, None),
+        ("anyone", 2.2, 2.6, None),
+        ("want", 2.6, 2.8, None),
+        ("feedback", 2.8, 4.0, None),
+        ("?", 4.0, 4.0, "punc"),
+        ("A", 20.0, 25.0, None),
+        ("long", 25.0, 30.0, None),
+        ("one", 30.0, 34.0, None),
+        ("Next", 36.0, 40.0, None),
+    ]
+    write(ann / "words/ES2002a.B.words.xml", _ami_words("ES2002a", "B", b_words))
+    b_segments = [(2.0, 4.0, 0, 4), (20.0, 34.0, 5, 7), (36.0, 40.0, 8, 8)]
+    write(ann / "segments/ES2002a.B.segments.xml", _ami_segments("ES2002a", "B", b_segments))
+    wav(root / "amicorpus/ES2002a/audio/ES2002a.Mix-Headset.wav", 53.0, rate=1000)
+    # A test-set meeting of the full-corpus-asr partition: annotated, but never used for training.
+    write(ann / "words/ES2004a.A.words.xml", _ami_words("ES2004a", "A", [("Hello", 1.0, 2.0, None)]))
+    write(ann / "segments/ES2004a.A.segments.xml", _ami_segments("ES2004a", "A", [(1.0, 2.0, 0, 0)]))
+
+
+def test_ami_windows_follow_the_segment_times(tmp_path: Path) -> None:
+    build_ami(tmp_path)
+    records, collector = run("ami", tmp_path)
+    audio = "amicorpus/ES2002a/audio/ES2002a.Mix-Headset.wav"
+    assert records == [
+        # Overlapping speech stays in order of start; times are relative to the window start.
+        rec(
+            "ami/ES2002a/0",
+            audio,
+            4.5,
+            "[00:00.0-00:00.7] speaker 1: Okay.\n"
+            "[00:01.5-00:03.5] speaker 2: Does anyone want feedback?\n"
+            "[00:03.0-00:04.5] speaker 1: Sure\n"
+            "duration: 4.5 s; speakers: 2; speaker 1 gender: male; speaker 2 gender: female",
+            "speech",
+            offset=0.5,
+        ),
+        # 15 s of silence (> max_gap_s) starts a new window; the laugh-only segment is not an utterance.
+        rec(
+            "ami/ES2002a/1",
+            audio,
+            20.0,
+            "[00:00.0-00:14.0] speaker 1: A long one\n[00:16.0-00:20.0] speaker 1: Next\n"
+            "duration: 20.0 s; speakers: 1; speaker 1 gender: female",
+            "speech",
+            offset=20.0,
+        ),
+        # Adding 41-52 s would make the window 32 s > 30 s: it opens the next one.
+        rec(
+            "ami/ES2002a/2",
+            audio,
+            11.0,
+            "[00:00.0-00:11.0] speaker 1: Let's wrap up\nduration: 11.0 s; speakers: 1; speaker 1 gender: male",
+            "speech",
+            offset=41.0,
+        ),
+    ]
+    assert collector.rejects == []
+    assert sum(collector.summary.filtered.values()) == 1  # the ES2004a utterance
+
+
+# -- speech instructions -------------------------------------------------------------------
+
+
+def _wav_bytes(seconds: float) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(int(seconds * RATE), np.float32) + 0.01, RATE, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def build_heysquad_human(root: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def row(qid: str, question: str, context: str, seconds: float) -> dict:
+        return {
+            "audio": {"bytes": _wav_bytes(seconds), "path": f"{qid}.wav"},
+            "transcription": question.lower(),
+            "question": question,
+            "context": context,
+            "answers": [{"answer_start": 0, "text": "x"}],
+            "is_impossible": False,
+            "id": qid,
+            "plausible_answers": [],
+        }
+
+    (root / "data").mkdir(parents=True)
+    passage = "Beyonce Giselle Knowles-Carter is an American singer.  She was born in Houston."
+    train = [row("56be85543aeaaa14008c9063", "When did Beyonce start becoming popular?", passage, 1.0)]
+    validation = [
+        row("56ddde6b9a695914005b9628", "In what country is Normandy located?", "Normandy is in France.", 0.5)
+    ]
+    pq.write_table(pa.Table.from_pylist(train), root / "data/train-00000-of-00001.parquet")
+    pq.write_table(pa.Table.from_pylist(validation), root / "data/validation-00000-of-00001.parquet")
+
+
+def test_heysquad_human_twice_with_and_without_the_passage(tmp_path: Path) -> None:
+    build_heysquad_human(tmp_path)
+    records, _ = run("heysquad_human", tmp_path, validation_fraction=0.5)
+    train_audio = "_alarm_audio/heysquad_human/train/56be85543aeaaa14008c9063.wav"
+    val_audio = "_alarm_audio/heysquad_human/validation/56ddde6b9a695914005b9628.wav"
+    question = "When did Beyonce start becoming popular?"
+    passage = "Beyonce Giselle Knowles-Carter is an American singer. She was born in Houston."
+    # The split is the source's own, whatever the hash fraction says.
+    assert records == [
+        rec("heysquad_human/56be85543aeaaa14008c9063/question", train_audio, 1.0, question, "instruction"),
+        rec(
+            "heysquad_human/56be85543aeaaa14008c9063/context",
+            train_audio,
+            1.0,
+            question,
+            "instruction",
+            context=({"role": "user", "content": passage},),
+        ),
+        rec(
+            "heysquad_human/56ddde6b9a695914005b9628/question",
+            val_audio,
+            0.5,
+            "In what country is Normandy located?",
+            "instruction",
+            split="validation",
+        ),
+        rec(
+            "heysquad_human/56ddde6b9a695914005b9628/context",
+            val_audio,
+            0.5,
+            "In what country is Normandy located?",
+            "instruction",
+            split="validation",
+            context=({"role": "user", "content": "Normandy is in France."},),
+        ),
+    ]
+    extracted = tmp_path / train_audio
+    assert sf.info(str(extracted)).frames == RATE
+    stamp = extracted.stat().st_mtime_ns
+    again, _ = run("heysquad_human", tmp_path)
+    assert again == records and extracted.stat().st_mtime_ns == stamp  # extracted once, reused
+
+
+def build_instructs2s(root: Path) -> None:
+    def turn(role: str, text: str, speech: str) -> dict:
+        return {"from": role, "text": text, "speech": speech, "unit": [1, 2, 3]}
+
+    conversations = [
+        {
+            "id": "alpaca_0",
+            "conversation": [
+                turn("human", "Give three tips for staying healthy.", "/data/en/wav/0/alpaca_0_0.wav"),
+                turn("gpt", "Eat well, move, sleep.", "/data/en/wav/0/alpaca_0_1.wav"),
+            ],
+        },
+        {
+            "id": "ultra_1",
+            "conversation": [
+                turn("human", "What is a black hole?", "/data/en/wav/1/ultra_1_0.wav"),
+                turn("gpt", "A region where gravity traps light.", "/data/en/wav/1/ultra_1_1.wav"),
+                turn("human", "How do  they form?", "/data/en/wav/1/ultra_1_2.wav"),
+                turn("gpt", "From collapsing massive stars.", "/data/en/wav/1/ultra_1_3.wav"),
+            ],
+        },
+    ]
+    write(root / "instruct_en_200k_data_cosy2.json", json.dumps(conversations, indent=1))
+    wav(root / "en/wav/0/alpaca_0_0.wav", 1.0)
+    wav(root / "en/wav/1/ultra_1_0.wav", 0.5)
+    wav(root / "en/wav/1/ultra_1_2.wav", 0.5)
+
+
+def test_instructs2s_last_query_spoken_earlier_turns_as_context(tmp_path: Path) -> None:
+    build_instructs2s(tmp_path)
+    records, _ = run("instructs2s", tmp_path)
+    assert records == [
+        rec(
+            "instructs2s/alpaca_0/0",
+            "en/wav/0/alpaca_0_0.wav",
+            1.0,
+            "Give three tips for staying healthy.",
+            "instruction",
+        ),
+        rec("instructs2s/ultra_1/0", "en/wav/1/ultra_1_0.wav", 0.5, "What is a black hole?", "instruction"),
+        rec(
+            "instructs2s/ultra_1/2",
+            "en/wav/1/ultra_1_2.wav",
+            0.5,
+            "How do they form?",
+            "instruction",
+            context=(
+                {"role": "user", "content": "What is a black hole?"},
+                {"role": "assistant", "content": "A region where gravity traps light."},
+            ),
+        ),
+    ]
+
+
+# -- coverage ------------------------------------------------------------------------------
+
+TESTED = {
+    "ami",
+    "audiocaps",
+    "clotho",
+    "esc50",
+    "fsd50k",
+    "gtzan",
+    "heysquad_human",
+    "instructs2s",
+    "librispeech",
+    "meld",
+    "nsynth",
+    "vctk",
+    "vocalsound",
+}
+
+
+def test_every_collector_has_a_fixture_test() -> None:
+    assert set(all_specs()) == TESTED
+
+
+@pytest.mark.parametrize("name", sorted(TESTED))
+def test_every_collector_documents_itself(name: str) -> None:
+    spec = get_spec(name)
+    assert spec.licence and spec.homepage and spec.layout and spec.yields
+    assert name in spec.describe() and spec.category in spec.describe()

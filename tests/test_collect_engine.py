@@ -1,0 +1,348 @@
+"""The collection engine: templates, specs, validation and rejects, windowing, splits, statistics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from alarm.corpus.collect import (
+    CollectError,
+    CollectOptions,
+    Collector,
+    DatasetSpec,
+    Source,
+    SpecError,
+    Template,
+    Windowing,
+    clock,
+    collect_to_file,
+    corpus_stats,
+    default_rejects_path,
+    hash_split,
+    spec_from_dict,
+)
+from alarm.corpus.schema import CorpusRecord, SourceRecord, read_records, write_jsonl, write_parquet
+
+RATE = 8000
+
+
+def wav(path: Path, seconds: float) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.full(int(round(seconds * RATE)), 0.05, np.float32), RATE, subtype="PCM_16")
+    return path
+
+
+def run(spec: DatasetSpec, root: Path, **options) -> tuple[list[SourceRecord], Collector]:
+    options = {"validation_fraction": 0.0, "progress": False, **options}
+    collector = Collector(spec, root, CollectOptions(**options))
+    return list(collector.records()), collector
+
+
+# -- templates -----------------------------------------------------------------------------
+
+
+def test_template_fields_filters_and_missing_values() -> None:
+    maps = {"g": {"F": "female"}}
+    item = {"a": "Chirping_Birds", "n": 37, "tags": "x; y;;z", "g": "F", "empty": " ", "f": 4.035799}
+    assert Template("{a|spaces|lower}").render(item, maps) == "chirping birds"
+    assert Template("{n|decade} / {{n}}").render(item, maps) == "30s / {n}"
+    assert Template("{tags|split:;|join:/}").render(item, maps) == "x/y/z"
+    assert Template("{g|map:g}, {a|map:g}").render(item, maps) == "female, Chirping_Birds"
+    assert Template("{f} {f|round:1} {n|int}").render(item, maps) == "4.0358 4.0 37"
+    assert Template("a {empty} b").render(item, maps) is None  # one missing value drops the whole field
+    assert Template("{nope|default:unknown}").render(item, maps) == "unknown"
+    assert Template("{a|before:_|upper}").render(item, maps) == "CHIRPING"
+    assert Template("p{id|strip_prefix:p}").render({"id": "p225"}, maps) == "p225"
+    assert Template("p{id|strip_prefix:p}").render({"id": "225"}, maps) == "p225"
+
+
+@pytest.mark.parametrize("bad", ["{a", "a}", "{a|nofilter}", "{}", "{a}{"])
+def test_malformed_templates_are_spec_errors(bad: str) -> None:
+    with pytest.raises(SpecError):
+        Template(bad)
+
+
+def test_clock() -> None:
+    assert [clock(s) for s in (0, 2.64, 59.96, 61.0, 3725.25)] == [
+        "00:00.0",
+        "00:02.6",
+        "01:00.0",
+        "01:01.0",
+        "1:02:05.2",
+    ]
+
+
+# -- specs ---------------------------------------------------------------------------------
+
+
+def toy_spec(**overrides) -> DatasetSpec:
+    fields = {
+        "name": "toy",
+        "title": "toy",
+        "category": "sound",
+        "source": Source.of("table", files="clips.csv"),
+        "id": "{clip}",
+        "audio": "{file}",
+        "text": "{label}",
+        "text_label": "label",
+        "offset": "{start}",
+        "duration": "{length}",
+    }
+    return DatasetSpec(**{**fields, **overrides})
+
+
+def test_spec_validation() -> None:
+    with pytest.raises(SpecError, match="category"):
+        toy_spec(category="noise")
+    with pytest.raises(SpecError, match="map"):
+        toy_spec(text="{label|map:missing}")
+    with pytest.raises(SpecError, match=r"unknown key\(s\) \['file'\]"):
+        Source.of("table", file="clips.csv")
+    with pytest.raises(SpecError, match="unknown reader"):
+        Source.of("xml", files="a.xml")
+    with pytest.raises(SpecError, match="name"):
+        toy_spec(name="Toy Set")
+
+
+def test_spec_from_json_refuses_unknown_keys_and_runs(tmp_path: Path) -> None:
+    data = {
+        "name": "toy",
+        "title": "toy",
+        "category": "sound",
+        "source": {"reader": "table", "options": {"files": "clips.csv"}},
+        "id": "{clip}",
+        "audio": "{file}",
+        "text": "{label}",
+        "fields": [["label again", "{label|upper}"]],
+    }
+    with pytest.raises(SpecError, match="colour"):
+        spec_from_dict({**data, "colour": "red"})
+    with pytest.raises(SpecError, match="delimeter"):
+        spec_from_dict({**data, "source": {"reader": "table", "options": {"files": "x", "delimeter": ";"}}})
+    (tmp_path / "clips.csv").write_text("clip,file,label\na,a.wav,dog\n")
+    wav(tmp_path / "a.wav", 0.5)
+    records, _ = run(spec_from_dict(json.loads(json.dumps(data))), tmp_path)
+    assert [r.metadata for r in records] == ["[00:00.0-00:00.5] dog\nduration: 0.5 s; label again: DOG"]
+
+
+def test_wrong_root_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CollectError, match="clips.csv"):
+        run(toy_spec(), tmp_path)
+    with pytest.raises(CollectError, match="not a folder"):
+        Collector(toy_spec(), tmp_path / "absent")
+
+
+# -- validation and rejects ----------------------------------------------------------------
+
+
+def build_broken(root: Path) -> None:
+    wav(root / "good.wav", 1.0)
+    (root / "corrupt.wav").write_bytes(b"RIFF\x00\x00junk that is not audio" * 3)
+    (root / "empty.wav").write_bytes(b"")
+    sf.write(root / "zeroframes.wav", np.zeros(0, np.float32), RATE)
+    (root / "clips.csv").write_text(
+        "clip,file,label,start,length\n"
+        "good,good.wav,dog,,\n"
+        "missing,missing.wav,cat,,\n"
+        "corrupt,corrupt.wav,bird,,\n"
+        "empty,empty.wav,rain,,\n"
+        "zeroframes,zeroframes.wav,wind,,\n"
+        "good,good.wav,dog again,,\n"
+        ",nameless.wav,fox,,\n"
+        "late,good.wav,car,5.0,1.0\n"
+        "long,good.wav,bus,0.5,2.0\n"
+        "tail,good.wav,horn,0.5,0.9\n"
+        "notime,good.wav,horn,soon,\n"
+    )
+
+
+def test_broken_entries_are_rejected_with_reasons_never_fatal(tmp_path: Path) -> None:
+    build_broken(tmp_path)
+    out = tmp_path / "out/toy.jsonl"
+    summary = collect_to_file(toy_spec(), tmp_path, out, options=CollectOptions(validation_fraction=0, progress=False))
+    records = list(read_records(out))
+    assert [(r.id, r.offset_s, r.duration_s, r.metadata) for r in records] == [
+        ("toy/good", 0.0, 1.0, "[00:00.0-00:01.0] label: dog\nduration: 1.0 s"),
+        # ends 0.4 s past the file: within tolerance, cut at the end of the file
+        ("toy/tail", 0.5, 0.5, "[00:00.0-00:00.5] label: horn\nduration: 0.5 s"),
+    ]
+    rejects = [json.loads(line) for line in default_rejects_path(out).read_text().splitlines()]
+    assert {r["id"]: r["reason"] for r in rejects} == {
+        "toy/missing": "missing audio",
+        "toy/corrupt": "unreadable audio",
+        "toy/empty": "zero duration",
+        "toy/zeroframes": "zero duration",
+        "toy/good": "duplicate id",
+        "toy/?clips.csv:8": "bad annotation",
+        "toy/late": "segment outside the audio",
+        "toy/long": "segment outside the audio",
+        "toy/notime": "bad annotation",
+    }
+    by_id = {r["id"]: r for r in rejects}
+    assert by_id["toy/missing"]["audio_path"] == "missing.wav"
+    assert "['clip']" in by_id["toy/?clips.csv:8"]["detail"]
+    assert "soon" in by_id["toy/notime"]["detail"]
+    assert summary.kept == 2 and summary.seconds == pytest.approx(1.5)
+    assert dict(summary.rejected) == {
+        "missing audio": 1,
+        "unreadable audio": 1,
+        "zero duration": 2,
+        "duplicate id": 1,
+        "bad annotation": 2,
+        "segment outside the audio": 2,
+    }
+    text = summary.format()
+    assert "kept 2 records" in text and "rejected 9" in text and "duplicate id: 1" in text
+
+
+def test_decode_check_catches_truncated_files_the_header_misses(tmp_path: Path) -> None:
+    data = wav(tmp_path / "cut.wav", 1.0).read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])  # header still promises 1 s
+    (tmp_path / "clips.csv").write_text("clip,file,label,start,length\ncut,cut.wav,dog,,\n")
+    header_records, _ = run(toy_spec(), tmp_path, check="header")
+    assert [r.id for r in header_records] == ["toy/cut"]
+    decoded, collector = run(toy_spec(), tmp_path, check="decode")
+    assert decoded == []
+    assert [(r.id, r.reason) for r in collector.rejects] == [("toy/cut", "unreadable audio")]
+    assert "truncated" in collector.rejects[0].detail
+
+
+def test_where_exclude_and_limit(tmp_path: Path) -> None:
+    for name in "abcd":
+        wav(tmp_path / f"{name}.wav", 0.25)
+    (tmp_path / "clips.csv").write_text(
+        "clip,file,label,start,length\na,a.wav,dog,,\nb,b.wav,cat,,\nc,c.wav,dog,,\nd,d.wav,dog,,\n"
+    )
+    spec = toy_spec(where=(("{label}", ("dog",)),), exclude=(("{clip}", ("d",)),))
+    records, collector = run(spec, tmp_path)
+    assert [r.id for r in records] == ["toy/a", "toy/c"]
+    assert sum(collector.summary.filtered.values()) == 2 and collector.rejects == []
+    limited, _ = run(spec, tmp_path, limit=1)
+    assert [r.id for r in limited] == ["toy/a"]
+
+
+# -- splits --------------------------------------------------------------------------------
+
+
+def test_hash_split_is_stable_and_close_to_the_fraction() -> None:
+    ids = [f"toy/{i}" for i in range(2000)]
+    splits = [hash_split(i, 0.1) for i in ids]
+    assert splits == [hash_split(i, 0.1) for i in ids]
+    assert 150 <= splits.count("validation") <= 250
+    assert {hash_split(i, 0.0) for i in ids} == {"train"} and {hash_split(i, 1.0) for i in ids} == {"validation"}
+
+
+def test_source_split_is_mapped_and_other_splits_filtered(tmp_path: Path) -> None:
+    for name in "abc":
+        wav(tmp_path / f"{name}.wav", 0.25)
+    (tmp_path / "clips.csv").write_text("clip,file,label,part\na,a.wav,x,tr\nb,b.wav,y,cv\nc,c.wav,z,test\n")
+    spec = toy_spec(offset=None, duration=None, split="{part}", split_map={"tr": "train", "cv": "validation"})
+    records, collector = run(spec, tmp_path, validation_fraction=1.0)
+    assert [(r.id, r.split) for r in records] == [("toy/a", "train"), ("toy/b", "validation")]
+    assert dict(collector.summary.filtered) == {"split 'test'": 1}
+
+
+# -- windowing -----------------------------------------------------------------------------
+
+
+def test_windows_from_kaldi_style_segments(tmp_path: Path) -> None:
+    wav(tmp_path / "wav/rec1.wav", 30.0)
+    (tmp_path / "segments").write_text(
+        "u1 rec1 0.0 2.0 A happy hello there\n"
+        "u2 rec1 3.0 5.0 B neutral hi\n"
+        "u3 rec1 4.0 12.0 A sad a long answer\n"  # 12 - 0 > 10: opens the next window
+        "u4 rec1 12.5 25.0 B neutral longer than a window on its own\n"
+        "u5 rec1 9.0 8.0 A neutral backwards\n"  # end before start: a bad annotation
+    )
+    spec = DatasetSpec(
+        name="talk",
+        title="talk",
+        category="speech",
+        source=Source.of("lines", files="segments", columns=("utt", "rec", "start", "end", "spk", "emo", "text")),
+        id="{rec}",
+        audio="wav/{rec}.wav",
+        windowing=Windowing(
+            group="{rec}",
+            start="{start}",
+            end="{end}",
+            speaker="{spk}",
+            text="{text}",
+            turn_fields=(("emotion", "{emo}"),),
+            max_window_s=10.0,
+        ),
+    )
+    records, collector = run(spec, tmp_path)
+    assert [(r.id, r.offset_s, r.duration_s, r.metadata) for r in records] == [
+        (
+            "talk/rec1/0",
+            0.0,
+            5.0,
+            "[00:00.0-00:02.0] speaker 1 (emotion: happy): hello there\n"
+            "[00:03.0-00:05.0] speaker 2 (emotion: neutral): hi\nduration: 5.0 s; speakers: 2",
+        ),
+        (
+            "talk/rec1/1",
+            4.0,
+            8.0,
+            "[00:00.0-00:08.0] speaker 1 (emotion: sad): a long answer\nduration: 8.0 s; speakers: 1",
+        ),
+        (
+            "talk/rec1/2",
+            12.5,
+            12.5,
+            "[00:00.0-00:12.5] speaker 1 (emotion: neutral): longer than a window on its own\n"
+            "duration: 12.5 s; speakers: 1",
+        ),
+    ]
+    assert [(r.reason, "9.0-8.0" in r.detail) for r in collector.rejects] == [("bad annotation", True)]
+
+
+# -- output and statistics -----------------------------------------------------------------
+
+
+def test_parquet_output_round_trips(tmp_path: Path) -> None:
+    build_broken(tmp_path)
+    out = tmp_path / "toy.parquet"
+    rejects = tmp_path / "bad.jsonl"
+    collect_to_file(toy_spec(), tmp_path, out, rejects=rejects, options=CollectOptions(progress=False, workers=2))
+    records = list(read_records(out))
+    assert [r.id for r in records] == ["toy/good", "toy/tail"]
+    assert len(rejects.read_text().splitlines()) == 9
+    with pytest.raises(ValueError, match=".jsonl or .parquet"):
+        collect_to_file(toy_spec(), tmp_path, tmp_path / "toy.csv")
+
+
+def _source(rid: str, category: str, split: str, seconds: float, audio: str) -> SourceRecord:
+    return SourceRecord(rid, rid.split("/")[0], category, split, audio, 0.0, seconds, "m")
+
+
+def test_corpus_stats_table_one(tmp_path: Path) -> None:
+    sources = [
+        _source("vctk/a", "speech", "train", 1800.0, "a.wav"),
+        _source("vctk/b", "speech", "train", 1800.0, "a.wav"),  # same file, another segment
+        _source("vctk/c", "speech", "validation", 360.0, "c.wav"),
+        _source("esc50/d", "sound", "train", 5.0, "a.wav"),  # same path, other dataset: another file
+    ]
+    write_jsonl(sources, tmp_path / "sources.jsonl")
+    generated = [
+        CorpusRecord(**{**_source("nsynth/e", "music", "train", 4.0, "e.wav").to_dict(), "prompt": "Which pitch?"}),
+        CorpusRecord(**{**_source("nsynth/f", "music", "train", 4.0, "f.wav").to_dict(), "prompt": "Which pitch?"}),
+        CorpusRecord(**{**_source("nsynth/g", "music", "validation", 4.0, "g.wav").to_dict(), "prompt": "Loud?"}),
+    ]
+    write_parquet(generated, tmp_path / "corpus.parquet")
+    table = corpus_stats([tmp_path / "sources.jsonl", tmp_path / "corpus.parquet"]).table()
+    rows = {row["name"]: row for row in table}
+    assert list(rows) == ["speech", "sound", "music", "Total"]  # the paper's order
+    assert rows["speech"]["instances"] == {"total": 3, "train": 2, "validation": 1}
+    assert rows["speech"]["hours"] == {"total": 1.1, "train": 1.0, "validation": 0.1}
+    assert rows["speech"]["unique_audio"] == {"total": 2, "train": 1, "validation": 1}
+    assert rows["music"]["unique_prompts"] == {"total": 2, "train": 1, "validation": 1}
+    assert rows["speech"]["unique_prompts"] == {"total": 0, "train": 0, "validation": 0}
+    assert rows["Total"]["instances"] == {"total": 7, "train": 5, "validation": 2}
+    assert rows["Total"]["unique_audio"]["total"] == 6
+    by_dataset = {row["name"] for row in corpus_stats([tmp_path / "sources.jsonl"], by="dataset").table()}
+    assert by_dataset == {"esc50", "vctk", "Total"}

@@ -49,7 +49,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from alarm.corpus import instructions
-from alarm.generation import DEFAULT_CLOSING, THINK_END
+from alarm.corpus.prompts import THINK_END
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +157,13 @@ class Backend(ABC):
 def complete_with_budget(
     generate: Callable[[Sequence[ChatRequest]], list[Completion]],
     requests: Sequence[ChatRequest],
-    closing: str = DEFAULT_CLOSING,
+    closing: str | None = None,
 ) -> list[Completion]:
-    """Apply each request's thinking budget with at most two calls of ``generate``."""
+    """Apply each request's thinking budget with at most two calls of ``generate``.
+
+    ``closing`` defaults to :data:`alarm.generation.DEFAULT_CLOSING`, the sentence the
+    transformers path appends, so every backend cuts reasoning off the same way.
+    """
     first = [
         replace(r, params=replace(r.params, max_tokens=min(r.params.thinking_budget, r.params.max_tokens)))
         if r.params.thinking_budget > 0
@@ -176,7 +180,7 @@ def complete_with_budget(
             continue
         written, hit = o.text, THINK_END not in o.text
         if hit:
-            written += closing + THINK_END
+            written += _closing(closing) + THINK_END
         params = replace(r.params, max_tokens=remaining, thinking_budget=-1)
         again.append((i, replace(r, prefix=r.prefix + written, params=params), written, hit))
     if again:
@@ -191,6 +195,14 @@ def complete_with_budget(
                 transport_retries=o1.transport_retries + o2.transport_retries,
             )
     return final
+
+
+def _closing(closing: str | None) -> str:
+    if closing is not None:
+        return closing
+    from alarm.generation import DEFAULT_CLOSING  # imported late: it loads torch, which HTTP runs never need
+
+    return DEFAULT_CLOSING
 
 
 def _generate_some(
@@ -379,11 +391,22 @@ class TransformersBackend(Backend):
     Requests are batched by identical sampling parameters, ``batch_size`` at a time, left
     padded. Sampling is seeded per batch with the first request's seed (transformers has no
     per-row seeds). The tokenizer must know ``</think>`` (thinking models and Qwen3 do).
+    ``num_threads`` sets torch's (process-wide) CPU thread count.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str = "transformers", batch_size: int = 8) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str = "transformers",
+        batch_size: int = 8,
+        num_threads: int | None = None,
+    ) -> None:
         import torch
 
+        if num_threads:  # process-wide; tiny models run faster and steadier on one thread (PLATFORM-NOTES)
+            torch.set_num_threads(int(num_threads))
         self.torch = torch
         self.model = model.eval()
         self.tokenizer = tokenizer

@@ -6,7 +6,7 @@ import argparse
 import importlib
 
 # Modules with `add_commands(corpus_subparsers)`: collectors, the generation pipeline, stats.
-CORPUS_COMMAND_MODULES: tuple[str, ...] = ("alarm.corpus.collect_cli",)
+CORPUS_COMMAND_MODULES: tuple[str, ...] = ("alarm.corpus.collect_cli", "alarm.corpus.pipeline_cli")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

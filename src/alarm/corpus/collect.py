@@ -157,6 +157,14 @@ def _first(value: Any, arg: str | None, maps: Mapping[str, Mapping[str, str]]) -
     return value[0] if isinstance(value, (list, tuple)) else value
 
 
+def _nth(value: Any, arg: str | None, maps: Mapping[str, Mapping[str, str]]) -> Any:
+    if _is_missing(value):
+        return None
+    items = value if isinstance(value, (list, tuple)) else [value]
+    index = int(arg or 0)
+    return items[index] if -len(items) <= index < len(items) else None
+
+
 def _map(value: Any, arg: str | None, maps: Mapping[str, Mapping[str, str]]) -> Any:
     table = maps[arg or ""]
     # Unknown values pass through unchanged: a map names the codes it knows, the rest is text.
@@ -204,6 +212,7 @@ FILTERS: dict[str, Callable[[Any, str | None, Mapping[str, Mapping[str, str]]], 
     "split": _split,
     "join": _join,
     "first": _first,
+    "nth": _nth,
     "default": _default,
 }
 """Template filters: ``{field|name}`` or ``{field|name:arg}``; string filters apply per list element.
@@ -213,7 +222,8 @@ spaces: ``_`` to space; stem: file name without folder and extension; before:SEP
 SEP; strip_prefix:P; fix_quotes: Windows-1252 quote bytes to ASCII; decade: 37 -> "30s";
 int: "25.0" -> "25"; round:N: N decimals; map:NAME: look the value up in the spec's ``maps``;
 split:SEP: text to list (whitespace without SEP); join:SEP: list to text (", " default);
-first: first list element; default:TEXT: TEXT when the value is missing.
+first: first list element; nth:N: element N (0-based, missing if
+absent); default:TEXT: TEXT when the value is missing.
 """
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
@@ -490,11 +500,8 @@ def _json_records(doc: Any, opts: JsonOptions, rel: str) -> Iterator[Item]:
             yield {opts.key_field: key, **(_flatten(value) if isinstance(value, Mapping) else {"value": value})}
     elif opts.layout == "list" and isinstance(doc, list):
         for value in doc:
-            yield (
-                _flatten(value)
-                if isinstance(value, Mapping)
-                else {"_error": f"{rel}: entry {value!r} is not an object"}
-            )
+            # A list of plain values (ids, names) gives items with one field, ``value``.
+            yield _flatten(value) if isinstance(value, Mapping) else {"value": value}
     else:
         raise CollectError(f"{rel}: expected a JSON {'object' if opts.layout == 'dict' else 'array'} of records")
 
@@ -903,11 +910,11 @@ class DatasetSpec:
     ``text``/``text_label`` give the main line of the metadata, ``fields`` its
     ``label: value`` parts, ``context`` static text turns (``(role, template)``).
     ``where``/``exclude`` keep/drop items by a template's value (training partitions only).
-    ``offset``/``duration`` (templates, seconds) select a segment of the file; default: all
-    of it. ``split`` (template, values mapped by ``split_map``) takes the split from the
-    source; values that map to neither train nor validation are filtered out. Without it,
-    a stable hash of the record id puts ``validation_fraction`` of records in validation.
-    ``maps`` are value tables for the ``map:`` filter.
+    ``offset`` and ``duration`` or ``end`` (templates, seconds) select a segment of the file
+    (Kaldi ``segments``); default: all of it. ``split`` (template, values mapped by
+    ``split_map``) takes the split from the source; values that map to neither train nor
+    validation are filtered out. Without it, a stable hash of the record id puts
+    ``validation_fraction`` of records in validation. ``maps`` are value tables for the ``map:`` filter.
     """
 
     name: str
@@ -927,6 +934,7 @@ class DatasetSpec:
     windowing: Windowing | None = None
     offset: str | None = None
     duration: str | None = None
+    end: str | None = None
     split: str | None = None
     split_map: Mapping[str, str] = field(default_factory=dict)
     metadata_style: str = "described"
@@ -943,6 +951,8 @@ class DatasetSpec:
         what = f"dataset {self.name!r}"
         if self.category not in CATEGORIES:
             raise SpecError(f"{what}: category {self.category!r} is not one of {CATEGORIES}")
+        if self.duration is not None and self.end is not None:
+            raise SpecError(f"{what}: give duration or end, not both")
         if self.metadata_style not in METADATA_STYLES:
             raise SpecError(f"{what}: metadata_style must be one of {METADATA_STYLES}")
         if not isinstance(self.source, Source):
@@ -973,7 +983,7 @@ class DatasetSpec:
     def _templates(self) -> Iterator[str]:
         yield self.id
         yield from self.audio
-        yield from (t for t in (self.text, self.offset, self.duration, self.split) if t is not None)
+        yield from (t for t in (self.text, self.offset, self.duration, self.end, self.split) if t is not None)
         yield from (t for _, t in self.fields)
         yield from (t for _, t in self.context)
         yield from (t for t, _ in self.where)
@@ -1348,13 +1358,18 @@ class Collector:
 
     def _candidate(self, item: Item) -> _Candidate:
         record_id = self._record_id(item)
-        offset = self._render(self.spec.offset, item)
-        duration = self._render(self.spec.duration, item)
+        offset_text = self._render(self.spec.offset, item)
+        offset = _number(offset_text, "offset") if offset_text is not None else 0.0
+        duration_text = self._render(self.spec.duration, item)
+        duration = _number(duration_text, "duration") if duration_text is not None else None
+        end_text = self._render(self.spec.end, item)
+        if end_text is not None:
+            duration = _number(end_text, "end") - offset
         return _Candidate(
             id=record_id,
             audio_path=self._audio_path(item),
-            offset_s=_number(offset, "offset") if offset is not None else 0.0,
-            duration_s=_number(duration, "duration") if duration is not None else None,
+            offset_s=offset,
+            duration_s=duration,
             split=self._split_of(item),
             text=self._render(self.spec.text, item),
             fields=self._fields(self.spec.fields, item),

@@ -25,7 +25,8 @@ def wav(path: Path, seconds: float, rate: int = RATE, fmt: str | None = None) ->
     """A quiet tone of ``seconds`` at ``path`` (format from the suffix unless given)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(int(round(seconds * rate))) / rate
-    sf.write(path, (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), rate, format=fmt, subtype="PCM_16")
+    subtype = "OPUS" if fmt == "OGG" else "PCM_16"
+    sf.write(path, (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), rate, format=fmt, subtype=subtype)
     return path
 
 
@@ -706,10 +707,353 @@ def test_instructs2s_last_query_spoken_earlier_turns_as_context(tmp_path: Path) 
     ]
 
 
+# -- more speech -----------------------------------------------------------------------------
+
+
+def test_mls_opus_and_flac_releases(tmp_path: Path) -> None:
+    header = " SPEAKER   |   GENDER   | PARTITION  |  MINUTES   |  BOOK ID   |   TITLE   |   CHAPTER\n"
+    write(
+        tmp_path / "mls_dutch_opus/metainfo.txt",
+        header + "  10087    |     F      |   train    |   41.8  | 10388 | Een boek | 1\n",
+    )
+    write(
+        tmp_path / "mls_dutch_opus/train/transcripts.txt", "10087_10388_000000\twees niet bevreesd ik ben de speelman\n"
+    )
+    wav(tmp_path / "mls_dutch_opus/train/audio/10087/10388/10087_10388_000000.opus", 1.0, rate=16000, fmt="OGG")
+    write(tmp_path / "mls_polish/metainfo.txt", header + "  5190  |  M  |  train  |  12.0  | 1234 | Ksiazka | 2\n")
+    write(tmp_path / "mls_polish/train/transcripts.txt", "5190_1234_000001\tczy to prawda\n")
+    wav(tmp_path / "mls_polish/train/audio/5190/1234/5190_1234_000001.flac", 0.5)
+    records, _ = run("mls", tmp_path)
+    assert records == [
+        rec(
+            "mls/dutch/10087_10388_000000",
+            "mls_dutch_opus/train/audio/10087/10388/10087_10388_000000.opus",
+            1.0,
+            "[00:00.0-00:01.0] transcript: wees niet bevreesd ik ben de speelman\n"
+            "duration: 1.0 s; language: Dutch; gender: female",
+            "speech",
+        ),
+        rec(
+            "mls/polish/5190_1234_000001",
+            "mls_polish/train/audio/5190/1234/5190_1234_000001.flac",
+            0.5,
+            "[00:00.0-00:00.5] transcript: czy to prawda\nduration: 0.5 s; language: Polish; gender: male",
+            "speech",
+        ),
+    ]
+
+
+def test_asvspoof2019(tmp_path: Path) -> None:
+    write(
+        tmp_path / "LA/ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.train.trn.txt",
+        "LA_0079 LA_T_1138215 - - bonafide\nLA_0079 LA_T_1271820 - A01 spoof\n",
+    )
+    wav(tmp_path / "LA/ASVspoof2019_LA_train/flac/LA_T_1138215.flac", 0.5)
+    wav(tmp_path / "LA/ASVspoof2019_LA_train/flac/LA_T_1271820.flac", 1.0)
+    records, _ = run("asvspoof2019", tmp_path)
+    assert records == [
+        rec(
+            "asvspoof2019/LA_T_1138215",
+            "LA/ASVspoof2019_LA_train/flac/LA_T_1138215.flac",
+            0.5,
+            "[00:00.0-00:00.5] speech\nduration: 0.5 s; authenticity: bona fide (real human speech)",
+            "speech",
+        ),
+        rec(
+            "asvspoof2019/LA_T_1271820",
+            "LA/ASVspoof2019_LA_train/flac/LA_T_1271820.flac",
+            1.0,
+            "[00:00.0-00:01.0] speech\nduration: 1.0 s; authenticity: spoofed (machine-generated); "
+            "spoofing method: text-to-speech with a WaveNet neural vocoder",
+            "speech",
+        ),
+    ]
+
+
+def test_asvspoof5(tmp_path: Path) -> None:
+    write(
+        tmp_path / "ASVspoof5_protocols/ASVspoof5.train.tsv",
+        "T_4850 T_0000000000 F - - - bonafide bonafide bonafide -\nT_2134 T_0000000001 M - - - AC3 A05 spoof -\n",
+    )
+    wav(tmp_path / "flac_T/T_0000000000.flac", 0.5)
+    wav(tmp_path / "flac_T/T_0000000001.flac", 0.5)
+    records, _ = run("asvspoof5", tmp_path)
+    assert [(r["id"], r["audio_path"], r["metadata"]) for r in records] == [
+        (
+            "asvspoof5/T_0000000000",
+            "flac_T/T_0000000000.flac",
+            "[00:00.0-00:00.5] speech\nduration: 0.5 s; authenticity: bona fide (real human speech); "
+            "speaker gender: female",
+        ),
+        (
+            "asvspoof5/T_0000000001",
+            "flac_T/T_0000000001.flac",
+            "[00:00.0-00:00.5] speech\nduration: 0.5 s; authenticity: spoofed (machine-generated); "
+            "spoofing method: text-to-speech (GradTTS); speaker gender: male",
+        ),
+    ]
+
+
+def test_nisqa_training_sets_only(tmp_path: Path) -> None:
+    write(
+        tmp_path / "NISQA_corpus_file.csv",
+        "db,con,file,con_description,filename_deg,filename_ref,source,lang,votes,mos,noi,col,dis,loud\n"
+        "NISQA_TRAIN_SIM,1,f1,Bandpass filter,c00001_deg.wav,c00001_ref.wav,AusTalk,en,5,2.75,"
+        "2.557522,3.028485,2.344617,2.6302881\n"
+        "NISQA_TEST_FOR,2,f2,VoIP,c00002_deg.wav,,x,en,5,3.1,3,3,3,3\n",
+    )
+    wav(tmp_path / "NISQA_TRAIN_SIM/deg/c00001_deg.wav", 1.0)
+    records, collector = run("nisqa", tmp_path)
+    assert records == [
+        rec(
+            "nisqa/NISQA_TRAIN_SIM/c00001_deg",
+            "NISQA_TRAIN_SIM/deg/c00001_deg.wav",
+            1.0,
+            "[00:00.0-00:01.0] speech\nduration: 1.0 s; overall quality (MOS, 1-5): 2.75; "
+            "noisiness (1-5, 5 = no noise): 2.56; coloration (1-5, 5 = no coloration): 3.03; "
+            "discontinuity (1-5, 5 = no interruptions): 2.34; loudness (1-5, 5 = optimal): 2.63; "
+            "degradation: Bandpass filter",
+            "speech",
+        )
+    ]
+    assert sum(collector.summary.filtered.values()) == 1
+
+
+def test_noisy_vctk_noisy_and_clean(tmp_path: Path) -> None:
+    write(tmp_path / "log_trainset_28spk.txt", "p226_001 restaurant 2.5\np226_002 ssn 7.5\n")
+    write(tmp_path / "trainset_28spk_txt/p226_001.txt", "Please call Stella.\n")
+    write(tmp_path / "trainset_28spk_txt/p226_002.txt", "Ask her.\n")
+    wav(tmp_path / "noisy_trainset_28spk_wav/p226_001.wav", 0.5)
+    wav(tmp_path / "clean_trainset_28spk_wav/p226_001.wav", 0.5)
+    wav(tmp_path / "noisy_trainset_28spk_wav/p226_002.wav", 0.5)  # its clean twin is missing
+    records, collector = run("noisy_vctk", tmp_path)
+    base = "[00:00.0-00:00.5] transcript: {}\nduration: 0.5 s; background noise: {}"
+    assert [(r["id"], r["audio_path"], r["metadata"]) for r in records] == [
+        (
+            "noisy_vctk/trainset_28spk/p226_001/noisy",
+            "noisy_trainset_28spk_wav/p226_001.wav",
+            base.format("Please call Stella.", "restaurant; SNR: 2.5 dB"),
+        ),
+        (
+            "noisy_vctk/trainset_28spk/p226_001/clean",
+            "clean_trainset_28spk_wav/p226_001.wav",
+            base.format("Please call Stella.", "none (clean recording)"),
+        ),
+        (
+            "noisy_vctk/trainset_28spk/p226_002/noisy",
+            "noisy_trainset_28spk_wav/p226_002.wav",
+            base.format("Ask her.", "speech-shaped noise; SNR: 7.5 dB"),
+        ),
+    ]
+    assert [(r.id, r.reason) for r in collector.rejects] == [
+        ("noisy_vctk/trainset_28spk/p226_002/clean", "missing audio")
+    ]
+
+
+def test_mucs_segments_of_long_recordings(tmp_path: Path) -> None:
+    transcripts = tmp_path / "Hindi-English/train/transcripts"
+    write(transcripts / "segments", "utt1 rec1 0.50 2.00\nutt2 rec1 2.50 3.50\nutt3 rec1 3.00 9.00\n")
+    write(transcripts / "text", "utt1 दोस्तों bash में\nutt2 nested if statement\nutt3 too long\n")
+    wav(tmp_path / "Hindi-English/train/rec1.wav", 4.0)
+    records, collector = run("mucs", tmp_path)
+    language = "language: Hindi-English code-switching"
+    assert records == [
+        rec(
+            "mucs/Hindi-English/utt1",
+            "Hindi-English/train/rec1.wav",
+            1.5,
+            f"[00:00.0-00:01.5] transcript: दोस्तों bash में\nduration: 1.5 s; {language}",
+            "speech",
+            offset=0.5,
+        ),
+        rec(
+            "mucs/Hindi-English/utt2",
+            "Hindi-English/train/rec1.wav",
+            1.0,
+            f"[00:00.0-00:01.0] transcript: nested if statement\nduration: 1.0 s; {language}",
+            "speech",
+            offset=2.5,
+        ),
+    ]
+    assert [(r.id, r.reason) for r in collector.rejects] == [("mucs/Hindi-English/utt3", "segment outside the audio")]
+
+
+def test_voxceleb1_development_speakers(tmp_path: Path) -> None:
+    write(
+        tmp_path / "vox1_meta.csv",
+        "VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet\n"
+        "id10001\tA.J._Buckley\tm\tIreland\tdev\nid10270\tEric_McCormack\tm\tCanada\ttest\n",
+    )
+    wav(tmp_path / "wav/id10001/1zcIwhmdeo4/00001.wav", 0.5)
+    wav(tmp_path / "wav/id10270/5r0dWxy17C8/00001.wav", 0.5)
+    records, collector = run("voxceleb1", tmp_path)
+    assert records == [
+        rec(
+            "voxceleb1/id10001/1zcIwhmdeo4/00001",
+            "wav/id10001/1zcIwhmdeo4/00001.wav",
+            0.5,
+            "[00:00.0-00:00.5] speech\nduration: 0.5 s; speaker gender: male; speaker nationality: Ireland",
+            "speech",
+        )
+    ]
+    assert sum(collector.summary.filtered.values()) == 1
+
+
+def _parquet(path: Path, rows: list[dict]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+def test_cameo(tmp_path: Path) -> None:
+    row = {
+        "file_id": "1001_DFA_ANG_XX.wav",
+        "audio": {"bytes": _wav_bytes(0.5), "path": "1001_DFA_ANG_XX.wav"},
+        "emotion": "anger",
+        "transcription": "Don't forget a jacket.",
+        "speaker_id": "1001",
+        "gender": "Male",
+        "age": "51",
+        "dataset": "crema_d",
+        "language": "english",
+        "license": "ODbL",
+    }
+    _parquet(tmp_path / "data/crema_d-00000-of-00001.parquet", [row])
+    records, _ = run("cameo", tmp_path)
+    assert records == [
+        rec(
+            "cameo/crema_d/1001_DFA_ANG_XX",
+            "_alarm_audio/cameo/crema_d/1001_DFA_ANG_XX.wav",
+            0.5,
+            "[00:00.0-00:00.5] transcript: Don't forget a jacket.\n"
+            "duration: 0.5 s; emotion: anger; gender: male; age: 51; language: English",
+            "speech",
+        )
+    ]
+
+
+def test_globe_v3_keeps_common_voice_attributes_only(tmp_path: Path) -> None:
+    def row(name: str, gender: str) -> dict:
+        return {
+            "audio": {"bytes": _wav_bytes(0.5), "path": f"{name}.wav"},
+            "common_voice_path": f"{name}.mp3",
+            "common_voice_sentence": "Please look up the song, Twist of shadows.",
+            "common_voice_sentence_id": "abc",
+            "common_voice_gender": gender,
+            "common_voice_accents": "Canadian English",
+            "common_voice_age": "twenties",
+            "predicted_gender": "male",
+            "predicted_accent": "Canadian English",
+            "predicted_age": "twenties",
+            "utmos": 4.035799026489258,
+            "snr": 100.0,
+        }
+
+    _parquet(
+        tmp_path / "data/train-00000-of-00001.parquet",
+        [row("common_voice_en_1", "male_masculine"), row("common_voice_en_2", "nan")],
+    )
+    records, collector = run("globe_v3", tmp_path)
+    assert records == [
+        rec(
+            "globe_v3/common_voice_en_1",
+            "_alarm_audio/globe_v3/common_voice_en_1.wav",
+            0.5,
+            "[00:00.0-00:00.5] transcript: Please look up the song, Twist of shadows.\n"
+            "duration: 0.5 s; gender: male; accent: Canadian English; age: twenties; predicted MOS (UTMOS): 4.04; "
+            "SNR: 100.0 dB",
+            "speech",
+        )
+    ]
+    assert sum(collector.summary.filtered.values()) == 1
+
+
+# -- more music ----------------------------------------------------------------------------
+
+
+def test_mridangam(tmp_path: Path) -> None:
+    wav(tmp_path / "B/224030__akshaylaya__bheem-b-001.wav", 0.5)
+    wav(tmp_path / "C#/224100__akshaylaya__cha-c#-002.wav", 0.5)
+    write(tmp_path / "README.txt", "not audio")
+    records, _ = run("mridangam", tmp_path)
+    assert [(r["id"], r["audio_path"], r["metadata"]) for r in records] == [
+        (
+            "mridangam/B/224030__akshaylaya__bheem-b-001",
+            "B/224030__akshaylaya__bheem-b-001.wav",
+            "[00:00.0-00:00.5] mridangam stroke: Bheem\nduration: 0.5 s; tonic: B",
+        ),
+        (
+            "mridangam/C#/224100__akshaylaya__cha-c#-002",
+            "C#/224100__akshaylaya__cha-c#-002.wav",
+            "[00:00.0-00:00.5] mridangam stroke: Cha\nduration: 0.5 s; tonic: C#",
+        ),
+    ]
+
+
+def test_opensinger(tmp_path: Path) -> None:
+    wav(tmp_path / "ManRaw/0_光年之外/0_光年之外_0.wav", 0.5)
+    write(tmp_path / "ManRaw/0_光年之外/0_光年之外_0.txt", "感受停在我发端的指尖\n")
+    wav(tmp_path / "WomanRaw/10_爱情转移/10_爱情转移_3.wav", 0.5)
+    write(tmp_path / "WomanRaw/10_爱情转移/10_爱情转移_3.txt", "把一个人的温暖转移到另一个的胸膛")
+    records, _ = run("opensinger", tmp_path)
+    assert [(r["id"], r["metadata"]) for r in records] == [
+        (
+            "opensinger/0_光年之外_0",
+            "[00:00.0-00:00.5] sung lyrics: 感受停在我发端的指尖\n"
+            "duration: 0.5 s; song title: 光年之外; singer gender: male",
+        ),
+        (
+            "opensinger/10_爱情转移_3",
+            "[00:00.0-00:00.5] sung lyrics: 把一个人的温暖转移到另一个的胸膛\n"
+            "duration: 0.5 s; song title: 爱情转移; singer gender: female",
+        ),
+    ]
+
+
+def test_singmos_joins_scores_and_systems(tmp_path: Path) -> None:
+    write(tmp_path / "info/split.json", json.dumps({"singmos": {"train": ["sys1_utt1", "gt_utt2"], "test": ["x"]}}))
+    scores = {
+        "sys1_utt1": {"sys_id": "sys1", "score": {"mos": 3.4}},
+        "gt_utt2": {"sys_id": "gt", "score": {"mos": 4.123}},
+    }
+    write(tmp_path / "info/score.json", json.dumps({"utterance": scores}))
+    write(tmp_path / "info/sys_info.json", json.dumps({"sys1": {"type": "svs"}, "gt": {"type": "gt"}}))
+    wav(tmp_path / "wavs/sys1_utt1.wav", 0.5)
+    wav(tmp_path / "wavs/gt_utt2.wav", 0.5)
+    records, _ = run("singmos", tmp_path)
+    assert [(r["id"], r["audio_path"], r["metadata"]) for r in records] == [
+        (
+            "singmos/sys1_utt1",
+            "wavs/sys1_utt1.wav",
+            "[00:00.0-00:00.5] singing\nduration: 0.5 s; MOS (1-5): 3.40; real or synthesized: synthesized; "
+            "generation method: singing voice synthesis",
+        ),
+        (
+            "singmos/gt_utt2",
+            "wavs/gt_utt2.wav",
+            "[00:00.0-00:00.5] singing\nduration: 0.5 s; MOS (1-5): 4.12; real or synthesized: real recording",
+        ),
+    ]
+
+
 # -- coverage ------------------------------------------------------------------------------
 
 TESTED = {
     "ami",
+    "asvspoof2019",
+    "asvspoof5",
+    "cameo",
+    "globe_v3",
+    "mls",
+    "mridangam",
+    "mucs",
+    "nisqa",
+    "noisy_vctk",
+    "opensinger",
+    "singmos",
+    "voxceleb1",
     "audiocaps",
     "clotho",
     "esc50",

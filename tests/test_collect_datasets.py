@@ -25,7 +25,7 @@ def wav(path: Path, seconds: float, rate: int = RATE, fmt: str | None = None) ->
     """A quiet tone of ``seconds`` at ``path`` (format from the suffix unless given)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(int(round(seconds * rate))) / rate
-    subtype = "OPUS" if fmt == "OGG" else "PCM_16"
+    subtype = {"OGG": "OPUS", "MP3": "MPEG_LAYER_III"}.get(fmt or "", "PCM_16")
     sf.write(path, (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), rate, format=fmt, subtype=subtype)
     return path
 
@@ -1038,9 +1038,189 @@ def test_singmos_joins_scores_and_systems(tmp_path: Path) -> None:
     ]
 
 
+# -- the rest ------------------------------------------------------------------------------
+
+TEXTGRID = """File type = "ooTextFile"
+Object class = "TextGrid"
+
+xmin = 0
+xmax = 10
+tiers? <exists>
+size = 2
+item []:
+    item [1]:
+        class = "IntervalTier"
+        name = "R0003_M0046_F_SPK0093"
+        xmin = 0
+        xmax = 10
+        intervals: size = 3
+        intervals [1]:
+            xmin = 0
+            xmax = 1.5
+            text = ""
+        intervals [2]:
+            xmin = 1.5
+            xmax = 4.2
+            text = "嗯，最近呢。"
+        intervals [3]:
+            xmin = 4.2
+            xmax = 10
+            text = ""
+    item [2]:
+        class = "IntervalTier"
+        name = "R0003_M0046_M_SPK0094"
+        xmin = 0
+        xmax = 10
+        intervals: size = 2
+        intervals [1]:
+            xmin = 0
+            xmax = 3
+            text = ""
+        intervals [2]:
+            xmin = 3
+            xmax = 6
+            text = "他说""好""。"
+"""
+
+
+def test_alimeeting_windows_from_textgrid(tmp_path: Path) -> None:
+    # Praat leaves a blank at the end of most lines; keep that quirk in the fixture.
+    praat = "".join(line + " \n" for line in TEXTGRID.splitlines())
+    write(tmp_path / "Train_Ali_far/textgrid_dir/R0003_M0046.TextGrid", praat)
+    wav(tmp_path / "Train_Ali_far/audio_dir/R0003_M0046_MS002.wav", 10.0, rate=1000)
+    records, collector = run("alimeeting", tmp_path)
+    assert records == [
+        rec(
+            "alimeeting/R0003_M0046/0",
+            "Train_Ali_far/audio_dir/R0003_M0046_MS002.wav",
+            4.5,
+            '[00:00.0-00:02.7] speaker 1: 嗯，最近呢。\n[00:01.5-00:04.5] speaker 2: 他说"好"。\n'
+            "duration: 4.5 s; speakers: 2; speaker 1 gender: female; speaker 2 gender: male",
+            "speech",
+            offset=1.5,
+        )
+    ]
+    assert collector.rejects == []
+
+
+def test_fma_stacked_header_and_training_split(tmp_path: Path) -> None:
+    write(
+        tmp_path / "fma_metadata/tracks.csv",
+        ",album,album,artist,set,set,track,track,track,track\n"
+        ",title,tracks,name,split,subset,genre_top,language_code,tags,title\n"
+        "track_id,,,,,,,,,\n"
+        "2,AWOL - A Way Of Life,7,AWOL,training,small,Hip-Hop,en,\"['awol', 'hip hop']\",Food\n"
+        "3,AWOL - A Way Of Life,7,AWOL,test,small,Hip-Hop,en,[],Electric Ave\n",
+    )
+    wav(tmp_path / "fma_large/000/000002.mp3", 1.0, fmt="MP3")
+    records, collector = run("fma", tmp_path)
+    assert records == [
+        rec(
+            "fma/2",
+            "fma_large/000/000002.mp3",
+            1.0,
+            "[00:00.0-00:01.0] music\nduration: 1.0 s; genre: Hip-Hop; title: Food; artist: AWOL; "
+            "album: AWOL - A Way Of Life; language: en; tags: awol, hip hop",
+            "music",
+        )
+    ]
+    assert sum(collector.summary.filtered.values()) == 1
+
+
+def test_audioset_labels_by_name(tmp_path: Path) -> None:
+    head = "# Segments csv created Sun Mar  5 10:54:31 2017\n# num_ytids=2\n"
+    head += "# YTID, start_seconds, end_seconds, positive_labels\n"
+    write(
+        tmp_path / "balanced_train_segments.csv",
+        head + '--PJHxphWEs, 30.000, 40.000, "/m/09x0r,/m/05zppz"\n--ZhevVpy1s, 50.000, 60.000, "/m/012xff"\n',
+    )
+    write(tmp_path / "unbalanced_train_segments.csv", head + '---1_cCGK4M, 0.000, 10.000, "/m/01g50p,/m/0284vy3"\n')
+    write(
+        tmp_path / "class_labels_indices.csv",
+        'index,mid,display_name\n0,/m/09x0r,Speech\n1,/m/05zppz,"Male speech, man speaking"\n'
+        '2,/m/01g50p,"Railroad car, train wagon"\n3,/m/0284vy3,Train horn\n4,/m/012xff,Toothbrush\n',
+    )
+    wav(tmp_path / "audio/--PJHxphWEs_30.wav", 1.0)
+    wav(tmp_path / "audio/Y---1_cCGK4M.wav", 0.5)
+    records, collector = run("audioset", tmp_path)
+    assert records == [
+        rec(
+            "audioset/--PJHxphWEs_30",
+            "audio/--PJHxphWEs_30.wav",
+            1.0,
+            "[00:00.0-00:01.0] sound events: Speech; Male speech, man speaking\nduration: 1.0 s",
+            "sound",
+        ),
+        rec(
+            "audioset/---1_cCGK4M_0",
+            "audio/Y---1_cCGK4M.wav",
+            0.5,
+            "[00:00.0-00:00.5] sound events: Railroad car, train wagon; Train horn\nduration: 0.5 s",
+            "sound",
+        ),
+    ]
+    assert [(r.id, r.reason) for r in collector.rejects] == [("audioset/--ZhevVpy1s_50", "missing audio")]
+
+
+def test_disfluencyspeech(tmp_path: Path) -> None:
+    row = {
+        "audio": {"bytes": _wav_bytes(0.5), "path": None},
+        "transcript_annotated": "California is the biggest {C but } Texas, {F uh, } adopts [ it, + it ] all",
+        "transcript_a": "California is the biggest but Texas uh adopts it it all",
+        "transcript_b": "x",
+        "transcript_c": "California is the biggest but Texas adopts it all",
+    }
+    _parquet(tmp_path / "data/train-00000-of-00001.parquet", [row])
+    records, _ = run("disfluencyspeech", tmp_path)
+    assert records == [
+        rec(
+            "disfluencyspeech/train-00000-of-00001-1",
+            "_alarm_audio/disfluencyspeech/train-00000-of-00001-1.wav",
+            0.5,
+            "[00:00.0-00:00.5] annotated transcript: California is the biggest {C but } Texas, {F uh, } adopts "
+            "[ it, + it ] all\nduration: 0.5 s; annotation marks: {F ...} filled pause, {E ...} editing term, "
+            "{D ...} discourse marker, {C ...} coordinating conjunction, {A ...} aside, "
+            "[ ... + ... ] restart (the words before + are repaired after it)",
+            "speech",
+        )
+    ]
+
+
+def test_ascend(tmp_path: Path) -> None:
+    row = {
+        "id": "ses1_utt1",
+        "path": "ses1_utt1.wav",
+        "audio": {"bytes": _wav_bytes(0.5), "path": "ses1_utt1.wav"},
+        "transcription": "我刚刚开始record",
+        "duration": 0.5,
+        "language": "mixed",
+        "original_speaker_id": 3,
+        "session_id": 1,
+        "topic": "education",
+    }
+    _parquet(tmp_path / "data/train-00000-of-00001.parquet", [row])
+    _parquet(tmp_path / "data/test-00000-of-00001.parquet", [{**row, "id": "held_out"}])  # never read
+    records, _ = run("ascend", tmp_path)
+    assert records == [
+        rec(
+            "ascend/ses1_utt1",
+            "_alarm_audio/ascend/ses1_utt1.wav",
+            0.5,
+            "[00:00.0-00:00.5] transcript: 我刚刚开始record\n"
+            "duration: 0.5 s; language: Chinese-English code-switching; topic: education",
+            "speech",
+        )
+    ]
+
+
 # -- coverage ------------------------------------------------------------------------------
 
 TESTED = {
+    "alimeeting",
+    "ascend",
+    "audioset",
+    "disfluencyspeech",
+    "fma",
     "ami",
     "asvspoof2019",
     "asvspoof5",

@@ -40,6 +40,7 @@ transcript, since the pipeline uses it verbatim as the prompt.
 
 from __future__ import annotations
 
+import ast
 import csv
 import dataclasses
 import hashlib
@@ -165,6 +166,16 @@ def _nth(value: Any, arg: str | None, maps: Mapping[str, Mapping[str, str]]) -> 
     return items[index] if -len(items) <= index < len(items) else None
 
 
+def _literal(value: Any, arg: str | None, maps: Mapping[str, Mapping[str, str]]) -> Any:
+    # Python-literal lists in CSV cells (FMA's "['rock', 'indie']").
+    if _is_missing(value) or not isinstance(value, str):
+        return value
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
 def _map(value: Any, arg: str | None, maps: Mapping[str, Mapping[str, str]]) -> Any:
     table = maps[arg or ""]
     # Unknown values pass through unchanged: a map names the codes it knows, the rest is text.
@@ -186,6 +197,13 @@ _QUOTES["\u201d"] = '"'
 _QUOTES["\x85"] = "..."
 _QUOTES["\x96"] = "-"
 _QUOTES["\x97"] = "-"
+
+
+def _first_group(pattern: str, text: str) -> str | None:
+    match = re.search(pattern, text)
+    if match is None:
+        return None
+    return match.group(1) if match.groups() else match.group(0)
 
 
 def _fix_quotes(text: str) -> str:
@@ -214,6 +232,10 @@ FILTERS: dict[str, Callable[[Any, str | None, Mapping[str, Mapping[str, str]]], 
     "first": _first,
     "nth": _nth,
     "default": _default,
+    "zfill": _each_arg(lambda s, n: s.zfill(int(n or 0))),
+    "head": _each_arg(lambda s, n: s[: int(n or 0)]),
+    "match": _each_arg(lambda s, pattern: _first_group(pattern, s)),
+    "literal": _literal,
 }
 """Template filters: ``{field|name}`` or ``{field|name:arg}``; string filters apply per list element.
 
@@ -223,7 +245,9 @@ SEP; strip_prefix:P; fix_quotes: Windows-1252 quote bytes to ASCII; decade: 37 -
 int: "25.0" -> "25"; round:N: N decimals; map:NAME: look the value up in the spec's ``maps``;
 split:SEP: text to list (whitespace without SEP); join:SEP: list to text (", " default);
 first: first list element; nth:N: element N (0-based, missing if
-absent); default:TEXT: TEXT when the value is missing.
+absent); default:TEXT: TEXT when the value is missing; zfill:N: pad with zeros to N
+characters; head:N: the first N characters; match:REGEX: the first group of REGEX (missing
+when it does not match); literal: a Python-literal cell (``"['a', 'b']"``) to its value.
 """
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
@@ -396,11 +420,20 @@ def read_lines(root: Path, opts: LinesOptions) -> Iterator[Item]:
 
 @dataclass(frozen=True)
 class TableOptions:
-    """CSV/TSV files read with :mod:`csv`; ``columns`` names them when the file has no header."""
+    """CSV/TSV files read with :mod:`csv`.
+
+    ``columns`` names the columns when the file has no header row. ``header_rows`` > 1
+    joins stacked header rows into dotted names (FMA's ``tracks.csv``: ``track.genre_top``).
+    ``comment`` skips lines starting with it (AudioSet's ``#`` lines); ``skipinitialspace``
+    ignores blanks after a delimiter (``a, b, "c,d"``).
+    """
 
     files: tuple[str, ...]
     delimiter: str = ","
     columns: tuple[str, ...] | None = None
+    header_rows: int = 1
+    comment: str | None = None
+    skipinitialspace: bool = False
     path_regex: str | None = None
     encoding: str = "utf-8-sig"
 
@@ -408,7 +441,14 @@ class TableOptions:
         object.__setattr__(self, "files", _as_tuple(self.files))
         if self.columns is not None:
             object.__setattr__(self, "columns", _as_tuple(self.columns))
+        if self.header_rows < 1:
+            raise SpecError("header_rows must be at least 1")
         _compile_regex(self.path_regex)
+
+
+def _stacked_header(rows: list[list[str]]) -> list[str]:
+    width = max(len(r) for r in rows)
+    return [".".join(p for p in (r[i].strip() if i < len(r) else "" for r in rows) if p) for i in range(width)]
 
 
 def read_table(root: Path, opts: TableOptions) -> Iterator[Item]:
@@ -418,10 +458,17 @@ def read_table(root: Path, opts: TableOptions) -> Iterator[Item]:
         if base is None:
             continue
         with open(root / rel, encoding=opts.encoding, errors="replace", newline="") as f:
-            reader = csv.DictReader(f, fieldnames=opts.columns, delimiter=opts.delimiter)
-            for row in reader:
-                row.pop(None, None)  # cells beyond the header: not addressable by name
-                yield {**base, "_line": reader.line_num, **{k.strip(): v for k, v in row.items()}}
+            lines = (line for line in f if not (opts.comment and line.startswith(opts.comment)))
+            reader = csv.reader(lines, delimiter=opts.delimiter, skipinitialspace=opts.skipinitialspace)
+            if opts.columns is not None:
+                header = list(opts.columns)
+            else:
+                header = _stacked_header([next(reader, []) for _ in range(opts.header_rows)])
+            for n, cells in enumerate(reader, 1):
+                if not any(c.strip() for c in cells):
+                    continue
+                # Cells beyond the header are not addressable by name; missing ones stay missing.
+                yield {**base, "_line": n + opts.header_rows * (opts.columns is None), **dict(zip(header, cells))}
 
 
 @dataclass(frozen=True)
@@ -750,6 +797,72 @@ def read_ami(root: Path, opts: AmiOptions) -> Iterator[Item]:
 
 
 @dataclass(frozen=True)
+class TextGridOptions:
+    """Praat TextGrid files (long text format): one entry per non-empty interval.
+
+    Entries: ``tier`` (the tier's name, usually the speaker), ``start``/``end`` (seconds),
+    ``text``, and ``path_regex`` groups of the file's path (AliMeeting: the meeting).
+    """
+
+    files: tuple[str, ...]
+    path_regex: str | None = None
+    encoding: str = "utf-8"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "files", _as_tuple(self.files))
+        _compile_regex(self.path_regex)
+
+
+_TG_VALUE = re.compile(r"^\s*(name|xmin|xmax|text)\s*=\s*(.*?)\s*$")
+
+
+def _tg_string(raw: str) -> str:
+    # TextGrid strings are double-quoted with "" as an escaped quote.
+    return raw[1:-1].replace('""', '"') if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw
+
+
+def read_textgrid(root: Path, opts: TextGridOptions) -> Iterator[Item]:
+    regex = _compile_regex(opts.path_regex)
+    for rel in _glob(root, opts.files):
+        base = _path_fields(regex, rel)
+        if base is None:
+            continue
+        text = (root / rel).read_text(encoding=opts.encoding, errors="replace")
+        if "intervals [" not in text:
+            if "IntervalTier" in text:  # the short format names no fields; not supported
+                yield {**base, "_error": f"{rel}: only the long TextGrid format is supported"}
+            continue
+        tier, interval = "", None
+        for line in text.splitlines():
+            stripped = line.strip()
+            if stripped.startswith("item ["):
+                interval = None
+            elif stripped.startswith("intervals ["):
+                interval = {}
+                continue
+            match = _TG_VALUE.match(line)
+            if match is None:
+                continue
+            key, value = match.groups()
+            if interval is None:
+                if key == "name":
+                    tier = _tg_string(value)
+                continue
+            interval[key] = value
+            if key == "text":
+                words = _tg_string(value).strip()
+                if words:
+                    yield {
+                        **base,
+                        "tier": tier,
+                        "start": interval.get("xmin"),
+                        "end": interval.get("xmax"),
+                        "text": words,
+                    }
+                interval = None
+
+
+@dataclass(frozen=True)
 class ReaderKind:
     """A reader: its options type (a frozen dataclass) and the function that yields items."""
 
@@ -765,6 +878,7 @@ READERS: dict[str, ReaderKind] = {
     "parquet": ReaderKind(ParquetOptions, read_parquet),
     "conversations": ReaderKind(ConversationOptions, read_conversations),
     "ami": ReaderKind(AmiOptions, read_ami),
+    "textgrid": ReaderKind(TextGridOptions, read_textgrid),
 }
 
 
@@ -846,6 +960,22 @@ class Join:
 
 
 @dataclass(frozen=True)
+class TableMap:
+    """A ``map:`` table read from the dataset at run time (AudioSet: label id -> display name)."""
+
+    name: str
+    source: Source
+    key: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.source, Mapping):
+            object.__setattr__(self, "source", _source_from_dict(self.source, f"table map {self.name!r}"))
+        Template(self.key)
+        Template(self.value)
+
+
+@dataclass(frozen=True)
 class Variant:
     """One of several records made from each item; its id gets ``/<suffix>``.
 
@@ -914,7 +1044,8 @@ class DatasetSpec:
     (Kaldi ``segments``); default: all of it. ``split`` (template, values mapped by
     ``split_map``) takes the split from the source; values that map to neither train nor
     validation are filtered out. Without it, a stable hash of the record id puts
-    ``validation_fraction`` of records in validation. ``maps`` are value tables for the ``map:`` filter.
+    ``validation_fraction`` of records in validation. ``maps`` are value tables for the
+    ``map:`` filter; ``table_maps`` are such tables read from the dataset itself.
     """
 
     name: str
@@ -939,6 +1070,7 @@ class DatasetSpec:
     split_map: Mapping[str, str] = field(default_factory=dict)
     metadata_style: str = "described"
     maps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    table_maps: tuple[TableMap, ...] = ()
     homepage: str = ""
     licence: str = ""
     layout: str = ""
@@ -976,7 +1108,7 @@ class DatasetSpec:
         used_maps: set[str] = set()
         for template in self._templates():
             used_maps |= Template(template).map_names
-        unknown = used_maps - set(self.maps)
+        unknown = used_maps - set(self.maps) - {m.name for m in self.table_maps}
         if unknown:
             raise SpecError(f"{what}: templates use map(s) {sorted(unknown)} that are not in maps")
 
@@ -1033,6 +1165,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> DatasetSpec:
     data["source"] = _source_from_dict(data["source"], what)
     data["joins"] = tuple(_build_dataclass(Join, j, f"{what} join") for j in data.get("joins", ()))
     data["variants"] = tuple(_build_dataclass(Variant, v, f"{what} variant") for v in data.get("variants", ()))
+    data["table_maps"] = tuple(_build_dataclass(TableMap, m, f"{what} table map") for m in data.get("table_maps", ()))
     if data.get("windowing") is not None:
         data["windowing"] = _build_dataclass(Windowing, data["windowing"], f"{what} windowing")
     return _build_dataclass(DatasetSpec, data, what)
@@ -1238,6 +1371,7 @@ class Collector:
         self.summary = CollectSummary(spec.name)
         self.rejects: list[Reject] = []
         self._t: dict[str, Template] = {}
+        self.maps: dict[str, Mapping[str, str]] = dict(spec.maps)  # + table maps, read when the run starts
         if not self.root.is_dir():
             raise CollectError(f"dataset root {self.root} is not a folder")
 
@@ -1248,10 +1382,10 @@ class Collector:
         return self._t[source]
 
     def _render(self, source: str | None, item: Item) -> str | None:
-        return None if source is None else self._tpl(source).render(item, self.spec.maps)
+        return None if source is None else self._tpl(source).render(item, self.maps)
 
     def _require(self, source: str, item: Item, what: str) -> str:
-        return self._tpl(source).require(item, self.spec.maps, what)
+        return self._tpl(source).require(item, self.maps, what)
 
     def _reject(self, record_id: str, reason: str, detail: str, audio_path: str = "") -> None:
         self.rejects.append(Reject(record_id, reason, detail, audio_path))
@@ -1289,7 +1423,17 @@ class Collector:
             )
         return table
 
+    def _load_table_map(self, table_map: TableMap) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for row in table_map.source.read(self.root):
+            key, value = self._render(table_map.key, row), self._render(table_map.value, row)
+            if key is not None and value is not None:
+                values.setdefault(key, value)
+        return values
+
     def _items(self) -> Iterator[Item]:
+        for table_map in self.spec.table_maps:
+            self.maps[table_map.name] = self._load_table_map(table_map)
         tables = {join.name: self._load_join(join) for join in self.spec.joins}
         for item in self.spec.source.read(self.root):
             if "_error" not in item:
@@ -1302,8 +1446,7 @@ class Collector:
                         dropped = True
                         break
                     for column, value in (row or {}).items():
-                        if not column.startswith("_"):
-                            item[f"{join.name}.{column}"] = value
+                        item[f"{join.name}.{column}"] = value  # namespaced: reader fields like _path too
                 if dropped:
                     continue
                 why = self._where(item)

@@ -685,7 +685,8 @@ class VLLMBackend(Backend):
 
 # -- a local OpenAI-compatible server over any backend -----------------------------------------------
 
-#: ``fault(body, seen)`` -> None or one of "500", "429", "malformed", "slow:<seconds>", "drop";
+#: ``fault(body, seen)`` -> None, an HTTP status ("500", "429", "400", ...), "malformed" (a cut
+#: JSON body), "slow:<seconds>" (answer late), or "drop" (close the connection without answering);
 #: ``seen`` counts earlier requests with the same body.
 FaultHook = Callable[[dict[str, Any], int], "str | None"]
 
@@ -793,7 +794,7 @@ class ChatServer:
                     if fault:
                         with server._lock:
                             server.stats[f"fault:{fault.split(':')[0]}"] += 1
-                    if fault in ("500", "429"):
+                    if fault and fault.isdigit():  # an HTTP status: 500, 503, 429, 400, ...
                         self._send(int(fault), b'{"error": "injected fault"}')
                     elif fault == "malformed":
                         self._send(200, b'{"choices": [{"message": ')

@@ -135,7 +135,7 @@ _EXPOSURE = [
     for p in (
         r"\bmeta-?dat(?:a|en|os|i)\b|métadonnées|метаданн|元数据|メタデータ",
         r"\b(?:provided|given|supplied|attached|above|following|written|textual) "
-        rf"(?:{_WRITTEN}|information|info|details|data|fields?)\b",
+        rf"(?:{_WRITTEN}|information|info|details|data|meta-?data|fields?)\b",
         rf"\b{_WRITTEN} (?:provided|given|supplied|says|said|states|stated|mentions|shows|lists|reads|notes|indicates|"
         r"specifies)\b",
         rf"\baccording to the {_WRITTEN}\b",
@@ -225,7 +225,7 @@ def screen_exposure(candidates: Sequence[Candidate]) -> list[Candidate]:
     out = []
     for cand in candidates:
         hits = exposure_hits(cand.text) if cand.kept else []
-        out.append(cand.dropped(f"exposes the text: {hits[0]!r}") if hits else cand)
+        out.append(cand.dropped(f"exposes the text: {max(hits, key=len)!r}") if hits else cand)  # the most telling
     return out
 
 

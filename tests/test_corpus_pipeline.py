@@ -1,0 +1,435 @@
+"""The corpus pipeline with scripted backends: every stage checked exactly on a 54-record fixture."""
+
+import glob
+import os
+import re
+
+import pytest
+
+from alarm.corpus import instructions
+from alarm.corpus.backends import ChatRequest, RulesResponder, ScriptedBackend
+from alarm.corpus.pipeline import (
+    BackendUnavailable,
+    BuildConfig,
+    assign_splits,
+    build,
+    corpus_files,
+    merge,
+    reject_rows,
+    shard_of,
+)
+from alarm.corpus.prompts import choose, stable_seed, think_text
+from alarm.corpus.report import build_report, write_report
+from alarm.corpus.schema import RecordError, SourceRecord, read_records, write_jsonl
+from alarm.generation import DEFAULT_CLOSING
+from tests.fixtures.corpus import make_fixture
+
+BAD_AUDIO = {"nisqa/000": "audio missing", "nisqa/001": "audio unreadable", "nisqa/002": "segment outside the audio"}
+
+
+@pytest.fixture(scope="module")
+def fixture(tmp_path_factory):
+    return make_fixture(tmp_path_factory.mktemp("fixture"))
+
+
+class Recorder:
+    """Rules responder that also keeps every request it saw."""
+
+    def __init__(self, inner=None):
+        self.inner = inner or RulesResponder()
+        self.requests: list[ChatRequest] = []
+
+    def __call__(self, request, index):
+        self.requests.append(request)
+        return self.inner(request, index)
+
+    def stage_requests(self, stage):
+        system = instructions.get(stage).system
+        return [r for r in self.requests if r.messages[0]["content"] == system]
+
+
+def run(fixture, out, backend=None, **over):
+    sources, audio, _ = fixture
+    config = BuildConfig(
+        sources=(str(sources),), output=str(out), audio_root=str(audio), num_candidates=8, progress=False, **over
+    )
+    backend = backend or ScriptedBackend()
+    return build(config, {"prompter": backend, "rlm": backend})
+
+
+def corpus(out):
+    return {r.id: r for p in corpus_files(str(out)) for r in read_records(p)}
+
+
+def strip_times(record):
+    """A record without what may differ between equivalent runs: times and the backend's description."""
+    data = record.to_dict()
+    data["provenance"]["stages"] = {
+        k: {**v, "at": None, "backend": None} for k, v in data["provenance"]["stages"].items()
+    }
+    return data
+
+
+@pytest.fixture(scope="module")
+def full(fixture, tmp_path_factory):
+    """One complete scripted build, with the requests it made."""
+    out = tmp_path_factory.mktemp("full")
+    recorder = Recorder()
+    summary = run(fixture, out, ScriptedBackend(recorder))
+    return out, recorder, summary
+
+
+def test_every_record_ends_once_in_the_corpus_or_the_rejects(fixture, full):
+    out, _, summary = full
+    records = corpus(out)
+    rejects = reject_rows(str(out))
+    assert summary.complete and os.path.exists(out / "done-s00000of00001.json")
+    assert {r["id"]: r["reason"] for r in rejects} == BAD_AUDIO
+    assert all(r["stage"] == "audio" and r["attempts"] == 0 for r in rejects)
+    assert sorted(records) == sorted(r.id for r in fixture[2] if r.id not in BAD_AUDIO)
+    assert [s.stage for s in summary.stages] == ["audio", "prompts", "filter", "respond", "rephrase"]
+    # 44 records need Q (7 are spoken queries); the RLM answers all 51 and rephrases 44
+    assert [s.llm_calls for s in summary.stages] == [0, 44, 44, 51, 44]
+
+
+def test_prompt_candidates_filter_and_choice_exactly(full):
+    out, recorder, _ = full
+    r = corpus(out)["vctk/000"]
+    topic = "the clip with [00:00-00:01] Please call"
+    texts = [
+        "What do you hear in this recording?",
+        f"Describe {topic} in one sentence.",
+        f"According to the provided metadata, what is {topic}?",
+        f"Guess the weather on the day {topic} was recorded.",
+        f"Which word fits {topic} best: (A) calm, (B) loud, (C) unclear?",
+        f"Is there anything unusual about {topic}? Answer yes or no.",
+        f"Was hörst du in dieser Aufnahme über {topic}?",
+        f"Que remarques-tu dans cet enregistrement à propos de {topic} ?",
+    ]
+    reasons = ["", "", "exposes the text: 'provided metadata'", "judge: cannot be answered from the clip"] + [""] * 4
+    assert [c["text"] for c in r.prompt_candidates] == texts
+    assert [c["reason"] for c in r.prompt_candidates] == reasons
+    assert [c["kept"] for c in r.prompt_candidates] == [not x for x in reasons]
+    assert r.provenance["candidate_languages"] == ["en"] * 6 + ["de", "fr"]  # round(8 * 0.2) = 2 others
+    kept = [t for t, why in zip(texts, reasons) if not why]
+    assert r.prompt == kept[choose(kept, 0, "vctk/000")]
+    assert r.provenance["prompt_language"] == r.provenance["candidate_languages"][texts.index(r.prompt)]
+    # the judge saw only what the lexical detector let through, numbered from 1
+    judged = [q for q in recorder.stage_requests("filter") if f"clip:\n{r.metadata}\n" in q.messages[1]["content"]][0]
+    assert judged.messages[1]["content"].endswith(
+        "Requests:\n" + "\n".join(f"{i}. {t}" for i, t in enumerate([t for t in texts if "metadata" not in t], 1))
+    )
+    # and Q was asked for 8 candidates, 2 of them in other languages
+    asked = recorder.stage_requests("prompts")[0].messages[1]["content"]
+    assert "Write 8 requests. Write 2 of them in languages other than English" in asked
+
+
+def test_choice_spreads_over_the_kept_candidates(full):
+    out, _, _ = full
+    chosen = {r.prompt.split(" ")[0] for r in corpus(out).values() if r.prompt_candidates}
+    assert len(chosen) >= 4  # 44 records pick among 6 kept forms
+
+
+def test_respond_and_rephrase_exactly(full):
+    out, recorder, _ = full
+    r = corpus(out)["gtzan/003"]
+    respond = [q for q in recorder.stage_requests("respond") if r.metadata in q.messages[1]["content"]]
+    assert respond[0].messages == (
+        {"role": "system", "content": instructions.get("respond").system},
+        {"role": "user", "content": f"<audio>{r.metadata}</audio>\n\n{r.prompt}"},
+    )
+    assert r.response_raw == (
+        f"<think>\nThe description says: {r.metadata}. The request is: {r.prompt} I will answer from that.\n</think>"
+        f"\n\nFrom the description: {r.metadata}."
+    )
+    assert r.response == (
+        f"<think>\nI hear: {r.metadata}. The request is: {r.prompt} I will answer from that.\n</think>"
+        f"\n\nI heard: {r.metadata}."
+    )
+    assert r.rephrase_reasoning.startswith("I need to replace each written reference")
+    assert "</think>" not in r.rephrase_reasoning and r.rephrase_reasoning not in r.response
+    rephrase = [q for q in recorder.stage_requests("rephrase") if r.metadata in q.messages[1]["content"]]
+    assert rephrase[0].params.thinking_budget == 1536 and respond[0].params.thinking_budget == -1
+    assert "<original_reasoning>\nThe description says:" in rephrase[0].messages[1]["content"]
+
+
+def test_spoken_queries_keep_the_transcript_and_skip_rephrasing(full, fixture):
+    out, recorder, _ = full
+    records = corpus(out)
+    sources = {r.id: r for r in fixture[2]}
+    spoken = [i for i in records if i.startswith(("heysquad/", "instructs2s/"))]
+    assert len(spoken) == 7
+    for rid in spoken:
+        r = records[rid]
+        assert r.prompt == sources[rid].metadata and r.prompt_candidates == ()
+        assert (
+            r.response
+            == r.response_raw
+            == (f"<think>\nThe question is: {r.prompt} I will answer it.\n</think>\n\nMy answer to: {r.prompt}")
+        )
+        assert r.rephrase_reasoning == "" and r.provenance["special_case"] == "spoken_query"
+        assert r.context == sources[rid].context
+        # the RLM got the earlier turns as turns and only the query as the last user message
+        (sent,) = [q for q in recorder.requests if q.messages[-1]["content"] == r.prompt]
+        assert sent.messages == (*sources[rid].context, {"role": "user", "content": r.prompt})
+    assert len(records["instructs2s/001"].context) == 2 and len(records["heysquad/001"].context) == 1
+
+
+def test_splits_are_exact_per_dataset(full, fixture):
+    out, _, _ = full
+    records = corpus(out)
+    val = sorted(i for i, r in records.items() if r.split == "validation")
+    per = {}
+    for rid in val:
+        per[rid.split("/")[0]] = per.get(rid.split("/")[0], 0) + 1
+    assert per == {"vctk": 1, "esc50": 1, "gtzan": 1, "clotho": 2}  # floor(10% of 16, 12, 10); clotho is official
+    assert {"clotho/000", "clotho/001"} <= set(val)
+    for dataset in ("vctk", "esc50", "gtzan"):  # the one with the smallest seeded hash
+        ids = [r.id for r in fixture[2] if r.dataset == dataset]
+        assert min(ids, key=lambda i: stable_seed(0, "split", i)) in val
+    assert records["clotho/003"].provenance["split_rule"] == "official"
+    other = assign_splits(fixture[2], 0.1, seed=1)
+    assert {i for i, s in other.items() if s == "validation"} != set(val)  # the seed matters
+
+
+def test_same_records_whatever_the_sharding_and_chunking(fixture, full, tmp_path):
+    out, _, _ = full
+    for k in range(3):
+        summary = run(fixture, tmp_path / "sharded", num_shards=3, shard_index=k, chunk_size=5)
+        assert summary.complete
+        for path in glob.glob(str(tmp_path / "sharded" / "corpus" / f"s{k:05d}of00003-*.parquet")):
+            assert {shard_of(r.id, 3) for r in read_records(path)} == {k}
+    merged = tmp_path / "merged"
+    info = merge([str(tmp_path / "sharded")], str(merged))
+    assert info["records"] == {"train": 46, "validation": 5} and info["rejects"] == 3
+    one, three = corpus(out), corpus(merged)
+    assert sorted(one) == sorted(three)
+    assert all(strip_times(one[i]) == strip_times(three[i]) for i in one)
+
+
+def test_merge_checks_shards_and_duplicates(fixture, full, tmp_path):
+    out, _, _ = full
+    run(fixture, tmp_path / "half", num_shards=2, shard_index=0)
+    with pytest.raises(ValueError, match="shards not finished: s00001of00002"):
+        merge([str(tmp_path / "half")], str(tmp_path / "m1"))
+    info = merge([str(tmp_path / "half")], str(tmp_path / "m1"), allow_partial=True)
+    assert 0 < sum(info["records"].values()) < 51
+    with pytest.raises(RecordError, match="appears twice"):
+        merge([str(out), str(tmp_path / "half")], str(tmp_path / "m2"), allow_partial=True)
+    info = merge([str(out)], str(tmp_path / "m3"), rows_per_file=20)
+    names = sorted(os.listdir(tmp_path / "m3" / "data"))
+    assert names == [f"train-0000{k}-of-00003.parquet" for k in range(3)] + ["validation-00000-of-00001.parquet"]
+    ids = [r.id for p in corpus_files(str(tmp_path / "m3")) if "train" in p for r in read_records(p)]
+    assert ids == sorted(ids) and len(ids) == 46
+
+
+def test_resume_after_limit_and_stage_by_stage(fixture, full, tmp_path):
+    out, _, _ = full
+    target = tmp_path / "resumed"
+    first = run(fixture, target, limit=10)
+    assert not first.complete and len(corpus(target)) == 10
+    run(fixture, target, stages=("audio", "prompts", "filter"))  # Q stages for everything...
+    assert len(corpus(target)) == 10
+    backend = ScriptedBackend(Recorder())
+    last = run(fixture, target, backend, stages=("respond", "rephrase"))  # ...then the RLM stages
+    assert last.complete
+    assert not backend.responder.stage_requests("prompts")  # nothing was asked twice
+    assert backend.calls == (51 - 10) + (44 - 10)  # respond the 41 new, rephrase the 34 new
+    again, done = corpus(target), corpus(out)
+    assert sorted(again) == sorted(done) and all(strip_times(again[i]) == strip_times(done[i]) for i in done)
+    assert run(fixture, target).stages[1].pending == 0  # a finished build has nothing left to do
+
+
+def test_changed_settings_are_refused_on_resume(fixture, tmp_path):
+    run(fixture, tmp_path / "o", limit=2)
+    with pytest.raises(ValueError, match="other settings \\(seed differ"):
+        run(fixture, tmp_path / "o", seed=1)
+    run(fixture, tmp_path / "o", limit=3, chunk_size=7)  # where and how much to run may change
+
+
+def test_thinking_budgets_reach_the_rlm_stages(fixture, tmp_path):
+    run(fixture, tmp_path / "b", thinking_budget=10, respond_thinking_budget=3)
+    records = corpus(tmp_path / "b")
+    r = records["esc50/004"]
+    # R0: 3 words of reasoning, the closing sentence, then the answer the RLM goes on to give
+    assert r.response_raw == think_text(
+        "The description says: " + DEFAULT_CLOSING, f"From the description: {r.metadata}."
+    )
+    # the rephrasing's own reasoning is cut at 10 words; the target keeps the rewritten blocks
+    assert r.rephrase_reasoning == ("I need to replace each written reference with what is " + DEFAULT_CLOSING).strip()
+    assert r.response == think_text("I hear: " + DEFAULT_CLOSING, f"I heard: {r.metadata}.")
+    assert r.provenance["rephrase_budget_reached"] and r.provenance["respond_budget_reached"]
+    spoken = records["heysquad/000"]
+    assert (
+        spoken.response
+        == spoken.response_raw
+        == think_text("The question is: " + DEFAULT_CLOSING, f"My answer to: {spoken.prompt}")
+    )
+    assert "rephrase_budget_reached" not in spoken.provenance
+    report, _ = build_report(str(tmp_path / "b"))
+    assert (report["retries"]["respond_budget_reached"], report["retries"]["rephrase_budget_reached"]) == (51, 44)
+
+
+# -- bad LLM output ---------------------------------------------------------------------------------------
+
+ALWAYS = object()
+
+
+class Faulty:
+    """RulesResponder, except for scripted (stage, case) -> outputs by call index (ALWAYS: every call)."""
+
+    def __init__(self, faults):
+        self.faults = faults
+        self.rules = RulesResponder()
+
+    def __call__(self, request, index):
+        system = request.messages[0]["content"]
+        stage = next(n for n, i in instructions.INSTRUCTIONS.items() if i.system == system)
+        case = re.search(r"case (\w+)", request.messages[-1]["content"]).group(1)
+        outputs = self.faults.get((stage, case))
+        if outputs is not None:
+            if outputs[0] is ALWAYS:
+                return outputs[1]
+            if index < len(outputs):
+                if isinstance(outputs[index], Exception):
+                    raise outputs[index]
+                return outputs[index]
+        return self.rules(request, index)
+
+
+CASES = {
+    ("prompts", "nolist"): ["no list here at all"],  # then fine
+    ("prompts", "empty"): [ALWAYS, "<prompts>\n</prompts>"],
+    ("prompts", "refuses"): [ALWAYS, "I'm sorry, but I can't help with that."],
+    ("prompts", "badtags"): [ALWAYS, "<prompts>\n1. [zh] hello there\n2. [xx] hi\n3. no tag\n</prompts>"],
+    ("prompts", "long"): [ALWAYS, "word " * 500],
+    ("filter", "noverdict"): [ALWAYS, "all fine"],
+    ("filter", "alldrop"): [
+        ALWAYS,
+        "<verdicts>\n" + "\n".join(f"{i}. drop: vague" for i in range(1, 9)) + "\n</verdicts>",
+    ],
+    ("respond", "unterminated"): [ALWAYS, "thinking and thinking"],
+    ("respond", "refusesonce"): ["hmm</think>\n\nI cannot listen to audio, sorry."],
+    ("respond", "emptyanswer"): [ALWAYS, "all thought</think>\n\n   "],
+    ("rephrase", "noblock"): [ALWAYS, "done</think>\n\nHere is the rewrite: I hear a dog."],
+    ("rephrase", "rrefuses"): [ALWAYS, "no</think>\n\nI'm sorry, I can't do that."],
+    ("rephrase", "emptyrewrite"): [
+        ALWAYS,
+        "ok</think>\n\n<rewritten_reasoning>\nx\n</rewritten_reasoning>\n<rewritten_answer>\n\n</rewritten_answer>",
+    ],
+}
+EXPECTED_REJECTS = {  # id -> (stage, reason, attempts)
+    "cases/empty": ("prompts", "empty candidate list", 3),
+    "cases/refuses": ("prompts", "refusal", 3),
+    "cases/badtags": ("prompts", "no usable candidate", 3),
+    "cases/long": ("prompts", "over-length", 3),
+    "cases/noverdict": ("filter", "no verdict list", 3),
+    "cases/alldrop": ("filter", "no prompt kept", 1),
+    "cases/unterminated": ("respond", "unterminated <think>", 3),
+    "cases/emptyanswer": ("respond", "empty answer", 3),
+    "cases/noblock": ("rephrase", "no rewrite block", 3),
+    "cases/rrefuses": ("rephrase", "refusal", 3),
+    "cases/emptyrewrite": ("rephrase", "empty rewrite", 3),
+}
+
+
+def _cases(tmp_path, names):
+    records = [
+        SourceRecord(f"cases/{n}", "cases", "sound", "train", f"{n}.wav", 0.0, 1.0, f"case {n}: a dog barks")
+        for n in names
+    ]
+    write_jsonl(records, tmp_path / "cases.jsonl")
+    return BuildConfig(
+        sources=(str(tmp_path / "cases.jsonl"),),
+        output=str(tmp_path / "out"),
+        audio_check="none",
+        num_candidates=8,
+        progress=False,
+        validation_fraction=0.0,
+    )
+
+
+def test_bad_output_is_retried_then_rejected_with_stage_and_reason(tmp_path):
+    names = sorted({case for _, case in CASES} | {"fine"})
+    config = _cases(tmp_path, names)
+    config = BuildConfig.from_dict({**config.__dict__, "prompter_sampling": {"max_tokens": 300}})
+    backend = ScriptedBackend(Faulty(CASES))
+    summary = build(config, {"prompter": backend, "rlm": backend})
+    assert summary.complete
+    rejects = {r["id"]: (r["stage"], r["reason"], r["attempts"]) for r in reject_rows(config.output)}
+    assert rejects == EXPECTED_REJECTS
+    records = corpus(config.output)
+    assert sorted(records) == ["cases/fine", "cases/nolist", "cases/refusesonce"]
+    assert records["cases/nolist"].provenance["stages"]["prompts"]["attempts"] == 2
+    assert records["cases/refusesonce"].provenance["stages"]["respond"]["attempts"] == 2
+    assert records["cases/fine"].provenance["stages"]["respond"]["attempts"] == 1
+    bad = {r["id"]: r for r in reject_rows(config.output)}
+    assert bad["cases/long"]["detail"] == "hit max_tokens after 300 tokens"
+    assert bad["cases/refuses"]["last_output"] == "I'm sorry, but I can't help with that."
+    report, _ = build_report(config.output)
+    assert report["retries"]["per_stage"]["prompts"]["llm_retries"] == 1 + 4 * 2  # nolist once, 4 cases twice
+
+
+def test_a_failing_batch_is_retried_and_a_dead_backend_stops_the_job(tmp_path):
+    config = _cases(tmp_path, ["a", "b", "c"])
+    flaky = ScriptedBackend(Faulty({("respond", "b"): [RuntimeError("CUDA out of memory")]}))
+    assert build(config, {"prompter": flaky, "rlm": flaky}).complete
+    records = corpus(config.output)
+    assert [records[i].provenance["stages"]["respond"]["attempts"] for i in sorted(records)] == [2, 2, 2]
+
+    config = BuildConfig.from_dict({**config.__dict__, "output": str(tmp_path / "dead"), "max_backend_errors": 3})
+
+    def gone(request, index):
+        raise ConnectionError("server gone")
+
+    good, dead = ScriptedBackend(), ScriptedBackend(gone)
+    with pytest.raises(BackendUnavailable, match="3 backend requests failed in a row"):
+        build(config, {"prompter": good, "rlm": dead})
+    assert not reject_rows(config.output)  # nothing was rejected for the backend's sake
+    assert build(config, {"prompter": good, "rlm": good}).complete
+    assert sorted(corpus(config.output)) == ["cases/a", "cases/b", "cases/c"]
+
+
+# -- report -------------------------------------------------------------------------------------------------
+
+
+def test_report_numbers_on_the_scripted_build(full, tmp_path):
+    out, _, _ = full
+    report = write_report(str(out), str(tmp_path))
+    assert report["stages"] == {
+        "audio": {"passed": 51, "rejected": 3},
+        **{s: {"passed": 51, "rejected": 0} for s in ("prompts", "filter", "respond", "rephrase")},
+    }
+    assert report["rejects_by_reason"] == {"audio": {reason: 1 for reason in BAD_AUDIO.values()}}
+    table = report["table1"]["by_category"]
+    assert {c: table[c]["instances"] for c in table} == {
+        "instruction": 7,
+        "music": 10,
+        "sound": 18,
+        "speech": 16,
+        "total": 51,
+    }
+    assert table["music"]["hours"] == round(10 * 1.5 / 3600, 6) and table["speech"]["hours"] == round(16 / 3600, 6)
+    assert table["instruction"]["unique_prompts"] == 7
+    assert report["exposure"] == {
+        "records": 44,
+        "r0_rate": 1.0,
+        "target_rate": 0.0,
+        "prompt_rate": 0.0,
+        "r0_top_phrases": {"description says": 44, "from the description": 44},
+        "target_top_phrases": {},
+    }
+    cands = report["candidates"]
+    assert (cands["candidates"], cands["kept"], cands["lexical_exposure_rate"]) == (352, 264, 0.125)
+    assert cands["dropped_by_reason"] == {"exposes the text": 44, "judge": 44}
+    langs = report["languages"]
+    assert sum(langs["chosen_prompts"].values()) == 51 and langs["chosen_prompts"]["transcript"] == 7
+    assert langs["candidates"] == {"en": 264, "de": 44, "fr": 44}
+    assert report["retries"]["llm_retries"] == 0 and report["retries"]["transport_retries"] == 0
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| audio | 51 | 3 | audio missing (1), audio unreadable (1), segment outside the audio (1) |" in markdown
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
+    merge([str(out)], str(tmp_path / "merged"))
+    again, _ = build_report(str(tmp_path / "merged"))
+    for key in ("stages", "rejects_by_reason", "table1", "exposure", "candidates", "languages"):
+        assert again[key] == report[key]

@@ -37,7 +37,7 @@ SPEC = DatasetSpec(
     ),
     maps={"gender": GENDER},
     homepage="https://www.openslr.org/119 (Train_Ali_far.tar.gz)",
-    licence="CC BY-SA 4.0",
+    licence="see OpenSLR 119",
     layout="--root holding Train_Ali_far/: audio_dir/<room>_<meeting>_<session>.wav (8-channel array, mixed to "
     "mono when loaded), textgrid_dir/<room>_<meeting>.TextGrid (long format, a tier per speaker)",
     yields="windows of up to 30 s: timed utterances with speaker numbers and transcripts; speaker count; genders",

@@ -16,7 +16,7 @@ SPEC = DatasetSpec(
     fields=(("language", "{language|map:language}"), ("topic", "{topic}")),
     maps={"language": {"mixed": "Chinese-English code-switching", "zh": "Chinese", "en": "English"}},
     homepage="https://huggingface.co/datasets/CAiRE/ASCEND",
-    licence="CC BY-SA 4.0 (see the dataset card)",
+    licence="see the dataset card",
     layout="--root: the dataset snapshot's training Parquet shards (id, audio, transcription, language, topic, ...); "
     "audio extracted to _alarm_audio/ascend/",
     yields="transcript; language (Chinese, English or code-switching); conversation topic",

@@ -23,7 +23,7 @@ SPEC = DatasetSpec(
     text_label="caption",
     fields=(("tags", "{meta.keywords|split:;|join:, }"),),
     homepage="https://zenodo.org/records/4783391 (Clotho v2.1)",
-    licence="audio: Freesound licences per clip (CC0 / CC BY / CC BY-NC); captions: Tampere University licence",
+    licence="see the Zenodo record (each clip keeps its Freesound licence: license column of the metadata CSV)",
     layout="--root: clotho_captions_development.csv (file_name,caption_1..caption_5), "
     "clotho_metadata_development.csv (file_name,keywords,...), development/<file_name>",
     yields="caption (five records per clip); Freesound tags",

@@ -116,8 +116,14 @@ def _fraction(values: dict[str, Any], fmt: str) -> str:
 
 
 def _stats(args: argparse.Namespace) -> int:
+    # `stats manifests/*.jsonl` also matches the rejects files written next to the records.
+    files = [f for f in args.files if not f.name.endswith(".rejects.jsonl")]
+    for skipped in sorted(set(args.files) - set(files)):
+        print(f"alarm corpus stats: skipping {skipped} (a rejects file)", file=sys.stderr)
+    if not files:
+        return _fail("stats needs at least one record file")
     try:
-        table = corpus_stats(args.files, by=args.by).table()
+        table = corpus_stats(files, by=args.by).table()
     except (RecordError, OSError) as err:
         return _fail(str(err))
     if args.json:

@@ -968,6 +968,8 @@ def test_globe_v3_keeps_common_voice_attributes_only(tmp_path: Path) -> None:
         )
     ]
     assert sum(collector.summary.filtered.values()) == 1
+    # A filtered row's embedded audio is never written out.
+    assert sorted(p.name for p in (tmp_path / "_alarm_audio/globe_v3").iterdir()) == ["common_voice_en_1.wav"]
 
 
 # -- more music ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from alarm.corpus.collect import (
     Source,
     SpecError,
     Template,
+    Variant,
     Windowing,
     clock,
     collect_to_file,
@@ -244,6 +245,21 @@ def test_source_split_is_mapped_and_other_splits_filtered(tmp_path: Path) -> Non
     records, collector = run(spec, tmp_path, validation_fraction=1.0)
     assert [(r.id, r.split) for r in records] == [("toy/a", "train"), ("toy/b", "validation")]
     assert dict(collector.summary.filtered) == {"split 'test'": 1}
+
+
+def test_variants_of_one_entry_share_a_split(tmp_path: Path) -> None:
+    rows = ["clip,file,label"]
+    for i in range(40):
+        wav(tmp_path / f"{i}.wav", 0.1)
+        rows.append(f"c{i},{i}.wav,x")
+    (tmp_path / "clips.csv").write_text("\n".join(rows) + "\n")
+    variants = tuple(Variant(str(k)) for k in range(3))
+    records, _ = run(toy_spec(offset=None, duration=None, variants=variants), tmp_path, validation_fraction=0.5)
+    splits: dict[str, set[str]] = {}
+    for r in records:
+        splits.setdefault(r.id.rsplit("/", 1)[0], set()).add(r.split)
+    assert len(splits) == 40 and all(len(s) == 1 for s in splits.values())
+    assert {next(iter(s)) for s in splits.values()} == {"train", "validation"}
 
 
 # -- windowing -----------------------------------------------------------------------------

@@ -584,8 +584,8 @@ def read_json(root: Path, opts: JsonOptions) -> Iterator[Item]:
 class ParquetOptions:
     """Parquet shards with the audio embedded (Hugging Face ``Audio`` columns: bytes + path).
 
-    Each row's audio bytes are written once to ``<root>/<extract_to>/<name>.<ext>`` (kept on
-    later runs; written atomically) so records can point at a file; ``_audio`` is that path.
+    Each kept row's audio bytes are written once to ``<root>/<extract_to>/<name>.<ext>`` (kept
+    on later runs; written atomically) so records can point at a file; ``_audio`` is that path.
     ``name`` is a template over the row (e.g. ``"{_split}/{id}"``).
     """
 
@@ -653,8 +653,8 @@ def read_parquet(root: Path, opts: ParquetOptions) -> Iterator[Item]:
                     yield {**item, "_error": f"{rel} row {row_no}: no embedded audio in column {opts.audio_column!r}"}
                     continue
                 target = posixpath.join(opts.extract_to, stem + _audio_suffix(data, audio.get("path")))
-                _write_once(root / target, data)
-                yield {**item, "_audio": target}
+                # Written by the engine once the entry survives its filters (no disk for dropped rows).
+                yield {**item, "_audio": target, "_audio_bytes": data}
 
 
 @dataclass(frozen=True)
@@ -1306,6 +1306,7 @@ class _Candidate:
     offset_s: float
     duration_s: float | None
     split: str | None
+    split_key: str = ""  # what the hash split looks at: all records of one entry share a split
     text: str | None = None
     fields: Pairs = ()
     turns: tuple[Turn, ...] = ()
@@ -1453,6 +1454,9 @@ class Collector:
                 if why is not None:
                     self.summary.filtered[why] += 1
                     continue
+            data = item.pop("_audio_bytes", None)
+            if data is not None and "_error" not in item:
+                _write_once(self.root / item["_audio"], data)
             if not self.spec.variants:
                 yield item
                 continue
@@ -1499,6 +1503,10 @@ class Collector:
         variant: Variant | None = item.get("_variant")
         return f"{self.spec.name}/{source_id}" + (f"/{variant.suffix}" if variant is not None else "")
 
+    def _split_key(self, item: Item) -> str:
+        # Variants of one entry (Clotho's five captions of a clip) must not straddle the split.
+        return f"{self.spec.name}/{self._require(self.spec.id, item, 'id')}"
+
     def _candidate(self, item: Item) -> _Candidate:
         record_id = self._record_id(item)
         offset_text = self._render(self.spec.offset, item)
@@ -1514,6 +1522,7 @@ class Collector:
             offset_s=offset,
             duration_s=duration,
             split=self._split_of(item),
+            split_key=self._split_key(item),
             text=self._render(self.spec.text, item),
             fields=self._fields(self.spec.fields, item),
             context=self._context(item),
@@ -1663,7 +1672,7 @@ class Collector:
             metadata = render_metadata(
                 duration, text=cand.text, text_label=self.spec.text_label, turns=cand.turns, fields=cand.fields
             )
-        split = cand.split or hash_split(cand.id, self.options.validation_fraction)
+        split = cand.split or hash_split(cand.split_key or cand.id, self.options.validation_fraction)
         try:
             return SourceRecord(
                 id=cand.id,

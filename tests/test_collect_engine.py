@@ -226,6 +226,16 @@ def test_where_exclude_and_limit(tmp_path: Path) -> None:
     assert [r.id for r in limited] == ["toy/a"]
 
 
+def test_a_filter_that_cannot_read_a_value_rejects_the_entry(tmp_path: Path) -> None:
+    wav(tmp_path / "a.wav", 0.25)
+    (tmp_path / "clips.csv").write_text("clip,file,label,year\na,a.wav,x,1999\nb,a.wav,y,soon\n")
+    spec = toy_spec(offset=None, duration=None, where=(("{year|int}", ("1999",)),))
+    records, collector = run(spec, tmp_path)
+    assert [r.id for r in records] == ["toy/a"]
+    assert [(r.id, r.reason) for r in collector.rejects] == [("toy/b", "bad annotation")]
+    assert "'soon'" in collector.rejects[0].detail
+
+
 # -- splits --------------------------------------------------------------------------------
 
 

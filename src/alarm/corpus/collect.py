@@ -1408,7 +1408,10 @@ class Collector:
         table: dict[str, Item] = {}
         duplicates = 0
         for row in join.source.read(self.root):
-            key = self._render(join.key, row)
+            try:
+                key = self._render(join.key, row)
+            except _EntryProblem:
+                key = None  # a side-table row its key template cannot read: it joins nothing
             if key is None or "_error" in row:
                 continue
             if key in table:
@@ -1427,7 +1430,10 @@ class Collector:
     def _load_table_map(self, table_map: TableMap) -> dict[str, str]:
         values: dict[str, str] = {}
         for row in table_map.source.read(self.root):
-            key, value = self._render(table_map.key, row), self._render(table_map.value, row)
+            try:
+                key, value = self._render(table_map.key, row), self._render(table_map.value, row)
+            except _EntryProblem:
+                continue
             if key is not None and value is not None:
                 values.setdefault(key, value)
         return values
@@ -1438,19 +1444,11 @@ class Collector:
         tables = {join.name: self._load_join(join) for join in self.spec.joins}
         for item in self.spec.source.read(self.root):
             if "_error" not in item:
-                dropped = False
-                for join in self.spec.joins:
-                    key = self._render(join.on, item)
-                    row = tables[join.name].get(key) if key is not None else None
-                    if row is None and join.required:
-                        self.summary.filtered[f"no {join.name} entry"] += 1
-                        dropped = True
-                        break
-                    for column, value in (row or {}).items():
-                        item[f"{join.name}.{column}"] = value  # namespaced: reader fields like _path too
-                if dropped:
-                    continue
-                why = self._where(item)
+                try:
+                    why = self._join_and_filter(item, tables)
+                except _EntryProblem as err:  # the entry becomes a bad-annotation reject downstream
+                    item["_error"] = str(err)
+                    why = None
                 if why is not None:
                     self.summary.filtered[why] += 1
                     continue
@@ -1465,6 +1463,17 @@ class Collector:
                 for name, template in variant.fields:
                     copy[name] = self._render(template, item)
                 yield copy
+
+    def _join_and_filter(self, item: Item, tables: Mapping[str, Mapping[str, Item]]) -> str | None:
+        """Merge the joined rows into ``item``; the reason it is filtered out, or None."""
+        for join in self.spec.joins:
+            key = self._render(join.on, item)
+            row = tables[join.name].get(key) if key is not None else None
+            if row is None and join.required:
+                return f"no {join.name} entry"
+            for column, value in (row or {}).items():
+                item[f"{join.name}.{column}"] = value  # namespaced: reader fields like _path too
+        return self._where(item)
 
     # -- stage 2: candidates ---------------------------------------------------------------
 

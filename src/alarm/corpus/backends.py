@@ -695,8 +695,8 @@ class ChatServer:
     """``POST /v1/chat/completions`` on 127.0.0.1 over a :class:`Backend`, in a thread.
 
     For tests and benchmarks (and to share one local model between shard processes); not a
-    production server. ``fault`` injects failures per request; ``stats`` counts requests and
-    faults served.
+    production server. ``fault`` injects failures per request; ``stats`` counts requests,
+    repeats of an earlier body (client retries) and faults served.
     """
 
     def __init__(self, backend: Backend, *, host: str = "127.0.0.1", port: int = 0, fault: FaultHook | None = None):
@@ -763,6 +763,7 @@ class ChatServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out at once: no 40 ms delayed-ACK stalls
 
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
@@ -789,6 +790,7 @@ class ChatServer:
                     seen = server._seen[key]
                     server._seen[key] += 1
                     server.stats["requests"] += 1
+                    server.stats["repeats"] += seen > 0  # the same body again: a client retry
                 fault = server.fault(body, seen) if server.fault else None
                 try:
                     if fault:

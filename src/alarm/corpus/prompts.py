@@ -17,6 +17,7 @@ Everything here is deterministic text processing, so it is tested exactly:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import re
@@ -130,23 +131,26 @@ def is_refusal(answer: str) -> bool:
 # -- the lexical exposure detector --------------------------------------------------------------
 
 _WRITTEN = r"(?:description|caption|captions|annotations?|transcripts?|transcriptions?|labels?|tags?|text|account)"
-_EXPOSURE = [
-    re.compile(p, re.IGNORECASE)
-    for p in (
-        r"\bmeta-?dat(?:a|en|os|i)\b|métadonnées|метаданн|元数据|メタデータ",
-        r"\b(?:provided|given|supplied|attached|above|following|written|textual) "
-        rf"(?:{_WRITTEN}|information|info|details|data|meta-?data|fields?)\b",
-        rf"\b{_WRITTEN} (?:provided|given|supplied|says|said|states|stated|mentions|shows|lists|reads|notes|indicates|"
-        r"specifies)\b",
-        rf"\baccording to the {_WRITTEN}\b",
-        rf"\b(?:in|from) the {_WRITTEN}\b",
-    )
-]
+_EXPOSURE = re.compile(
+    "|".join(
+        f"(?:{p})"
+        for p in (
+            r"\bmeta-?dat(?:a|en|os|i)\b|métadonnées|метаданн|元数据|メタデータ",
+            r"\b(?:provided|given|supplied|attached|above|following|written|textual) "
+            rf"(?:{_WRITTEN}|information|info|details|data|meta-?data|fields?)\b",
+            rf"\b{_WRITTEN} (?:provided|given|supplied|says|said|states|stated|mentions|shows|lists|reads|notes|"
+            r"indicates|specifies)\b",
+            rf"\baccording to the {_WRITTEN}\b",
+            rf"\b(?:in|from) the {_WRITTEN}\b",
+        )
+    ),
+    re.IGNORECASE,
+)
 
 
 def exposure_hits(text: str) -> list[str]:
     """Phrases in ``text`` that reveal a written account behind the audio (lower-cased)."""
-    return [m.group(0).lower() for p in _EXPOSURE for m in p.finditer(text)]
+    return [m.group(0).lower() for m in _EXPOSURE.finditer(text)]
 
 
 # -- candidates ------------------------------------------------------------------------------------
@@ -154,15 +158,19 @@ def exposure_hits(text: str) -> list[str]:
 _ITEM = re.compile(r"^\s*(\d{1,3})\s*[.)]\s*(?:\[([A-Za-z]{2,3}(?:-[A-Za-z]{2,4})?)\])?\s*(.*?)\s*$")
 
 
+@functools.lru_cache(maxsize=4096)
+def _script(ch: str) -> str | None:
+    if ch.isascii():
+        return "LATIN" if ch.isalpha() else None
+    if not ch.isalpha():
+        return None
+    name = unicodedata.name(ch, "")
+    return next((s for s in _SCRIPT_NAMES if name.startswith(s)), None)
+
+
 def dominant_script(text: str) -> str | None:
     """The script most letters of ``text`` are written in (``LATIN``, ``CJK``, ...), if any."""
-    counts: Counter[str] = Counter()
-    for ch in text:
-        if ch.isalpha():
-            name = unicodedata.name(ch, "")
-            script = next((s for s in _SCRIPT_NAMES if name.startswith(s)), None)
-            if script:
-                counts[script] += 1
+    counts = Counter(s for s in map(_script, text) if s)
     return counts.most_common(1)[0][0] if counts else None
 
 

@@ -221,7 +221,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     out.append("\n## Text exposure (lexical detector)\n")
     out.append(
         f"Share of the {ex['records']} rephrased records whose text gives away a written account: "
-        f"R0 {_pct(ex['r0_rate'])}, rephrased target {_pct(ex['target_rate'])}, chosen prompt {_pct(ex['prompt_rate'])}.\n"
+        f"R0 {_pct(ex['r0_rate'])}, rephrased target {_pct(ex['target_rate'])}, "
+        f"chosen prompt {_pct(ex['prompt_rate'])}.\n"
     )
     if ex["r0_top_phrases"]:
         out.append("R0 phrases: " + ", ".join(f"`{p}` ({n})" for p, n in ex["r0_top_phrases"].items()) + "\n")

@@ -1,0 +1,179 @@
+"""`alarm corpus build | merge | report` end to end: config files, the tiny transformers model,
+a fault-injected local HTTP server, and builds killed with SIGKILL and resumed."""
+
+import glob
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from alarm.cli import main
+from alarm.corpus.backends import ChatServer, ScriptedBackend
+from alarm.corpus.pipeline import STAGES, corpus_files, reject_rows
+from alarm.corpus.schema import read_records
+from tests.fixtures.corpus import make_fixture
+
+torch.set_num_threads(1)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BAD_AUDIO = {"nisqa/000", "nisqa/001", "nisqa/002"}
+
+
+@pytest.fixture(scope="module")
+def fixture(tmp_path_factory):
+    return make_fixture(tmp_path_factory.mktemp("fixture"))
+
+
+def build_args(fixture, out, *extra):
+    sources, audio, _ = fixture
+    return ["corpus", "build", "--source", str(sources), "--audio-root", str(audio), "--output", str(out), *extra]
+
+
+def records(out):
+    return {r.id: r for p in corpus_files(str(out)) for r in read_records(p)}
+
+
+def comparable(record):
+    data = record.to_dict()
+    data["provenance"]["stages"] = {k: {"attempts": v["attempts"]} for k, v in data["provenance"]["stages"].items()}
+    return data
+
+
+@pytest.fixture(scope="module")
+def reference(fixture, tmp_path_factory):
+    """An uninterrupted scripted build to compare the others with."""
+    out = tmp_path_factory.mktemp("reference")
+    assert main(build_args(fixture, out, "--num-candidates", "6", "--no-progress")) == 0
+    return records(out)
+
+
+def test_build_with_a_config_file_then_report(fixture, tmp_path, capsys):
+    config = tmp_path / "build.json"
+    config.write_text(json.dumps({"num_candidates": 5, "seed": 3, "languages": ["en", "de"], "chunk_size": 7}))
+    out = tmp_path / "out"
+    assert main(build_args(fixture, out, "--config", str(config), "--num-candidates", "6", "--no-progress")) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["complete"] and [s["stage"] for s in summary["stages"]] == list(STAGES)
+    got = records(out)
+    assert len(got) == 51 and {len(r.prompt_candidates) for r in got.values()} == {0, 6}  # the flag wins
+    assert {r.provenance["seed"] for r in got.values()} == {3}  # the file's seed
+    assert {lang for r in got.values() for lang in r.provenance.get("candidate_languages", [])} == {"en", "de"}
+
+    assert main(["corpus", "report", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["records"] == 51 and report["rejected"] == 3
+    assert all((out / f"report.{ext}").stat().st_size > 0 for ext in ("json", "md", "png"))
+
+    assert main(["corpus", "merge", str(out), "--output", str(tmp_path / "merged")]) == 0
+    assert json.loads(capsys.readouterr().out)["records"]["train"] + 5 == 51
+
+    config.write_text(json.dumps({"num_candidate": 5}))
+    assert main(build_args(fixture, tmp_path / "o2", "--config", str(config))) == 2
+    assert "unknown build config keys ['num_candidate']" in capsys.readouterr().err
+
+
+def test_tiny_transformers_model_end_to_end(fixture, tmp_path, capsys):
+    """A random tiny RLM writes garbage: the build must finish, reject with reasons, and report it."""
+    out = tmp_path / "tiny"
+    spec = "transformers:tiny-al-whisper-r?batch_size=16"
+    args = ["--prompter", spec, "--rlm", spec, "--max-tokens", "16", "--max-attempts", "2", "--num-candidates", "4"]
+    assert main(build_args(fixture, out, *args, "--thinking-budget", "4", "--no-progress")) == 0
+    assert json.loads(capsys.readouterr().out)["complete"]
+    assert main(["corpus", "report", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["records"] + report["rejected"] == 54
+    rejects = reject_rows(str(out))
+    assert {r["id"] for r in rejects} | set(records(out)) == {r.id for r in fixture[2]}
+    assert all(r["reason"] and r["stage"] in STAGES for r in rejects)
+    assert {r["id"] for r in rejects if r["stage"] == "audio"} == BAD_AUDIO
+    # every record the RLM saw used its attempts, and the reasons say why
+    assert all(r["attempts"] == 2 for r in rejects if r["stage"] != "audio")
+    assert set(report["rejects_by_reason"]["prompts"]) <= {"over-length", "no candidate list", "refusal"}
+    for record in records(out).values():  # whatever passed is a valid record
+        assert record.response.startswith("<think>\n") and "</think>" in record.response
+    assert (out / "report.png").exists()
+
+
+def test_http_backend_with_faults_end_to_end(fixture, reference, tmp_path, capsys):
+    kinds = ["500", "429", "malformed", "slow:1.0", "drop", None]
+
+    def fault(body, seen):  # the first sighting of each request fails, in turn with each kind
+        return None if seen else kinds[len(json.dumps(body)) % len(kinds)]
+
+    with ChatServer(ScriptedBackend(), fault=fault) as server:
+        spec = f"openai:{server.url}?model=local&concurrency=8&timeout_s=0.4&backoff_s=0.01"
+        out = tmp_path / "http"
+        args = ["--prompter", spec, "--rlm", spec, "--num-candidates", "6", "--no-progress"]
+        assert main(build_args(fixture, out, *args)) == 0
+    assert json.loads(capsys.readouterr().out)["complete"]
+    faults = sum(n for k, n in server.stats.items() if k.startswith("fault:"))
+    assert faults > 20
+    got = records(out)
+    assert sorted(got) == sorted(reference)
+    assert all(comparable(got[i]) == comparable(reference[i]) for i in got)  # faults change nothing
+    assert main(["corpus", "report", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # every retry the server saw is counted (a loaded machine may add timeouts to the injected faults)
+    assert report["retries"]["transport_retries"] == server.stats["repeats"] >= faults
+    assert report["retries"]["llm_retries"] == 0
+
+
+def _stage_ids(out):
+    ids = {}
+    for stage in STAGES:
+        folder = "corpus" if stage == STAGES[-1] else os.path.join("stages", stage)
+        rows = [
+            i for p in glob.glob(str(out / folder / "*.parquet")) for i in pq.read_table(p).column("id").to_pylist()
+        ]
+        rows += [r["id"] for r in reject_rows(str(out)) if r["stage"] == stage]
+        ids[stage] = rows
+    return ids
+
+
+def test_killed_builds_resume_with_nothing_lost_or_repeated(fixture, reference, tmp_path):
+    out = tmp_path / "killed"
+    spec = "scripted?delay_s=0.004"
+    cmd = [sys.executable, "-m", "alarm.cli", *build_args(fixture, out), "--prompter", spec, "--rlm", spec]
+    cmd += ["--num-candidates", "6", "--chunk-size", "4", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")}
+
+    def files(stage):
+        folder = "corpus" if stage == STAGES[-1] else os.path.join("stages", stage)
+        return len(glob.glob(str(out / folder / "*.parquet")))
+
+    # kill points: two chunks into each stage, then at random moments (imports, mid-chunk, mid-write)
+    rng = random.Random(0)
+    points = [("stage", stage) for stage in STAGES] + [("time", rng.uniform(0.3, 2.0)) for _ in range(4)]
+    kills = 0
+    for kind, value in points:
+        base = files(value) if kind == "stage" else 0
+        start = time.monotonic()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        while proc.poll() is None:
+            if files(value) >= base + 2 if kind == "stage" else time.monotonic() - start >= value:
+                os.kill(proc.pid, signal.SIGKILL)
+                kills += 1
+                break
+            time.sleep(0.005)
+        proc.wait()
+    assert kills >= 5
+    final = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    assert json.loads(final.stdout)["complete"]
+
+    everyone = {r.id for r in fixture[2]}
+    for stage, ids in _stage_ids(out).items():  # each stage saw every id that reached it exactly once
+        assert not [i for i, n in Counter(ids).items() if n > 1], stage
+    rejected = [r["id"] for r in reject_rows(str(out))]
+    got = records(out)
+    assert sorted(rejected) == sorted(BAD_AUDIO) and set(got) | set(rejected) == everyone
+    assert all(comparable(got[i]) == comparable(reference[i]) for i in reference)  # 0 lost, 0 changed
+    assert not glob.glob(str(out / "**" / ".tmp-*"), recursive=True)

@@ -151,13 +151,26 @@ def test_respond_and_rephrase_exactly(full):
     rephrase = [q for q in recorder.stage_requests("rephrase") if r.metadata in q.messages[1]["content"]]
     assert rephrase[0].params.thinking_budget == 1536 and respond[0].params.thinking_budget == -1
     assert "<original_reasoning>\nThe description says:" in rephrase[0].messages[1]["content"]
+    # provenance: instruction versions, sampling and the per-record seed of every LLM stage
+    assert r.provenance["instructions"] == instructions.refs()
+    stage = r.provenance["stages"]["rephrase"]
+    assert stage["sampling"] == {
+        "max_tokens": 4096,
+        "temperature": 0.6,
+        "top_p": 0.95,
+        "top_k": 20,
+        "thinking_budget": 1536,
+        "seed": stable_seed(0, "rephrase", r.id, 0) % 2**31,
+    }
+    assert stage["attempts"] == 1 and stage["backend"]["backend"] == "scripted"
+    assert r.provenance["stages"]["prompts"]["sampling"]["temperature"] == 0.7  # Q's settings
 
 
 def test_spoken_queries_keep_the_transcript_and_skip_rephrasing(full, fixture):
     out, recorder, _ = full
     records = corpus(out)
     sources = {r.id: r for r in fixture[2]}
-    spoken = [i for i in records if i.startswith(("heysquad/", "instructs2s/"))]
+    spoken = [i for i in records if i.startswith(("heysquad_human/", "instructs2s/"))]
     assert len(spoken) == 7
     for rid in spoken:
         r = records[rid]
@@ -172,7 +185,7 @@ def test_spoken_queries_keep_the_transcript_and_skip_rephrasing(full, fixture):
         # the RLM got the earlier turns as turns and only the query as the last user message
         (sent,) = [q for q in recorder.requests if q.messages[-1]["content"] == r.prompt]
         assert sent.messages == (*sources[rid].context, {"role": "user", "content": r.prompt})
-    assert len(records["instructs2s/001"].context) == 2 and len(records["heysquad/001"].context) == 1
+    assert len(records["instructs2s/001"].context) == 2 and len(records["heysquad_human/001"].context) == 1
 
 
 def test_splits_are_exact_per_dataset(full, fixture):
@@ -259,7 +272,7 @@ def test_thinking_budgets_reach_the_rlm_stages(fixture, tmp_path):
     assert r.rephrase_reasoning == ("I need to replace each written reference with what is " + DEFAULT_CLOSING).strip()
     assert r.response == think_text("I hear: " + DEFAULT_CLOSING, f"I heard: {r.metadata}.")
     assert r.provenance["rephrase_budget_reached"] and r.provenance["respond_budget_reached"]
-    spoken = records["heysquad/000"]
+    spoken = records["heysquad_human/000"]
     assert (
         spoken.response
         == spoken.response_raw

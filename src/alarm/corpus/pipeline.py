@@ -106,7 +106,7 @@ class BuildConfig:
     max_backend_errors: int = 16
     validation_fraction: float = 0.1
     seed: int = 0
-    spoken_query_datasets: tuple[str, ...] = ("heysquad", "instructs2s")
+    spoken_query_datasets: tuple[str, ...] = ("heysquad_human", "instructs2s")  # the collectors' names
     prompter_sampling: SamplingParams = SamplingParams(max_tokens=4000, temperature=0.7, top_p=0.8, top_k=20)
     rlm_sampling: SamplingParams = SamplingParams(max_tokens=4096, temperature=0.6, top_p=0.95, top_k=20)
     chunk_size: int = 64
@@ -573,6 +573,7 @@ class ShardFiles:
 class _Work:
     record: Any
     attempts: int = 0  # LLM calls made for this record in this stage
+    params: SamplingParams | None = None  # of the last call
     transport_retries: int = 0
     last_output: str = ""
 
@@ -631,6 +632,7 @@ def process_chunk(
             completion = by_work.get(id(w))
             if completion is not None:
                 w.attempts += 1
+                w.params = req.params
                 w.transport_retries += completion.transport_retries
                 w.last_output = completion.text or completion.error
             try:
@@ -679,8 +681,12 @@ def _safe_complete(backend: Backend | None, requests: list[ChatRequest]) -> list
 def _stamp(record: CorpusRecord, stage: Stage, w: _Work, backend: Backend | None) -> CorpusRecord:
     stages = dict(record.provenance.get("stages", {}))
     entry: dict[str, Any] = {"at": _now(), "attempts": w.attempts}
-    if w.attempts:  # an LLM was called for this record
-        entry.update(transport_retries=w.transport_retries, backend=backend.describe() if backend else None)
+    if w.attempts and w.params is not None:  # an LLM was called for this record
+        entry.update(
+            transport_retries=w.transport_retries,
+            backend=backend.describe() if backend else None,
+            sampling=dataclasses.asdict(w.params),  # the seed is the last attempt's
+        )
     stages[stage.name] = entry
     return replace(record, provenance={**record.provenance, "stages": stages})
 

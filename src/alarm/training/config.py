@@ -1,0 +1,204 @@
+"""TrainConfig: every setting of a training run, with the paper's recipe as the defaults.
+
+Paper, Section 3.3: AdamW, peak learning rate 1e-4, 1500 warm-up steps, cosine decay,
+effective batch 64 (32 for the single-encoder variants), 2 epochs (ALARM-CA's fusion stage:
+1 epoch, only the fusion trains). The official code adds gradient clipping at 1.0, no weight
+decay and a 4096-token limit. A config is built from (lowest to highest precedence) these
+defaults, a JSON file and command-line flags; unknown keys are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+# Settings that may differ between a run and its resumption: they change what is logged or
+# how fast data arrives, never which samples are seen or how the weights move.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "audio_root",
+        "num_workers",
+        "log_every",
+        "eval_every",
+        "save_every",
+        "keep_checkpoints",
+        "val_batches",
+        "num_samples",
+        "sample_max_new_tokens",
+        "sample_thinking_budget",
+        "report_to",
+        "progress",
+    }
+)
+SCHEDULES = ("cosine", "linear", "constant")
+PRECISIONS = ("auto", "no", "bf16", "fp16")
+REPORTERS = ("tensorboard", "wandb")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Paths are strings so the config round-trips through JSON.
+
+    What to train:
+        preset: preset name, preset JSON file, saved model directory or ``official:<ckpt>``.
+        corpus: a corpus shard (``.jsonl`` / ``.parquet``) or a directory of shards.
+        output: run directory (checkpoints, metrics, plots, final model).
+        audio_root: directory the corpus ``audio_path`` s are relative to.
+        features: feature-cache directory from ``alarm features extract``; the frozen encoders
+            are then read from disk instead of run (``audio_root`` is still used for samples).
+        init_from: saved model directory (or ``official:<ckpt>``) whose trainable weights
+            initialise every matching module (e.g. ALARM-P from AL-Whisper-Instruct-R).
+        init_branches: ``{encoder kind: checkpoint}``; copies that encoder's branch (layer
+            average, adapter, projection) from a single-encoder checkpoint (ALARM-CA stage 2).
+        train_modules: prefixes of the trainable parameters that train (``("fusion",)`` for
+            the CA recipe); empty means all of them. The others are frozen and kept in eval mode.
+
+    Optimisation: ``learning_rate`` (peak), ``warmup_steps``, ``lr_schedule``
+    (cosine/linear/constant after warm-up), ``min_lr_ratio`` (floor of the decay as a
+    fraction of the peak), ``weight_decay``, ``adam_beta1/2``, ``adam_eps``,
+    ``max_grad_norm`` (0 disables clipping), ``effective_batch_size`` (samples per optimizer
+    step over all processes), ``micro_batch_size`` (samples per forward per process; the
+    accumulation is their ratio over the world size), ``epochs``, ``max_steps`` (stop after
+    this many optimizer steps; the schedule then spans them), ``seed``.
+
+    Data: ``train_split`` / ``val_split`` select corpus rows; ``max_seq_len`` is the token
+    limit (prompt + audio positions + target; longer samples are skipped, never cut);
+    ``max_audio_seconds`` refuses longer segments; ``group_by_length`` with ``group_size``
+    micro-batches sorted together per bucket; ``num_workers`` DataLoader processes;
+    ``system_prompt`` overrides the model's.
+
+    Precision: ``mixed_precision`` ``auto`` = bf16 autocast on a GPU, fp32 on a CPU.
+
+    Observability: ``log_every`` steps per CSV row, ``eval_every`` (validation loss and
+    generated samples), ``save_every`` (checkpoints; 0 = only at the end),
+    ``keep_checkpoints`` (newest N kept; 0 = all), ``val_batches`` (micro-batches per
+    validation; 0 = the whole split), ``num_samples`` generated per evaluation with
+    ``sample_max_new_tokens`` / ``sample_thinking_budget``, ``report_to`` (``tensorboard``,
+    ``wandb``: used when installed; the CSV is always written), ``progress`` bar.
+    """
+
+    preset: str
+    corpus: str
+    output: str
+    audio_root: str | None = None
+    features: str | None = None
+    init_from: str | None = None
+    init_branches: dict[str, str] = field(default_factory=dict)
+    train_modules: tuple[str, ...] = ()
+    # optimisation (paper Section 3.3; clipping and weight decay from the official code)
+    learning_rate: float = 1e-4
+    warmup_steps: int = 1500
+    lr_schedule: str = "cosine"
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    max_grad_norm: float = 1.0
+    effective_batch_size: int = 64
+    micro_batch_size: int = 4
+    epochs: int = 2
+    max_steps: int | None = None
+    seed: int = 42
+    # data
+    train_split: str = "train"
+    val_split: str = "validation"
+    max_seq_len: int = 4096
+    max_audio_seconds: float = 600.0
+    group_by_length: bool = True
+    group_size: int = 64
+    num_workers: int = 2
+    system_prompt: str | None = None
+    # precision
+    mixed_precision: str = "auto"
+    # observability
+    log_every: int = 10
+    eval_every: int = 1000
+    save_every: int = 1000
+    keep_checkpoints: int = 3
+    val_batches: int = 50
+    num_samples: int = 2
+    sample_max_new_tokens: int = 256
+    sample_thinking_budget: int = 128
+    report_to: tuple[str, ...] = ("tensorboard",)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train_modules", tuple(self.train_modules))
+        object.__setattr__(self, "report_to", tuple(self.report_to))
+        object.__setattr__(self, "init_branches", dict(self.init_branches))
+        positive = ("learning_rate", "effective_batch_size", "micro_batch_size", "epochs", "max_seq_len", "group_size")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        non_negative = ("warmup_steps", "weight_decay", "max_grad_norm", "num_workers", "save_every")
+        non_negative += ("keep_checkpoints", "val_batches", "num_samples")
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be positive, got {self.max_steps}")
+        if self.log_every < 1 or self.eval_every < 1:
+            raise ValueError("log_every and eval_every must be at least 1")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
+        if self.mixed_precision not in PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
+        unknown = set(self.report_to) - set(REPORTERS)
+        if unknown:
+            raise ValueError(f"report_to takes {REPORTERS}, got {sorted(unknown)}")
+        if self.effective_batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"effective_batch_size {self.effective_batch_size} is not a multiple of "
+                f"micro_batch_size {self.micro_batch_size}"
+            )
+        if self.features is None and self.audio_root is None:
+            raise ValueError("give audio_root (where the corpus audio lives) or features (a feature cache)")
+
+    def accumulation_steps(self, world_size: int) -> int:
+        """Micro-batches per process per optimizer step, so that the effective batch is exact."""
+        per_step = self.micro_batch_size * world_size
+        if self.effective_batch_size % per_step:
+            raise ValueError(
+                f"effective_batch_size {self.effective_batch_size} is not divisible by micro_batch_size "
+                f"{self.micro_batch_size} x {world_size} processes"
+            )
+        return self.effective_batch_size // per_step
+
+    # -- dict / JSON ------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build from a dict, refusing keys the config does not have."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown training settings: {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
+        """Read a JSON config file; ``overrides`` (e.g. from the command line) win."""
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a training config is a JSON object")
+        return cls.from_dict({**data, **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["train_modules"] = list(self.train_modules)
+        data["report_to"] = list(self.report_to)
+        return data
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def resume_conflicts(self, saved: TrainConfig) -> list[str]:
+        """Settings that differ from the run being resumed and would change its result."""
+        ours, theirs = self.to_dict(), saved.to_dict()
+        return sorted(k for k in ours if k not in RESUMABLE_CHANGES and ours[k] != theirs[k])

@@ -16,7 +16,7 @@ from alarm.audio import AudioError, load_audio
 log = logging.getLogger("alarm")
 
 # Command groups living next to the code they drive; each module has `add_commands(subparsers)`.
-COMMAND_MODULES: tuple[str, ...] = ("alarm.corpus.cli", "alarm.training.cli")
+COMMAND_MODULES: tuple[str, ...] = ("alarm.corpus.cli", "alarm.evaluation.cli", "alarm.training.cli")
 
 
 def _presets(args: argparse.Namespace) -> int:

@@ -1,0 +1,198 @@
+"""`alarm eval BENCH ...` (inference + scoring) and `alarm eval score BENCH ...` (scoring only)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from alarm.evaluation.benchmarks import BENCHMARKS, BenchmarkError, get_benchmark
+
+CHAT = "airbench-chat"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from alarm.evaluation.evaluate import evaluate
+    from alarm.generation import GenerationConfig
+
+    spec = get_benchmark(args.eval_command)
+    system = Path(args.system_file).read_text(encoding="utf-8") if args.system_file else None
+    config = GenerationConfig(
+        max_new_tokens=args.max_new_tokens, thinking_budget=args.thinking_budget, do_sample=args.sample
+    )
+    try:
+        result, stats = evaluate(
+            spec,
+            args.data,
+            args.preset or args.checkpoint,
+            args.out,
+            split=args.split,
+            config=config,
+            style=args.prompt,
+            system=system,
+            batch_size=args.batch_size,
+            limit=args.limit,
+            extraction=args.extraction,
+            progress=not args.no_progress,
+        )
+    except BenchmarkError as err:
+        print(f"alarm eval: {err}", file=sys.stderr)
+        return 2
+    summary = result.get("accuracies") or {"benchmark": spec.name, "note": result.get("note")}
+    summary["generated"], summary["resumed"], summary["rejected"] = stats.generated, stats.skipped, stats.rejected
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+def _judge_config(args: argparse.Namespace):
+    from alarm.evaluation.judge import JudgeConfig
+
+    if not args.judge_url or not args.judge_model:
+        raise BenchmarkError("AIR-Bench chat needs --judge-url and --judge-model (an OpenAI-compatible endpoint)")
+    return JudgeConfig(
+        url=args.judge_url,
+        model=args.judge_model,
+        api_key=os.environ.get(args.judge_key_env) if args.judge_key_env else None,
+        temperature=args.judge_temperature,
+        swap=args.judge_swap,
+    )
+
+
+def _run_chat(args: argparse.Namespace) -> int:
+    from alarm.evaluation.judge import evaluate_chat
+    from alarm.generation import GenerationConfig
+
+    system = Path(args.system_file).read_text(encoding="utf-8") if args.system_file else None
+    config = GenerationConfig(
+        max_new_tokens=args.max_new_tokens, thinking_budget=args.thinking_budget, do_sample=args.sample
+    )
+    try:
+        result = evaluate_chat(
+            args.data,
+            args.preset or args.checkpoint,
+            args.out,
+            _judge_config(args),
+            config=config,
+            system=system,
+            batch_size=args.batch_size,
+            limit=args.limit,
+            progress=not args.no_progress,
+        )
+    except (BenchmarkError, RuntimeError) as err:
+        print(f"alarm eval: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from alarm.evaluation.evaluate import score_file
+
+    if args.benchmark == CHAT:
+        from alarm.evaluation.judge import score_chat_file
+
+        try:
+            result = score_chat_file(args.predictions, _judge_config(args), data=args.data)
+        except (BenchmarkError, ValueError, OSError, RuntimeError) as err:
+            print(f"alarm eval score: {err}", file=sys.stderr)
+            return 2
+        print(json.dumps(result, ensure_ascii=False))
+        return 0
+    try:
+        spec = get_benchmark(args.benchmark)
+        scores = score_file(
+            spec,
+            args.predictions,
+            data=args.data,
+            split=args.split,
+            rule=args.rule,
+            extraction=args.extraction,
+            scheme=args.scheme,
+        )
+    except (BenchmarkError, KeyError, ValueError, OSError) as err:
+        print(f"alarm eval score: {err}", file=sys.stderr)
+        return 2
+    if args.details:
+        print(json.dumps(scores.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(json.dumps(scores.accuracies(), ensure_ascii=False))
+    return 0
+
+
+def _add_judge_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--judge-url", help="AIR-Bench chat: base URL of an OpenAI-compatible API (.../v1)")
+    p.add_argument("--judge-model", help="AIR-Bench chat: the judge model's name at that API")
+    p.add_argument("--judge-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    p.add_argument("--judge-temperature", type=float, default=0.0)
+    p.add_argument("--judge-swap", action="store_true", help="also judge with the answers swapped; average")
+
+
+def _add_run_arguments(p: argparse.ArgumentParser, name: str) -> None:
+    spec = BENCHMARKS.get(name)
+    title = spec.title if spec else "AIR-Bench"
+    p.add_argument("--data", required=True, help=f"the {title} release folder (or its metadata file)")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--preset", help="preset name or preset JSON file")
+    model.add_argument("--checkpoint", help="a save_pretrained directory, or official:<hub id or dir>")
+    p.add_argument("--out", required=True, help="output folder; a rerun with the same folder resumes")
+    if spec is not None:
+        p.add_argument("--split", choices=sorted(spec.splits), default=spec.default_split)
+    p.add_argument("--thinking-budget", type=int, default=8192, help="max reasoning tokens (-1: unlimited)")
+    p.add_argument("--max-new-tokens", type=int, default=16384, help="max generated tokens, reasoning included")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    p.add_argument("--system-file", default=None, help="use this file's text as the system prompt")
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    if spec is None:
+        _add_judge_arguments(p)
+        p.set_defaults(func=_run_chat)
+        return
+    p.add_argument(
+        "--prompt", choices=("alarm", "letters"), default="alarm", help="question format (docs/evaluation.md)"
+    )
+    p.add_argument("--extraction", choices=("strict", "alarm"), default="strict", help="answer extraction rule")
+    p.set_defaults(func=_run)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "eval",
+        help="evaluate on MMSU, MMAU, MMAR, AIR-Bench; or score a predictions file",
+        description="alarm eval BENCH --data DIR --preset NAME --out DIR  |  alarm eval score BENCH --predictions FILE",
+    )
+    eval_sub = parser.add_subparsers(dest="eval_command", required=True)
+    for name, spec in BENCHMARKS.items():
+        p = eval_sub.add_parser(name, help=f"answer and score {spec.title}")
+        _add_run_arguments(p, name)
+
+    p = eval_sub.add_parser(CHAT, help="answer AIR-Bench chat questions and score them with an LLM judge")
+    _add_run_arguments(p, CHAT)
+
+    p = eval_sub.add_parser(
+        "score",
+        help="score a predictions file (ours, or the benchmark's official format); JSON on stdout",
+    )
+    p.add_argument("benchmark", choices=[*sorted(BENCHMARKS), CHAT])
+    p.add_argument("--predictions", required=True, help="predictions.jsonl of `alarm eval`, or an official file")
+    p.add_argument("--data", default=None, help="the release folder (needed for predictions.jsonl only)")
+    p.add_argument("--split", default=None)
+    p.add_argument(
+        "--rule",
+        choices=("extract", "official"),
+        default="extract",
+        help="extract: deterministic answer extraction, unparsed = wrong (default); "
+        "official: the official script's rule on the prediction as written",
+    )
+    p.add_argument("--extraction", choices=("strict", "alarm"), default="strict")
+    p.add_argument(
+        "--scheme",
+        choices=("letter", "option_id"),
+        default=None,
+        help="labels the prompt asked for (default: from predictions.jsonl, else letter)",
+    )
+    p.add_argument("--details", action="store_true", help="print counts and the unparsed outputs too")
+    _add_judge_arguments(p)
+    p.set_defaults(func=_score)

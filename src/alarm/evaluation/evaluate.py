@@ -1,0 +1,270 @@
+"""A benchmark run end to end: load, answer (resumable), score, report, official files.
+
+Layout of ``OUT`` (one folder per benchmark split, a summary over all of them)::
+
+    OUT/<bench>[-<split>]/run.json            settings the predictions were made with
+    OUT/<bench>[-<split>]/predictions.jsonl   one line per answered item (resumable)
+    OUT/<bench>[-<split>]/rejects.jsonl       clips that could not be decoded, with the reason
+    OUT/<bench>[-<split>]/scores.json         settings + scores + published numbers
+    OUT/<bench>[-<split>]/scores.md           the same as a Markdown table
+    OUT/<bench>[-<split>]/categories.png      per-category bars (published ones marked)
+    OUT/<bench>[-<split>]/<official files>    the benchmark's own prediction-file format(s)
+    OUT/summary.md, OUT/summary.png           all runs under OUT side by side
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from alarm.evaluation import prompts
+from alarm.evaluation.benchmarks.base import (
+    BenchmarkError,
+    BenchmarkSpec,
+    Item,
+    items_from_entries,
+    load_items,
+    read_entries,
+    write_json,
+    write_text,
+)
+from alarm.evaluation.published import paper_model, published
+from alarm.evaluation.report import markdown, plot_categories, write_summary
+from alarm.evaluation.runner import PredictionStore, RunStats, run_inference
+from alarm.evaluation.scoring import Scores, choose, score
+
+if TYPE_CHECKING:  # torch and transformers load only when a model runs, not to score a file
+    from alarm.generation import GenerationConfig
+
+log = logging.getLogger(__name__)
+
+# The paper's protocol (official run_eval.sh): 16,384 new tokens, thinking budget 8,192.
+PAPER_MAX_NEW_TOKENS, PAPER_THINKING_BUDGET = 16384, 8192
+
+
+def paper_config() -> GenerationConfig:
+    from alarm.generation import GenerationConfig
+
+    return GenerationConfig(max_new_tokens=PAPER_MAX_NEW_TOKENS, thinking_budget=PAPER_THINKING_BUDGET)
+
+
+# Settings that change what the model writes: a run directory holds predictions of one setting.
+PINNED = ("benchmark", "split", "model", "style", "system", "max_new_tokens", "thinking_budget", "do_sample")
+
+
+def run_dir_name(spec: BenchmarkSpec, split: str) -> str:
+    return spec.name if split == spec.default_split else f"{spec.name}-{split}"
+
+
+def check_settings(path: Path, settings: Mapping[str, Any], pinned: tuple[str, ...] = PINNED) -> None:
+    """Refuse to add to a run folder whose predictions were made with other ``pinned`` settings."""
+    if path.exists():
+        with open(path, encoding="utf-8") as f:
+            before = json.load(f)
+        changed = {k: (before.get(k), settings.get(k)) for k in pinned if before.get(k) != settings.get(k)}
+        if changed:
+            details = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+            raise BenchmarkError(
+                f"{path.parent}: its predictions were made with other settings ({details}); "
+                "use another --out folder or delete this one"
+            )
+    write_json(path, dict(settings))
+
+
+def canonical_predictions(
+    spec: BenchmarkSpec, items: list[Item], outputs: Mapping[str, str], schemes: Mapping[str, str], extraction: str
+) -> dict[str, str]:
+    """What the official scorer reads, per answered item (option text or letter; '' when none)."""
+    return {
+        item.id: spec.canonical_prediction(item, choose(item, outputs[item.id], extraction, schemes[item.id]).index)
+        for item in items
+        if item.id in outputs
+    }
+
+
+def finish(
+    spec: BenchmarkSpec,
+    items: list[Item],
+    outputs: Mapping[str, str],
+    schemes: Mapping[str, str],
+    run_dir: Path,
+    split: str,
+    settings: Mapping[str, Any],
+    *,
+    extraction: str = "strict",
+) -> dict[str, Any]:
+    """Score, write scores.json / scores.md / plot / official files, refresh the summary."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    official = spec.write_official(
+        items, canonical_predictions(spec, items, outputs, schemes, extraction), run_dir, split
+    )
+    model = paper_model(settings.get("model"))
+    pub = published(model, spec.name, split)
+    result: dict[str, Any] = {
+        "settings": dict(settings),
+        "official_files": [p.name for p in official],
+        "paper_model": model,
+        "published": pub,
+        "published_note": "published in the paper, not measured by this run",
+        "model": settings.get("model"),
+    }
+    title = f"{spec.title} {split} - {settings.get('model') or 'predictions'}"
+    if split in spec.answers_withheld:
+        result["scores"] = None
+        result["note"] = f"{spec.title} {split} answers are withheld: submit {official[0].name} to the official server"
+        write_json(run_dir / "scores.json", result)
+        return result
+    scores = score(spec, items, outputs, extraction=extraction, scheme=schemes, split=split)
+    result["scores"] = scores.to_dict()
+    result["accuracies"] = scores.accuracies()
+    write_json(run_dir / "scores.json", result)
+    write_text(run_dir / "scores.md", markdown(result["scores"], title=title, published=pub, model=model))
+    plot_categories(result["scores"], run_dir / "categories.png", title=title, published=pub, model=model)
+    write_summary(run_dir.parent)
+    return result
+
+
+def evaluate(
+    spec: BenchmarkSpec,
+    data: str | os.PathLike[str],
+    model_ref: str,
+    out: str | os.PathLike[str],
+    *,
+    split: str | None = None,
+    config: GenerationConfig | None = None,
+    style: str = "alarm",
+    system: str | None = None,
+    batch_size: int = 8,
+    limit: int | None = None,
+    extraction: str = "strict",
+    progress: bool = True,
+    model: Any = None,
+) -> tuple[dict[str, Any], RunStats]:
+    """Answer every item of a benchmark split with a model, then score and report.
+
+    ``model`` may be passed already built (tests); otherwise ``model_ref`` (preset name,
+    preset JSON, saved directory or ``official:<checkpoint>``) is built. A rerun with the
+    same ``out`` resumes where the last one stopped.
+    """
+    split = split or spec.default_split
+    config = config or paper_config()
+    items = load_items(spec, data, split)
+    if limit is not None:
+        items = items[:limit]
+    run_dir = Path(out) / run_dir_name(spec, split)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "benchmark": spec.name,
+        "split": split,
+        "data": str(Path(data).resolve()),
+        "model": model_ref,
+        "style": style,
+        "system": system,
+        "max_new_tokens": config.max_new_tokens,
+        "thinking_budget": config.thinking_budget,
+        "do_sample": config.do_sample,
+        "extraction": extraction,
+        "limit": limit,
+    }
+    check_settings(run_dir / "run.json", settings)
+    if model is None:
+        from alarm.presets import build_model
+
+        model = build_model(model_ref)
+    store = PredictionStore(run_dir / "predictions.jsonl")
+    stats = run_inference(
+        model,
+        items,
+        store,
+        config,
+        style=style,
+        system=system,
+        batch_size=batch_size,
+        rejects=PredictionStore(run_dir / "rejects.jsonl"),
+        progress=progress,
+    )
+    records = store.load()
+    outputs = {i: r["output"] for i, r in records.items()}
+    schemes = {i: prompts.scheme(r.get("style", style)) for i, r in records.items()}
+    return finish(spec, items, outputs, schemes, run_dir, split, settings, extraction=extraction), stats
+
+
+def read_predictions(
+    spec: BenchmarkSpec,
+    path: str | os.PathLike[str],
+    *,
+    data: str | os.PathLike[str] | None = None,
+    split: str | None = None,
+    scheme: str | None = None,
+    rule: str = "extract",
+) -> tuple[list[Item], dict[str, str], dict[str, str], str]:
+    """Items, predictions by id, label scheme by id and split of a predictions file.
+
+    Accepts this project's ``predictions.jsonl`` (needs ``data``: the benchmark release) or
+    the benchmark's official prediction format as released: its own metadata entries with the
+    prediction added (``model_prediction`` / ``model_output`` for MMAU, ``answer_prediction`` /
+    ``model_prediction`` for MMAR, ``response`` for MMSU and AIR-Bench), answers included.
+    """
+    path = Path(path)
+    entries = read_entries(path)
+    first = entries[0][1] if entries else {}
+    if spec.question_field in first:
+        split = split or str(first.get("split") or spec.default_split)
+        if split not in spec.splits:
+            split = spec.default_split
+        items = items_from_entries(spec, entries, path, split, check_audio=False)
+        keys = spec.prediction_keys if spec.prediction_kind == "text" or rule == "extract" else spec.prediction_keys[:1]
+        predictions: dict[str, str] = {}
+        for item in items:
+            key = next((k for k in keys if k in item.record), None)
+            if key is not None:
+                predictions[item.id] = item.record[key]
+        if not predictions:
+            raise BenchmarkError(f"{path}: no entry has a prediction (looked for {', '.join(keys)})")
+        schemes = {item.id: scheme or "letter" for item in items}
+        return items, predictions, schemes, split
+    if "output" in first and "id" in first:
+        if data is None:
+            raise BenchmarkError(f"{path}: a predictions.jsonl of `alarm eval` needs --data (the {spec.title} release)")
+        split = split or spec.default_split
+        items = load_items(spec, data, split, check_audio=False)
+        records = PredictionStore(path).load()
+        known = {item.id for item in items}
+        stray = [i for i in records if i not in known]
+        if stray:
+            raise BenchmarkError(
+                f"{path}: {len(stray)} ids are not in the {spec.title} {split} data, e.g. {stray[0]!r}"
+            )
+        run = path.parent / "run.json"
+        limit = json.loads(run.read_text(encoding="utf-8")).get("limit") if run.exists() else None
+        if limit is not None:
+            items = items[:limit]  # the items that run was asked to answer; unanswered ones count wrong
+        elif len(records) < len(items):
+            log.warning("%s: %d of %d items have predictions; scoring those", path, len(records), len(items))
+            items = [item for item in items if item.id in records]
+        outputs = {i: r["output"] for i, r in records.items()}
+        schemes = {i: scheme or prompts.scheme(r.get("style", "letters")) for i, r in records.items()}
+        return items, outputs, schemes, split
+    raise BenchmarkError(
+        f"{path}: neither {spec.title} entries with a prediction nor `alarm eval` predictions "
+        f"(first entry has fields {sorted(first)})"
+    )
+
+
+def score_file(
+    spec: BenchmarkSpec,
+    path: str | os.PathLike[str],
+    *,
+    data: str | os.PathLike[str] | None = None,
+    split: str | None = None,
+    rule: str = "extract",
+    extraction: str = "strict",
+    scheme: str | None = None,
+) -> Scores:
+    """Score an existing predictions file (see :func:`read_predictions` for the formats)."""
+    items, predictions, schemes, split = read_predictions(spec, path, data=data, split=split, scheme=scheme, rule=rule)
+    return score(spec, items, predictions, rule=rule, extraction=extraction, scheme=schemes, split=split)

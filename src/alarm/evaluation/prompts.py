@@ -1,0 +1,67 @@
+"""How a question and its choices are put to the model.
+
+Two styles, both documented in docs/evaluation.md:
+
+``alarm`` (default: the paper's protocol). The official ALARM evaluation
+(``generate_vllm_mcqa.py``) uses one prompt for all four benchmarks: a system prompt saying
+that options come as ``(Option_<ID>) <text>`` and that the answer is the option ID alone
+between ``<answer>`` and ``</answer>``; a user turn with the instruction, the question inside
+``<question>`` tags and the options, numbered from 0, inside ``<options>`` tags; the audio
+sits before this text in the user turn. The structure and the ID scheme are the official
+ones; the sentences are this project's own (pass ``system=`` to use another system prompt,
+e.g. the official text, verbatim).
+
+``letters``: the format of the MMSU and AIR-Bench reference inference scripts: one line asking
+for the letter only, the question, then ``A. <text>`` lines with the official letters.
+"""
+
+from __future__ import annotations
+
+from alarm.evaluation.benchmarks.base import Item
+
+STYLES = ("alarm", "letters")
+
+ALARM_SYSTEM = (
+    "You are a model that listens to audio. Each request gives you an audio clip, a question about "
+    "it, and answer options written as '(Option_<ID>) <text>'.\n\n"
+    "Listen to the audio and pick the option that answers the question. Write your final answer "
+    "between <answer> and </answer>: only the number <ID> of the chosen option, nothing else. "
+    "Always give exactly one valid <ID>, even when you are unsure.\n\n"
+    "Correct format:\n<answer>0</answer>\n\n"
+    "Wrong format (extra text inside or around the tags):\n<answer>Option 0, because ...</answer>"
+)
+
+
+def scheme(style: str) -> str:
+    """The label scheme a style asks the model for (see :func:`alarm.evaluation.answers.extract`)."""
+    _check(style)
+    return "option_id" if style == "alarm" else "letter"
+
+
+def system_prompt(style: str) -> str | None:
+    """The system prompt of a style (``None``: the model's own default)."""
+    _check(style)
+    return ALARM_SYSTEM if style == "alarm" else None
+
+
+def user_prompt(item: Item, style: str) -> str:
+    """The user text for one item (the audio is placed before it by the chat layer)."""
+    _check(style)
+    if style == "alarm":
+        options = "".join(f"(Option_{i}) {text}\n" for i, text in enumerate(item.choices))
+        return (
+            "Instruction: answer the question inside the <question> tags; the options are inside the "
+            "<options> tags. Reply with your final answer only, between <answer> and </answer>: the "
+            "number <ID> of the correct option.\n\n"
+            f"<question>\n{item.question}\n</question>\n\n"
+            f"<options>\n{options}</options>\n\n"
+        )
+    listed = ", ".join(item.letters[:-1]) + f" or {item.letters[-1]}"
+    options = "\n".join(f"{letter}. {text}" for letter, text in zip(item.letters, item.choices))
+    instruction = f"Choose the best answer to the question from the options {listed}; reply with the letter only."
+    return f"{instruction}\n\nQuestion: {item.question}\n\n{options}"
+
+
+def _check(style: str) -> None:
+    if style not in STYLES:
+        raise ValueError(f"prompt style is one of {STYLES}, got {style!r}")

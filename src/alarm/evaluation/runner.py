@@ -1,0 +1,187 @@
+"""Resumable, batched inference over a benchmark: one JSON line per finished item.
+
+Predictions are appended to a JSONL file, one complete line per item written with a single
+``write`` + flush + fsync, so a killed run leaves at most one torn last line. Opening the
+store repairs that (the torn tail is cut off, with a warning) and a rerun skips every id
+already there: nothing is lost or duplicated. A clip that cannot be decoded is written to
+``rejects.jsonl`` with its reason and skipped (the scorer lists it as missing); a rerun
+tries it again.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tqdm.auto import tqdm
+
+from alarm.audio import AudioError, load_audio
+from alarm.evaluation import prompts
+from alarm.evaluation.benchmarks.base import Item
+
+if TYPE_CHECKING:  # torch and transformers load only when a model runs, not to score a file
+    from alarm.generation import GenerationConfig
+
+log = logging.getLogger(__name__)
+
+
+class PredictionStore:
+    """An append-only JSONL file of records keyed by ``id`` (first record of an id wins)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def _repair(self) -> None:
+        """Cut a torn last line (a run killed in the middle of a write)."""
+        if not self.path.exists():
+            return
+        with open(self.path, "rb+") as f:
+            data = f.read()
+            if not data or data.endswith(b"\n"):
+                return
+            keep = data.rfind(b"\n") + 1
+            log.warning(
+                "%s: dropping a torn last line (%d bytes) left by an interrupted run", self.path, len(data) - keep
+            )
+            f.truncate(keep)
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """All records by id; a line that is not a JSON object with an id is an error naming it."""
+        self._repair()
+        records: dict[str, dict[str, Any]] = {}
+        if not self.path.exists():
+            return records
+        with open(self.path, encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{self.path}: line {number} is not valid JSON: {err.msg}") from None
+                if not isinstance(record, dict) or "id" not in record:
+                    raise ValueError(f"{self.path}: line {number} is not a JSON object with an 'id'")
+                if str(record["id"]) in records:
+                    log.warning("%s: line %d repeats id %r; the first one is kept", self.path, number, record["id"])
+                    continue
+                records[str(record["id"])] = record
+        return records
+
+    def append(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Append whole lines in one write, then flush and fsync."""
+        if not records:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@dataclass
+class RunStats:
+    total: int
+    skipped: int  # already in the store
+    generated: int
+    rejected: int
+    seconds: float
+
+
+def _styled(item: Item, style: str) -> str:
+    return prompts.user_prompt(item, style)
+
+
+def _batches(items: Sequence[Item], size: int) -> Iterator[list[Item]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def run_inference(
+    model: Any,
+    items: Sequence[Item],
+    store: PredictionStore,
+    config: GenerationConfig,
+    *,
+    style: str = "alarm",
+    system: str | None = None,
+    batch_size: int = 8,
+    max_seconds: float = 3600.0,
+    rejects: PredictionStore | None = None,
+    progress: bool = True,
+    after_batch: Callable[[int], None] | None = None,
+    prompt: Callable[[Item], str] | None = None,
+) -> RunStats:
+    """Generate an answer for every item not yet in ``store`` and append it there.
+
+    ``system`` overrides the style's system prompt; ``prompt`` replaces the style's question
+    format (open questions: AIR-Bench chat). ``after_batch`` (tests, hooks) is called with the
+    number of items generated so far after each batch is stored.
+    """
+    from alarm.generation import answer
+
+    if batch_size < 1:
+        raise ValueError("batch_size must be positive")
+    done = store.load()
+    todo = [item for item in items if item.id not in done]
+    if prompt is None:
+        system_text = system if system is not None else prompts.system_prompt(style)
+        question = functools.partial(_styled, style=style)
+    else:
+        system_text, question = system, prompt
+    stats = RunStats(len(items), len(items) - len(todo), 0, 0, 0.0)
+    start = time.perf_counter()
+    bar = tqdm(total=len(items), initial=stats.skipped, disable=not progress, unit="q", desc="answering")
+    try:
+        for batch in _batches(todo, batch_size):
+            ready, waves = [], []
+            for item in batch:
+                try:
+                    waves.append(load_audio(item.audio, max_seconds=max_seconds))
+                    ready.append(item)
+                except AudioError as err:
+                    stats.rejected += 1
+                    log.warning("skipping %s: %s", item.id, err)
+                    if rejects is not None:
+                        rejects.append([{"id": item.id, "audio": str(item.audio), "reason": str(err)}])
+            if ready:
+                t0 = time.perf_counter()
+                chat = {"system": system_text} if system_text is not None else {}
+                outs = answer(model, waves, [question(it) for it in ready], config, **chat)
+                per_item = (time.perf_counter() - t0) / len(ready)
+                store.append(
+                    [
+                        {
+                            "id": it.id,
+                            "output": out.text,
+                            "answer": out.answer,
+                            "reasoning_tokens": out.num_reasoning_tokens,
+                            "output_tokens": len(out.token_ids),
+                            "budget_reached": out.budget_reached,
+                            "finished": out.finished,
+                            "style": style,
+                            "seconds": round(per_item, 4),
+                        }
+                        for it, out in zip(ready, outs)
+                    ]
+                )
+                stats.generated += len(ready)
+            bar.update(len(batch))
+            if after_batch is not None:
+                after_batch(stats.generated)
+    finally:
+        bar.close()
+        stats.seconds = time.perf_counter() - start
+    return stats

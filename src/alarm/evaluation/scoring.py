@@ -1,0 +1,177 @@
+"""Scoring identical to the official scorers, per category and overall.
+
+Two official rules exist among the four benchmarks (re-implemented here from their released
+scripts; docs/evaluation.md says where each comes from):
+
+* :func:`~alarm.evaluation.rules.token_match` - MMAU ``evaluation.py`` (and MMAR's copy of it): the prediction is
+  correct when every word of the answer occurs in it and no word of another choice (that
+  is not also in the answer) does. Words are ``\\b\\w+\\b`` runs of the lower-cased text.
+* :func:`~alarm.evaluation.rules.letter_of` - MMSU ``mmsu_evaluation.py`` and AIR-Bench ``score_foundation.py``:
+  the letter is the first character of the response (newlines removed) when it is A-D, else
+  its second-to-last character ("The answer is B."), else the response has a wrong format.
+  MMSU counts an empty response as wrong but leaves a wrong-format one out of its counts;
+  AIR-Bench leaves both out.
+
+:func:`score` has two rules. ``extract`` (default) takes each raw output through
+:mod:`alarm.evaluation.answers`, turns the chosen option into the string the official
+scorer reads (the option text for MMAU/MMAR, the letter for MMSU/AIR-Bench) and applies the
+official rule to it; anything not chosen (empty, unfinished, ambiguous, unparsable, or no
+prediction at all) counts as wrong and is listed. ``official`` applies the official rule to
+the prediction string exactly as given and leaves out of the counts what the official script
+leaves out: the numbers the official script prints for that file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from alarm.evaluation.answers import Extraction, alarm_extract, extract
+from alarm.evaluation.benchmarks.base import BenchmarkError, BenchmarkSpec, Item
+
+RULES = ("extract", "official")
+EXTRACTIONS = ("strict", "alarm")
+
+
+@dataclass
+class Tally:
+    correct: int = 0
+    total: int = 0
+
+    @property
+    def accuracy(self) -> float:
+        """Percent correct (0 when empty, as the official scripts print)."""
+        return 100.0 * self.correct / self.total if self.total else 0.0
+
+    def add(self, correct: bool) -> None:
+        self.total += 1
+        self.correct += int(correct)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "correct": self.correct, "total": self.total}
+
+
+@dataclass
+class Verdict:
+    """One item's outcome."""
+
+    id: str
+    prediction: str  # the string the official scorer reads
+    correct: bool | None  # None: left out of the counts (official rule only)
+    extraction: Extraction | None = None
+
+
+@dataclass
+class Scores:
+    benchmark: str
+    split: str
+    rule: str
+    extraction: str
+    overall: Tally = field(default_factory=Tally)
+    groups: dict[str, dict[str, Tally]] = field(default_factory=dict)
+    verdicts: list[Verdict] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Outputs that chose no option (counted wrong), with the reason."""
+        out = [{"id": i, "status": "missing", "final": ""} for i in self.missing]
+        for v in self.verdicts:
+            e = v.extraction
+            if e is not None and not e.ok:
+                row = {"id": v.id, "status": e.status, "final": e.final}
+                if e.mentioned:
+                    row["mentioned"] = list(e.mentioned)
+                out.append(row)
+        return out
+
+    def excluded(self) -> list[str]:
+        return [v.id for v in self.verdicts if v.correct is None]
+
+    def accuracies(self) -> dict[str, Any]:
+        """``overall`` and per-category accuracies in percent (what ``alarm eval score`` prints)."""
+        return {
+            "benchmark": self.benchmark,
+            "split": self.split,
+            "rule": self.rule,
+            "overall": self.overall.accuracy,
+            "correct": self.overall.correct,
+            "total": self.overall.total,
+            **{group: {k: t.accuracy for k, t in keys.items()} for group, keys in self.groups.items()},
+            "unparsed": len(self.failures()),
+            "excluded": len(self.excluded()),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "benchmark": self.benchmark,
+            "split": self.split,
+            "rule": self.rule,
+            "extraction": self.extraction,
+            "overall": self.overall.to_dict(),
+            "groups": {g: {k: t.to_dict() for k, t in keys.items()} for g, keys in self.groups.items()},
+            "unparsed": self.failures(),
+            "excluded": self.excluded(),
+        }
+
+
+def choose(item: Item, output: str, extraction: str = "strict", scheme: str = "letter") -> Extraction:
+    """The option an output chooses for ``item`` under an extraction rule."""
+    if extraction == "alarm":
+        return alarm_extract(output, item.choices)
+    if extraction != "strict":
+        raise ValueError(f"extraction is one of {EXTRACTIONS}, got {extraction!r}")
+    return extract(output, item.choices, item.letters, scheme)
+
+
+def _ordered(spec: BenchmarkSpec, group: str, keys: dict[str, Tally]) -> dict[str, Tally]:
+    order = spec.group_order.get(group, ())
+    known = [k for k in order if k in keys]
+    return {k: keys[k] for k in known + [k for k in keys if k not in order]}
+
+
+def score(
+    spec: BenchmarkSpec,
+    items: Sequence[Item],
+    predictions: Mapping[str, str],
+    *,
+    rule: str = "extract",
+    extraction: str = "strict",
+    scheme: str | Mapping[str, str] = "letter",
+    split: str | None = None,
+) -> Scores:
+    """Score ``predictions`` (item id -> raw output, or the official prediction string).
+
+    ``scheme`` is the label scheme the prompt asked for, one for all or per item id. Items
+    without a prediction count as wrong (``extract``) and are listed as missing; under the
+    ``official`` rule they are left out, as the official scripts skip entries without one.
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule is one of {RULES}, got {rule!r}")
+    scores = Scores(spec.name, split or spec.default_split, rule, extraction if rule == "extract" else "none")
+    tallies: dict[str, dict[str, Tally]] = {group: {} for group, _ in spec.groups}
+    for item in items:
+        if item.answer is None:
+            raise BenchmarkError(f"{spec.title}: item {item.id!r} has no reference answer (withheld split?)")
+        if item.id not in predictions:
+            if rule == "official":
+                continue
+            scores.missing.append(item.id)
+            correct: bool | None = False
+        elif rule == "official":
+            raw = predictions[item.id]
+            correct = spec.official_rule(item, raw)
+            scores.verdicts.append(Verdict(item.id, raw if isinstance(raw, str) else str(raw), correct))
+        else:
+            item_scheme = scheme if isinstance(scheme, str) else scheme.get(item.id, "letter")
+            chosen = choose(item, predictions[item.id], extraction, item_scheme)
+            prediction = spec.canonical_prediction(item, chosen.index)
+            correct = chosen.ok and bool(spec.official_rule(item, prediction))
+            scores.verdicts.append(Verdict(item.id, prediction, correct, chosen))
+        if correct is None:
+            continue
+        scores.overall.add(correct)
+        for group, key in item.groups.items():
+            tallies.setdefault(group, {}).setdefault(key, Tally()).add(correct)
+    scores.groups = {g: _ordered(spec, g, keys) for g, keys in tallies.items() if keys}
+    return scores

@@ -146,7 +146,7 @@ def test_killed_process_resumes(tmp_path, capsys):
     ]
     predictions = out / "mmau" / "predictions.jsonl"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         if predictions.exists() and predictions.read_bytes().count(b"\n") >= 2:
             os.kill(proc.pid, signal.SIGKILL)

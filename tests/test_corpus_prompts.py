@@ -17,6 +17,7 @@ from alarm.corpus.prompts import (
     parse_verdicts,
     screen_exposure,
     split_think,
+    text_problem,
     think_text,
 )
 
@@ -134,6 +135,17 @@ def test_split_think_and_think_text():
         split_think("<think>still thinking", False)
     assert think_text(" r ", " a ") == "<think>\nr\n</think>\n\na"
     assert split_think(think_text("r", "a"), True) == ("r", "a")
+
+
+def test_stray_tags_special_tokens_and_bad_bytes_are_caught():
+    with pytest.raises(ParseError, match="stray think tag"):
+        split_think("r</think>answer</think> more", True)
+    with pytest.raises(ParseError, match="stray think tag"):
+        split_think("r<think>again</think>answer", True)
+    assert text_problem("fine text with <b>tags</b> and | pipes |") == ("", "")
+    assert text_problem("answer<|im_start|>user") == ("special token", "<|im_start|>")
+    assert text_problem("x <|audio|> y") == ("special token", "<|audio|>")
+    assert text_problem("caf\ufffd") == ("undecodable bytes", "U+FFFD at character 3")
 
 
 def test_extract_block_takes_the_last_complete_block():

@@ -66,6 +66,7 @@ from alarm.corpus.prompts import (
     screen_exposure,
     split_think,
     stable_seed,
+    text_problem,
     think_text,
 )
 from alarm.corpus.schema import CorpusRecord, RecordError, SourceRecord, read_records, write_parquet
@@ -265,6 +266,9 @@ def _usable(completion: Completion | None, expects_thinking: bool) -> tuple[str,
         raise StageError("backend error", completion.error)
     if completion.finish_reason == "length":
         raise StageError("over-length", f"hit max_tokens after {completion.num_tokens} tokens")
+    reason, detail = text_problem(completion.text)
+    if reason:
+        raise StageError(reason, detail)
     try:
         return split_think(completion.text, expects_thinking)
     except ParseError as err:

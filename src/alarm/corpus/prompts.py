@@ -84,14 +84,35 @@ def split_think(text: str, expects_thinking: bool) -> tuple[str, str]:
 
     Thinking models (the RLM) get ``<think>`` from the chat template, so their completion is
     ``reasoning </think> answer``; an instruct model (Q) writes only an answer. Raises
-    :class:`ParseError` ("unterminated <think>") when reasoning was opened and never closed.
+    :class:`ParseError` ("unterminated <think>") when reasoning was opened and never closed,
+    and ("stray think tag") when the tags appear more than once.
     """
     head, sep, tail = text.partition(THINK_END)
     if sep:
-        return head.replace(THINK_OPEN, "", 1).strip(), tail.strip()
+        reasoning, answer = head.strip().removeprefix(THINK_OPEN).strip(), tail.strip()
+        if THINK_OPEN in reasoning or THINK_OPEN in answer or THINK_END in answer:
+            raise ParseError("stray think tag", "more than one <think> or </think>")
+        return reasoning, answer
     if expects_thinking or THINK_OPEN in text:
         raise ParseError("unterminated <think>", f"{len(text)} characters and no {THINK_END}")
     return "", text.strip()
+
+
+_SPECIAL = re.compile(r"<\|[^|<>\s]{1,40}\|>")
+
+
+def text_problem(text: str) -> tuple[str, str]:
+    """(reason, detail) why generated text is unfit for training; ("", "") when it is fine.
+
+    Chat special tokens (``<|im_start|>``, ``<|audio|>``, ...) would corrupt the chat layout
+    or the audio splicing of every training example they end up in; U+FFFD means the model
+    produced bytes that are not UTF-8.
+    """
+    if match := _SPECIAL.search(text):
+        return "special token", match.group(0)
+    if "\ufffd" in text:
+        return "undecodable bytes", f"U+FFFD at character {text.index(chr(0xFFFD))}"
+    return "", ""
 
 
 def think_text(reasoning: str, answer: str) -> str:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from alarm.corpus.pipeline import STAGES, ShardFiles, corpus_files, reject_rows
-from alarm.corpus.prompts import exposure_hits, split_think
+from alarm.corpus.prompts import ParseError, exposure_hits, split_think
 from alarm.corpus.schema import CorpusRecord, read_records
 
 LENGTH_FIELDS = ("prompt", "r0_reasoning", "r0_answer", "target_reasoning", "target_answer", "rephrase_reasoning")
@@ -144,15 +144,23 @@ def _exposure(records: Sequence[CorpusRecord]) -> dict[str, Any]:
     }
 
 
+def _parts(text: str) -> tuple[str, str]:
+    """(reasoning, answer) of a stored target; a malformed one counts as all answer."""
+    try:
+        return split_think(text, expects_thinking=False)
+    except ParseError:
+        return "", text
+
+
 def _lengths(records: Sequence[CorpusRecord]) -> dict[str, list[int]]:
     values: dict[str, list[int]] = {k: [] for k in LENGTH_FIELDS}
     for r in records:
         values["prompt"].append(_words(r.prompt))
-        r0_reasoning, r0_answer = split_think(r.response_raw, expects_thinking=False)
+        r0_reasoning, r0_answer = _parts(r.response_raw)
         values["r0_reasoning"].append(_words(r0_reasoning))
         values["r0_answer"].append(_words(r0_answer))
         if not r.provenance.get("special_case"):
-            reasoning, answer = split_think(r.response, expects_thinking=False)
+            reasoning, answer = _parts(r.response)
             values["target_reasoning"].append(_words(reasoning))
             values["target_answer"].append(_words(answer))
             values["rephrase_reasoning"].append(_words(r.rephrase_reasoning))

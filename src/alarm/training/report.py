@@ -150,7 +150,8 @@ def plot_curves(metrics_csv: str, png: str, title: str = "") -> None:
     axes[0].set_ylabel("loss (nats / target token)")
     if any(float(r["loss"]) > 0 for r in rows if r.get("loss")):
         axes[0].set_yscale("log")
-    axes[0].legend()
+    if axes[0].lines:
+        axes[0].legend()
     for ax, key, label in ((axes[1], "lr", "learning rate"), (axes[2], "grad_norm", "gradient norm (pre-clip)")):
         steps, values = _column(rows, key)
         ax.plot(steps, values)

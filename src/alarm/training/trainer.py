@@ -491,7 +491,8 @@ class Trainer:
     def _prune(self, root: str) -> None:
         keep = self.config.keep_checkpoints
         done = sorted(n for n in os.listdir(root) if n.startswith("step-"))
-        for name in done[: len(done) - keep] if keep else []:
+        stale = done[: max(0, len(done) - keep)] if keep else []
+        for name in stale:
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
     def plot(self, png: str) -> None:
@@ -674,7 +675,7 @@ class Trainer:
                 if state.step % config.eval_every == 0 or state.step == self.total_steps:
                     val_loss = self.evaluate()
                     self.write_samples()
-                if state.step % config.log_every == 0 or val_loss is not None:
+                if state.step % config.log_every == 0 or val_loss is not None or state.step == self.total_steps:
                     self._log(record, val_loss, window, started)
                 last = StepRecord(**{**asdict(record), "val_loss": val_loss})
                 bar.update(1)

@@ -1,0 +1,282 @@
+"""The training loop: it fits, it resumes exactly, frozen stays frozen, stage-wise recipes train what they say."""
+
+import csv
+import dataclasses
+import json
+import os
+
+import pytest
+import torch
+from accelerate.utils import set_seed
+from safetensors.torch import load_file
+from transformers import Qwen3Config, Qwen3ForCausalLM
+
+from alarm.chat import IGNORE_INDEX, build_example, collate
+from alarm.modeling.model import FROZEN_PREFIXES
+from alarm.modeling.tokenizer import load_tokenizer
+from alarm.presets import build_model, load_preset
+from alarm.training.cache import extract_features
+from alarm.training.config import TrainConfig
+from alarm.training.data import ChatFormat, Collator, TrainingDataset, load_corpus
+from alarm.training.synthetic import PITCHES, PROMPT, make_tone_corpus, tone_target
+from alarm.training.trainer import Trainer, latest_checkpoint
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tones")
+    make_tone_corpus(root, 32, num_validation=4, durations=(0.5, 1.0))
+    return str(root)
+
+
+def _config(root: str, output, **overrides) -> TrainConfig:
+    settings = dict(
+        corpus=os.path.join(root, "corpus.jsonl"),
+        audio_root=root,
+        output=str(output),
+        num_workers=0,
+        log_every=1,
+        eval_every=10**6,
+        save_every=0,
+        progress=False,
+        report_to=(),
+    )
+    return TrainConfig(**{**settings, **overrides})
+
+
+def _frozen_state(model) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items() if k.startswith(FROZEN_PREFIXES)}
+
+
+# -- overfitting -----------------------------------------------------------------------------
+
+
+def _taught_preset(directory) -> str:
+    """A tiny SSLAM preset whose frozen RLM has learnt to answer from the text surrogate.
+
+    A random RLM cannot be steered: its logits are bounded by its 0.02-scale embeddings, so
+    no input moves its loss far from ln(vocab). This one was first taught (text only) to
+    answer the pitch question from a metadata sentence, as the paper's RLM answers from
+    A_text; training the audio path must then replace the metadata with the tone.
+    """
+    preset = load_preset("tiny-al-sslam-r")
+    set_seed(0)
+    rlm = Qwen3ForCausalLM(Qwen3Config(**preset.pop("text_config")))
+    tokenizer = load_tokenizer("tiny")
+    examples = [build_example(tokenizer, [f"A pure {n} tone.\n", PROMPT], target=tone_target(n)) for n in PITCHES]
+    batch = collate(examples, tokenizer.pad_token_id)
+    optimizer = torch.optim.AdamW(rlm.parameters(), lr=1e-2)
+    for _ in range(150):
+        rlm(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    rlm.save_pretrained(os.path.join(directory, "rlm"))
+    preset.update(text_model=os.path.join(directory, "rlm"), preset="tiny-taught-sslam")
+    path = os.path.join(directory, "taught.json")
+    with open(path, "w") as f:
+        json.dump(preset, f)
+    return path
+
+
+@torch.no_grad()
+def _pitch_accuracy(model, root: str) -> float:
+    """Share of training tones for which the model finds its own pitch's answer the most likely."""
+    records = load_corpus(os.path.join(root, "corpus.jsonl"), "train")
+    fmt = ChatFormat.from_model(model, system="")
+    losses = []
+    for name in PITCHES:
+        rows = [dataclasses.replace(r, response=tone_target(name)) for r in records]
+        dataset = TrainingDataset(rows, fmt, audio_root=root, max_seq_len=4096, max_audio_seconds=60)
+        batch = Collator(fmt.pad_token_id)([dataset[i] for i in range(len(rows))])
+        logits = model.eval()(batch.input_ids, batch.attention_mask, audio=batch.audio).logits
+        ce = torch.nn.functional.cross_entropy(
+            logits[:, :-1].transpose(1, 2), batch.labels[:, 1:], ignore_index=IGNORE_INDEX, reduction="none"
+        )
+        losses.append(ce.sum(1))
+    chosen = torch.stack(losses).argmin(0)
+    truth = torch.tensor([[tone_target(n) for n in PITCHES].index(r.response) for r in records])
+    return float((chosen == truth).float().mean())
+
+
+def test_overfitting_32_tones_cuts_the_loss_by_80_percent_and_learns_to_listen(tones, tmp_path):
+    preset = _taught_preset(tmp_path)
+    extract_features(build_model(preset), load_corpus(tones, "train"), audio_root=tones, out=tmp_path / "cache",
+                     num_workers=0, progress=False)  # fmt: skip
+    config = _config(
+        tones,
+        tmp_path / "run",
+        preset=preset,
+        features=str(tmp_path / "cache"),
+        system_prompt="",
+        learning_rate=1e-2,
+        warmup_steps=10,
+        max_steps=150,
+        effective_batch_size=8,
+        micro_batch_size=8,
+        val_split="",
+    )
+    records = []
+    trainer = Trainer(config, callbacks=[records.append])
+    before = _pitch_accuracy(trainer.unwrapped, tones)
+    trainer.run()
+    first, last = records[0].loss, sum(r.loss for r in records[-5:]) / 5
+    assert last <= 0.2 * first, f"loss {first:.3f} -> {last:.3f}"
+    after = _pitch_accuracy(trainer.unwrapped, tones)
+    assert after >= 0.9 > before, f"pitch chosen right {before:.0%} before, {after:.0%} after"
+
+
+# -- resume ----------------------------------------------------------------------------------
+
+CA = "tiny-alarm-ca"  # dropout in the fusion (RNG state matters) and BatchNorm in the Whisper branch
+
+
+@pytest.fixture(scope="module")
+def ca_cache(tones, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ca-cache")
+    records = load_corpus(tones, "train")[:16] + load_corpus(tones, "validation")[:2]
+    extract_features(build_model(CA), records, audio_root=tones, out=out, num_workers=0, progress=False)
+    corpus = out / "corpus.jsonl"
+    from alarm.corpus.schema import write_jsonl
+
+    write_jsonl(records, corpus)
+    return str(out), str(corpus)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _kill_at(step: int):
+    def callback(record) -> None:
+        if record.step == step:
+            raise Interrupted
+
+    return callback
+
+
+def _csv(path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_kill_and_resume_repeats_the_uninterrupted_run(tones, ca_cache, tmp_path):
+    """20 steps straight == 10 steps, a kill at step 12, resume from the step-10 checkpoint.
+
+    Tolerance: losses within 1e-6 absolute and final weights within 1e-7 (CPU runs are
+    bit-identical; the tolerance only allows for a different BLAS on another machine).
+    """
+    cache, corpus = ca_cache
+    common = dict(
+        preset=CA,
+        corpus=corpus,
+        features=cache,
+        max_steps=20,  # 4 steps per epoch: the resume lands mid-epoch (epoch 2, step 2)
+        effective_batch_size=4,
+        micro_batch_size=2,  # 2 micro-batches accumulated per step
+        warmup_steps=3,
+        learning_rate=3e-3,
+        save_every=5,
+        eval_every=10,
+        val_batches=0,
+        num_samples=1,
+        sample_max_new_tokens=6,
+        sample_thinking_budget=3,
+    )
+    straight = []
+    trainer = Trainer(_config(tones, tmp_path / "a", **common), callbacks=[straight.append])
+    fresh_frozen = _frozen_state(trainer.unwrapped)
+    trainer.run()
+
+    first = []
+    with pytest.raises(Interrupted):
+        Trainer(_config(tones, tmp_path / "b", **common), callbacks=[first.append, _kill_at(12)]).run()
+    assert latest_checkpoint(str(tmp_path / "b")).endswith("step-0000010")
+    rest = []
+    Trainer(_config(tones, tmp_path / "b", **common), resume=True, callbacks=[rest.append]).run()
+
+    assert [r.step for r in rest] == list(range(11, 21))
+    resumed = [r.loss for r in first[:10] + rest]
+    assert resumed == pytest.approx([r.loss for r in straight], abs=1e-6)
+    assert [r.grad_norm for r in first[:10] + rest] == pytest.approx([r.grad_norm for r in straight], abs=1e-6)
+    a, b = load_file(tmp_path / "a/final/model.safetensors"), load_file(tmp_path / "b/final/model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-7)
+    # nothing lost or duplicated in the run's records
+    rows_a, rows_b = _csv(tmp_path / "a/metrics.csv"), _csv(tmp_path / "b/metrics.csv")
+    assert [int(r["step"]) for r in rows_b] == list(range(1, 21))
+    assert [r["loss"] for r in rows_b] == [r["loss"] for r in rows_a]
+    assert rows_b[-1]["val_loss"] == rows_a[-1]["val_loss"] != ""
+    samples = [json.loads(line)["step"] for line in open(tmp_path / "b/samples.jsonl")]
+    assert samples == [10, 20]
+    # frozen parameters are bit-identical after training
+    for key, value in _frozen_state(trainer.unwrapped).items():
+        assert torch.equal(value, fresh_frozen[key]), key
+    assert sorted(os.listdir(tmp_path / "a/checkpoints")) == ["step-0000010", "step-0000015", "step-0000020"]
+    mid = load_file(tmp_path / "a/checkpoints/step-0000010/model.safetensors")
+    assert any(not torch.equal(a[k], mid[k]) for k in a)  # it did train
+    with pytest.raises(ValueError, match="learning_rate"):
+        Trainer(_config(tones, tmp_path / "b", **{**common, "learning_rate": 1.0}), resume=True)
+
+
+# -- stage-wise recipe -----------------------------------------------------------------------
+
+
+def _single_encoder_checkpoint(preset: str, directory) -> dict[str, torch.Tensor]:
+    """A stand-in for a trained single-encoder model: its branch moved away from the init."""
+    model = build_model(preset)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.startswith("branches."):
+                param.add_(torch.randn_like(param) * 0.1)
+    model.save_pretrained(directory)
+    return model.trainable_state_dict()
+
+
+def test_fusion_stage_starts_from_single_encoder_branches_and_trains_only_the_fusion(tones, ca_cache, tmp_path):
+    cache, corpus = ca_cache
+    whisper = _single_encoder_checkpoint("tiny-al-whisper-r", tmp_path / "whisper")
+    sslam = _single_encoder_checkpoint("tiny-al-sslam-r", tmp_path / "sslam")
+    config = _config(
+        tones,
+        tmp_path / "ca",
+        preset=CA,
+        corpus=corpus,
+        features=cache,
+        init_branches={"whisper": str(tmp_path / "whisper"), "sslam": str(tmp_path / "sslam")},
+        train_modules=("fusion",),
+        max_steps=3,
+        effective_batch_size=4,
+        micro_batch_size=4,
+        warmup_steps=1,
+        learning_rate=1e-2,
+        val_split="",
+    )
+    set_seed(config.seed)
+    initial = build_model(CA).trainable_state_dict()  # what the trainer builds before loading anything
+    trainer = Trainer(config)
+    trainer.run()
+    after = trainer.unwrapped.state_dict()
+    for key, value in after.items():
+        if key.startswith("branches.whisper."):  # BatchNorm running stats included: frozen = eval mode
+            assert torch.equal(value, whisper[key]), key
+        elif key.startswith("branches.sslam."):
+            assert torch.equal(value, sslam[key]), key
+        elif key.startswith(("branches.", "audio_boundaries")):
+            assert torch.equal(value, initial[key]), key
+    changed = [k for k in initial if k.startswith("fusion.") and not torch.equal(after[k], initial[k])]
+    assert len(changed) > 10
+    saved = build_model(str(tmp_path / "ca" / "final"))  # a complete model: every trainable tensor saved
+    for key, value in saved.trainable_state_dict().items():
+        assert torch.equal(value, after[key]), key
+
+
+def test_recipe_errors_name_the_problem(tones, ca_cache, tmp_path):
+    cache, corpus = ca_cache
+    base = dict(preset=CA, corpus=corpus, features=cache, max_steps=1, effective_batch_size=4, micro_batch_size=4)
+    with pytest.raises(ValueError, match=r"train_modules \['fusoin'\] match no trainable parameter"):
+        Trainer(_config(tones, tmp_path / "x", **base, train_modules=("fusoin",)))
+    with pytest.raises(ValueError, match="init_branches names 'clap'"):
+        Trainer(_config(tones, tmp_path / "y", **base, init_branches={"clap": str(tmp_path)}))

@@ -369,6 +369,13 @@ def test_bad_output_is_retried_then_rejected_with_stage_and_reason(tmp_path):
     backend = ScriptedBackend(Faulty(CASES))
     summary = build(config, {"prompter": backend, "rlm": backend})
     assert summary.complete
+    assert {s.stage: s.retries for s in summary.stages} == {
+        "audio": 0,
+        "prompts": 9,
+        "filter": 2,
+        "respond": 5,
+        "rephrase": 6,
+    }
     rejects = {r["id"]: (r["stage"], r["reason"], r["attempts"]) for r in reject_rows(config.output)}
     assert rejects == EXPECTED_REJECTS
     records = corpus(config.output)

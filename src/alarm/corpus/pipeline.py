@@ -621,12 +621,11 @@ def process_chunk(
     summary = StageSummary(stage.name)
     accepted: list[CorpusRecord] = []
     rejected: list[dict[str, Any]] = []
-    todo = [_Work(r) for r in records]
-    llm_seen: list[tuple[_Work, ChatRequest]] = []
+    works = [_Work(r) for r in records]
+    todo = list(works)
     while todo:
         calls = [(w, _safe_request(stage, w)) for w in todo]
         llm = [(w, req) for w, req in calls if isinstance(req, ChatRequest)]
-        llm_seen.extend(llm)
         completions = _safe_complete(backend, [req for _, req in llm]) if llm else []
         health.see(completions)
         summary.llm_calls += len(llm)
@@ -657,7 +656,7 @@ def process_chunk(
                 continue
             accepted.append(_stamp(record, stage, w, backend))
     summary.accepted, summary.rejected = len(accepted), len(rejected)
-    summary.retries = summary.llm_calls - len({id(w.record) for w, _ in llm_seen})
+    summary.retries = sum(max(0, w.attempts - 1) for w in works)
     return accepted, rejected, summary
 
 

@@ -279,12 +279,15 @@ class Trainer:
         from accelerate.utils import set_seed
 
         config = self.config
-        world = PartialState().num_processes
+        cpu = not torch.cuda.is_available()  # accelerate only forms a CPU (gloo) process group when told
+        world = PartialState(cpu=cpu).num_processes
         self.accumulation = config.accumulation_steps(world)
         precision = config.mixed_precision
         if precision == "auto":
-            precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-        self.accelerator = acc = Accelerator(mixed_precision=precision, gradient_accumulation_steps=self.accumulation)
+            precision = "no" if cpu or not torch.cuda.is_bf16_supported() else "bf16"
+        self.accelerator = acc = Accelerator(
+            cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=self.accumulation
+        )
         if acc.state.deepspeed_plugin is not None:  # values DeepSpeed cannot infer without a prepared loader
             ds = acc.state.deepspeed_plugin.deepspeed_config
             ds["train_micro_batch_size_per_gpu"] = config.micro_batch_size

@@ -1,0 +1,93 @@
+"""`alarm train` and `alarm features extract` end to end: outputs, skipped samples with reasons, workers."""
+
+import dataclasses
+import json
+import os
+
+import torch
+
+from alarm.cli import main
+from alarm.corpus.schema import write_jsonl
+from alarm.presets import build_model
+from alarm.training.data import OVER_TOKEN_LIMIT, UNREADABLE_AUDIO
+from alarm.training.report import read_metrics
+from alarm.training.synthetic import make_tone_corpus
+
+torch.set_num_threads(1)
+
+PRESET = "tiny-al-sslam-r"
+
+
+def _corpus(root) -> str:
+    """8 usable rows (one whose audio is missing) + 1 over the token limit + 2 validation rows."""
+    records = make_tone_corpus(root, 7, num_validation=2, durations=(0.5, 1.0))
+    train, validation = records[:7], records[7:]
+    missing = dataclasses.replace(train[0], id="tones/missing", audio_path="audio/gone.wav")
+    too_long = dataclasses.replace(train[1], id="tones/too-long", response="<think>" + "hm " * 300 + "</think>ok")
+    path = os.path.join(root, "mixed.jsonl")
+    write_jsonl([*train, missing, too_long, *validation], path)
+    return path
+
+
+def test_train_command_writes_a_complete_run(tmp_path, capsys):
+    corpus = _corpus(tmp_path)
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"preset": PRESET, "learning_rate": 1e-3, "warmup_steps": 1, "max_seq_len": 512}))
+    out = tmp_path / "run"
+    code = main(
+        ["train", "--config", str(config), "--corpus", corpus, "--audio-root", str(tmp_path), "--output", str(out)]
+        + ["--max-steps", "2", "--effective-batch-size", "4", "--micro-batch-size", "2", "--num-workers", "2"]
+        + [
+            "--eval-every",
+            "2",
+            "--log-every",
+            "1",
+            "--num-samples",
+            "1",
+            "--sample-max-new-tokens",
+            "8",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["steps"] == 2
+    assert result["skipped"] == {OVER_TOKEN_LIMIT: 1, UNREADABLE_AUDIO: 1}
+    rejects = {json.loads(line)["id"]: json.loads(line)["reason"] for line in open(out / "rejects.jsonl")}
+    assert rejects == {"tones/too-long": OVER_TOKEN_LIMIT, "tones/missing": UNREADABLE_AUDIO}
+    rows = read_metrics(out / "metrics.csv")
+    assert [r["step"] for r in rows] == ["1", "2"]
+    assert rows[-1]["val_loss"] and float(rows[-1]["tokens_per_s"]) > 0 and rows[-1]["skipped"] == "2"
+    assert int(rows[-1]["samples"]) == 7  # 8 drawn, the unreadable one skipped and counted
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "checkpoints/step-0000002/curves.png").is_file()
+    sample = json.loads((out / "samples.jsonl").read_text().splitlines()[0])
+    assert sample["step"] == 2 and sample["budget_reached"] in (True, False)
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["learning_rate"] == 1e-3 and saved["max_steps"] == 2  # file and flags merged
+    build_model(str(out / "final"))  # the final model loads like any saved model
+
+
+def test_features_extract_then_train_from_the_cache(tmp_path, capsys):
+    corpus = _corpus(tmp_path)
+    cache = tmp_path / "cache"
+    args = ["features", "extract", "--preset", PRESET, "--corpus", corpus, "--audio-root", str(tmp_path)]
+    assert main([*args, "--out", str(cache), "--num-workers", "0", "--no-progress"]) == 0
+    extracted = json.loads(capsys.readouterr().out)
+    assert (extracted["written"], extracted["rejected"]) == (10, 1)  # 9 readable train rows + 2 validation - 1
+    assert main([*args, "--out", str(cache), "--num-workers", "0", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["already_cached"] == 10
+    code = main(
+        ["train", "--preset", PRESET, "--corpus", corpus, "--features", str(cache), "--output", str(tmp_path / "r")]
+        + ["--max-steps", "1", "--effective-batch-size", "4", "--micro-batch-size", "4", "--num-workers", "0"]
+        + ["--max-seq-len", "512", "--no-progress"]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["steps"] == 1
+
+
+def test_bad_settings_fail_with_a_message(tmp_path, capsys):
+    code = main(["train", "--preset", PRESET, "--corpus", "c", "--output", "o", "--audio-root", ".", "--epochs", "0"])
+    assert code == 2
+    assert "epochs must be positive" in capsys.readouterr().err

@@ -200,7 +200,8 @@ def test_splits_are_exact_per_dataset(full, fixture):
     for dataset in ("vctk", "esc50", "gtzan"):  # the one with the smallest seeded hash
         ids = [r.id for r in fixture[2] if r.dataset == dataset]
         assert min(ids, key=lambda i: stable_seed(0, "split", i)) in val
-    assert records["clotho/003"].provenance["split_rule"] == "official"
+    assert records["clotho/003"].provenance["split_rule"] == "source"  # kept as the sources gave it
+    assert records["vctk/003"].provenance["split_rule"] == "seeded 0.1"
     other = assign_splits(fixture[2], 0.1, seed=1)
     assert {i for i, s in other.items() if s == "validation"} != set(val)  # the seed matters
 

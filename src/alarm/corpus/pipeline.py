@@ -16,9 +16,10 @@ Special cases (``spoken_query_datasets``, default HeySQuAD and InstructS2S): the
 the query. The prompt is the query's transcript (the record's ``metadata``), earlier turns
 stay in ``context``, prompts/filter/rephrase make no LLM call and ``response = response_raw``.
 
-**Split** (the audio stage): a dataset with any ``validation`` record keeps its official
-split; otherwise ``floor(validation_fraction * n)`` of its records, chosen by a seeded hash
-of the id over the whole input (not the shard), become ``validation``.
+**Split** (the audio stage): a dataset whose source records already hold ``validation``
+records (an official split, or the collectors' hashed one) keeps them as given; otherwise
+``floor(validation_fraction * n)`` of its records, chosen by a seeded hash of the id over the
+whole input (not the shard), become ``validation``.
 
 **Files.** Every stage writes chunks of records as ``<stage dir>/<shard tag>-<chunk>.parquet``
 (the last stage's dir is ``corpus/``) and their rejects as
@@ -192,7 +193,7 @@ def read_sources(paths: Sequence[str]) -> Iterator[SourceRecord]:
 
 
 def assign_splits(records: Iterable[SourceRecord], fraction: float, seed: int) -> dict[str, str]:
-    """``{id: split}`` for every record: official where a dataset has one, else a seeded fraction.
+    """``{id: split}`` for every record: as given where a dataset has validation records, else seeded.
 
     Per dataset with no ``validation`` record, the ``floor(fraction * n)`` ids with the
     smallest seeded hash become validation (an exact count, whatever the sharding).
@@ -215,7 +216,8 @@ def assign_splits(records: Iterable[SourceRecord], fraction: float, seed: int) -
     return splits
 
 
-def official_split_datasets(records: Iterable[SourceRecord]) -> set[str]:
+def split_datasets(records: Iterable[SourceRecord]) -> set[str]:
+    """Datasets whose source records come with a validation split (kept as given)."""
     return {r.dataset for r in records if r.split == "validation"}
 
 
@@ -280,13 +282,13 @@ class AudioStage(Stage):
 
     name = "audio"
 
-    def __init__(self, config: BuildConfig, splits: dict[str, str], official: set[str]) -> None:
+    def __init__(self, config: BuildConfig, splits: dict[str, str], given: set[str]) -> None:
         super().__init__(config)
-        self.splits, self.official = splits, official
+        self.splits, self.given = splits, given
 
     def apply(self, record: SourceRecord, completion: Completion | None) -> CorpusRecord:
         check_audio(record, self.config.audio_root, self.config.audio_check)
-        rule = "official" if record.dataset in self.official else f"seeded {self.config.validation_fraction}"
+        rule = "source" if record.dataset in self.given else f"seeded {self.config.validation_fraction}"
         provenance = {
             "pipeline": PIPELINE_VERSION,
             "instructions": instructions.refs(),
@@ -788,12 +790,12 @@ def build(config: BuildConfig, backends: dict[str, Backend] | None = None) -> Bu
         log.info("removed %d temp files left by a killed run", removed)
 
     splits = assign_splits(read_sources(config.sources), config.validation_fraction, config.seed)
-    official = official_split_datasets(read_sources(config.sources))
+    given = split_datasets(read_sources(config.sources))
     mine = [r for r in read_sources(config.sources) if shard_of(r.id, config.num_shards) == config.shard_index]
     limited = mine if config.limit is None else mine[: config.limit]
 
     stages: list[Stage] = [
-        AudioStage(config, splits, official),
+        AudioStage(config, splits, given),
         PromptsStage(config),
         FilterStage(config),
         RespondStage(config),

@@ -120,3 +120,23 @@ def test_stream_yields_the_same_text_as_batch_generation():
     streamed = "".join(stream(model, wave, "What do you hear?", config))
     (batched,) = answer(model, [wave], ["What do you hear?"], config)
     assert streamed == batched.text
+
+
+def test_non_thinking_model_without_budget_answers_plainly():
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import Qwen2Tokenizer
+
+    plain = Qwen2Tokenizer(
+        vocab={s: i for i, s in enumerate(sorted(ByteLevel.alphabet()))},
+        merges=[],
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+    )
+    lm = ScriptedLM(plain, [["A plain answer." + plain.eos_token]])
+    (out,) = generate(lm, plain, torch.randn(1, 3, 4), torch.ones(1, 3, dtype=torch.long), GenerationConfig())
+    assert out.answer == "A plain answer." and out.reasoning == "" and out.num_reasoning_tokens == 0
+    with pytest.raises(ValueError, match="needs a tokenizer"):
+        generate(
+            lm, plain, torch.randn(1, 3, 4), torch.ones(1, 3, dtype=torch.long), GenerationConfig(thinking_budget=8)
+        )

@@ -106,6 +106,13 @@ def _trim(ids: torch.Tensor, stop_ids: set[int], pad_id: int) -> tuple[list[int]
     return out, False
 
 
+def _optional_token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int | None:
+    try:
+        return token_id(tokenizer, token)
+    except KeyError:
+        return None
+
+
 def _decode_kwargs(config: GenerationConfig) -> dict[str, Any]:
     if not config.do_sample:
         return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
@@ -124,7 +131,10 @@ def generate(
     """Generate from left-padded prompt embeddings (B, S, H) with the thinking budget."""
     eos = int(tokenizer.eos_token_id)
     pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos)
-    think_end = token_id(tokenizer, THINK_END)
+    # Non-thinking models (no </think> in the vocabulary) work too, without a budget.
+    think_end = _optional_token_id(tokenizer, THINK_END)
+    if think_end is None and config.thinking_budget >= 0:
+        raise ValueError(f"a thinking budget needs a tokenizer with {THINK_END!r}")
     embed = language_model.get_input_embeddings()
     common = dict(eos_token_id=eos, pad_token_id=pad, streamer=streamer, **_decode_kwargs(config))
 
@@ -166,8 +176,8 @@ def generate(
     for i, tokens in enumerate(results):
         body = tokens[:-1] if finished[i] else tokens
         text = tokenizer.decode(body, skip_special_tokens=False)
-        reasoning, answer = split_reasoning(text)
-        n_reason = body.index(think_end) if think_end in body else len(body)
+        reasoning, answer = split_reasoning(text) if think_end is not None else ("", text.strip())
+        n_reason = body.index(think_end) if think_end in body else (len(body) if think_end is not None else 0)
         if budget_hit[i]:
             n_reason -= len(closing) - 1  # the closing sentence is ours, not the model's reasoning
         outputs.append(GenerationOutput(text, reasoning, answer, tokens, n_reason, budget_hit[i], finished[i]))

@@ -70,7 +70,8 @@ class SourceRecord:
                 raise self._fail(f"context turn {turn!r} must be {{role, content}} with role in {ROLES}")
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        # Shallow on purpose: dataclasses.asdict deep-copies provenance, half the pipeline's own cost.
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["context"] = [dict(t) for t in self.context]
         return data
 

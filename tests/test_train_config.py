@@ -78,3 +78,20 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     assert factors[-1] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * 15 / 16)).item()))
     linear = [schedule_factor(i, warmup=0, total=10, kind="linear", min_ratio=0.0) for i in range(10)]
     assert linear[0] == 1.0 and linear[5] == pytest.approx(0.5)
+
+
+def test_shipped_deepspeed_config_leaves_batch_and_clipping_to_the_run():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "deepspeed_zero2.json"
+    ds = json.loads(path.read_text())
+    assert ds["zero_optimization"]["stage"] == 2
+    # the trainer (micro-batch, clipping) and accelerate (accumulation, total batch, precision) fill these
+    for key in (
+        "train_micro_batch_size_per_gpu",
+        "train_batch_size",
+        "gradient_accumulation_steps",
+        "gradient_clipping",
+    ):
+        assert ds[key] == "auto", key
+    assert ds["bf16"]["enabled"] == "auto"

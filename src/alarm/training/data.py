@@ -179,6 +179,7 @@ def plan_lengths(
         num_workers=num_workers,
         collate_fn=list,
         multiprocessing_context="fork" if num_workers else None,
+        generator=torch.Generator().manual_seed(0),  # never draw from the global RNG (see make_loader)
     )
     tokens = np.fromiter(
         (n for chunk in tqdm(loader, desc="planning", disable=not progress) for n in chunk), dtype=np.int64

@@ -148,7 +148,8 @@ def plot_curves(metrics_csv: str, png: str, title: str = "") -> None:
         if steps:
             axes[0].plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=label)
     axes[0].set_ylabel("loss (nats / target token)")
-    if any(float(r["loss"]) > 0 for r in rows if r.get("loss")):
+    losses = [float(r[k]) for r in rows for k in ("loss", "val_loss") if r.get(k)]
+    if losses and min(losses) > 0 and max(losses) / min(losses) > 10:  # log only when it spans decades
         axes[0].set_yscale("log")
     if axes[0].lines:
         axes[0].legend()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -13,10 +13,17 @@ from alarm.audio import Waveform
 
 @dataclass
 class AudioBatch:
-    """``waves[rate]`` is (B, S) right-padded, ``lengths[rate]`` is (B,) true sample counts."""
+    """``waves[rate]`` is (B, S) right-padded, ``lengths[rate]`` is (B,) true sample counts.
+
+    ``encoder_states[kind]``, when given (e.g. read from the feature cache), is the frozen
+    encoder's output ``(hidden (L, B, T, D), frames (B,))``: the model then skips that encoder
+    and ``waves`` may lack its rate. ``lengths`` is still needed: the chat layer sizes audio
+    slots from sample counts.
+    """
 
     waves: dict[int, torch.Tensor]
     lengths: dict[int, torch.Tensor]
+    encoder_states: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     @classmethod
     def from_waveforms(cls, waveforms: Sequence[Waveform], rates: Iterable[int]) -> AudioBatch:
@@ -41,5 +48,7 @@ class AudioBatch:
 
     def to(self, device: torch.device | str) -> AudioBatch:
         return AudioBatch(
-            {r: w.to(device) for r, w in self.waves.items()}, {r: n.to(device) for r, n in self.lengths.items()}
+            {r: w.to(device) for r, w in self.waves.items()},
+            {r: n.to(device) for r, n in self.lengths.items()},
+            {k: (h.to(device), n.to(device)) for k, (h, n) in self.encoder_states.items()},
         )

@@ -170,12 +170,11 @@ class AlarmForConditionalGeneration(PreTrainedModel):
     def encode_audio(self, audio: AudioBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Fused audio content (B, T, H) and its lengths (B,), without boundaries.
 
-        An ``audio`` carrying ``encoder_states`` (``{kind: (hidden (L, B, T, D), frames (B,))}``,
-        e.g. read from a feature cache) skips running those frozen encoders.
+        Encoders whose output ``audio.encoder_states`` already holds (feature cache) are not run.
         """
         streams = {}
         dtype = self.audio_boundaries.dtype
-        cached = getattr(audio, "encoder_states", None) or {}
+        cached = audio.encoder_states
         for kind, enc in self.encoders.items():
             hidden, frames = cached[kind] if kind in cached else enc.encode(*audio.at(enc.sample_rate))
             streams[kind] = self.branches[kind](hidden.to(dtype), frames.to(hidden.device))

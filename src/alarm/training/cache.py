@@ -25,7 +25,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -44,23 +44,6 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-@dataclass
-class CachedAudioBatch(AudioBatch):
-    """An audio batch whose encoder outputs are already known.
-
-    ``encoder_states[kind]`` is ``(hidden (L, B, T, D), frames (B,))``; the model skips
-    those encoders (``encode_audio``). ``lengths`` still holds sample counts per rate, which
-    the chat layer needs for slot sizes; ``waves`` may be empty.
-    """
-
-    encoder_states: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
-
-    def to(self, device: torch.device | str) -> CachedAudioBatch:
-        moved = super().to(device)
-        states = {k: (h.to(device), n.to(device)) for k, (h, n) in self.encoder_states.items()}
-        return CachedAudioBatch(moved.waves, moved.lengths, states)
 
 
 def manifest_for(model: Any, dtype: str) -> dict[str, Any]:

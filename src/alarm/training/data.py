@@ -414,7 +414,6 @@ class Collator:
     pad_token_id: int
 
     def __call__(self, items: Sequence[Sample | Rejection]) -> TrainBatch:
-        from alarm.training.cache import CachedAudioBatch
 
         samples = [s for s in items if isinstance(s, Sample)]
         rejections = [r for r in items if isinstance(r, Rejection)]
@@ -430,7 +429,7 @@ class Collator:
             for rate in samples[0].sample_lengths
         }
         if samples[0].states:
-            audio: AudioBatch = CachedAudioBatch({}, sample_lengths, _pad_states(samples))
+            audio: AudioBatch = AudioBatch({}, sample_lengths, _pad_states(samples))
         else:
             waves = {rate: pad_sequence([s.waves[rate] for s in samples], batch_first=True) for rate in sample_lengths}
             audio = AudioBatch(waves, sample_lengths)

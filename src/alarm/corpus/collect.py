@@ -50,7 +50,6 @@ import math
 import os
 import posixpath
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -61,6 +60,7 @@ from typing import Any
 
 import soundfile as sf
 
+from alarm import io as atomic
 from alarm.corpus.schema import CATEGORIES, RecordError, SourceRecord, write_jsonl, write_parquet
 
 log = logging.getLogger(__name__)
@@ -616,15 +616,8 @@ def _write_once(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically, unless an equal-sized file is already there."""
     if path.is_file() and path.stat().st_size == len(data):
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic.atomic_open(path, "wb") as f:
+        f.write(data)
 
 
 def read_parquet(root: Path, opts: ParquetOptions) -> Iterator[Item]:
@@ -1760,20 +1753,7 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 def write_rejects(rejects: Iterable[Reject], path: str | os.PathLike[str]) -> int:
     """Write rejects as JSON lines, atomically. Returns the number written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.name)
-    n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for reject in rejects:
-                f.write(json.dumps(reject.to_dict(), ensure_ascii=False) + "\n")
-                n += 1
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return n
+    return atomic.write_jsonl(path, (r.to_dict() for r in rejects))
 
 
 def default_rejects_path(out: str | os.PathLike[str]) -> Path:

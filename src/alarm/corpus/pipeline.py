@@ -45,7 +45,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -71,6 +70,7 @@ from alarm.corpus.prompts import (
     think_text,
 )
 from alarm.corpus.schema import CorpusRecord, RecordError, SourceRecord, read_records, write_parquet
+from alarm.io import write_text
 
 log = logging.getLogger(__name__)
 
@@ -483,20 +483,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Write a text file atomically (temp file in the same directory + rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def read_jsonl(path: str) -> list[dict[str, Any]]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -542,7 +528,7 @@ class ShardFiles:
             write_parquet(accepted, os.path.join(self.stage_dir(stage), f"{name}.parquet"))
         if rejected:
             lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejected)
-            atomic_write_text(os.path.join(self.reject_dir(stage), f"{name}.jsonl"), lines)
+            write_text(os.path.join(self.reject_dir(stage), f"{name}.jsonl"), lines)
 
     def clean_temp(self) -> int:
         """Remove temp files a killed run of this shard left behind (never another shard's)."""
@@ -569,7 +555,7 @@ class ShardFiles:
                     "use a new output directory or the original settings"
                 )
         else:
-            atomic_write_text(path, json.dumps(mine, indent=2, ensure_ascii=False) + "\n")
+            write_text(path, json.dumps(mine, indent=2, ensure_ascii=False) + "\n")
 
 
 # -- the engine -----------------------------------------------------------------------------------------
@@ -825,7 +811,7 @@ def build(config: BuildConfig, backends: dict[str, Backend] | None = None) -> Bu
     complete = _shard_complete(files, {r.id for r in mine})
     if complete:
         counts = {"records": len(mine), "corpus": sum(1 for _ in files.read_outputs(STAGES[-1])), "at": _now()}
-        atomic_write_text(files.done_marker, json.dumps(counts) + "\n")
+        write_text(files.done_marker, json.dumps(counts) + "\n")
     return BuildSummary(config.output, files.tag, summaries, complete)
 
 
@@ -892,14 +878,14 @@ def merge(
             write_parquet(part, os.path.join(data_dir, f"{split}-{k:05d}-of-{n_files:05d}.parquet"))
         counts[split] = len(rows)
     rejects.sort(key=lambda r: r["id"])
-    atomic_write_text(os.path.join(output, "rejects.jsonl"), "".join(json.dumps(r) + "\n" for r in rejects))
+    write_text(os.path.join(output, "rejects.jsonl"), "".join(json.dumps(r) + "\n" for r in rejects))
     info = {"inputs": [os.path.abspath(d) for d in inputs], "records": counts, "rejects": len(rejects), "at": _now()}
     for directory in inputs:  # the settings travel with the merged corpus
         build_json = os.path.join(directory, "build.json")
         if os.path.exists(build_json):
             with open(build_json, encoding="utf-8") as f:
                 info.setdefault("build", json.load(f))
-    atomic_write_text(os.path.join(output, "merge.json"), json.dumps(info, indent=2) + "\n")
+    write_text(os.path.join(output, "merge.json"), json.dumps(info, indent=2) + "\n")
     return info
 
 

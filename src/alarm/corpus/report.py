@@ -318,11 +318,11 @@ def plot(report: dict[str, Any], lengths: dict[str, list[int]], path: str) -> No
 
 def write_report(directory: str, out_dir: str | None = None) -> dict[str, Any]:
     """Compute the report and write ``report.json``, ``report.md`` and ``report.png``."""
-    from alarm.corpus.pipeline import atomic_write_text
+    from alarm.io import write_text
 
     out_dir = out_dir or directory
     report, lengths = build_report(directory)
-    atomic_write_text(os.path.join(out_dir, "report.json"), json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    atomic_write_text(os.path.join(out_dir, "report.md"), to_markdown(report))
+    write_text(os.path.join(out_dir, "report.json"), json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    write_text(os.path.join(out_dir, "report.md"), to_markdown(report))
     plot(report, lengths, os.path.join(out_dir, "report.png"))
     return report

@@ -12,10 +12,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from alarm import io as atomic
 
 CATEGORIES = ("speech", "sound", "music", "instruction")
 SPLITS = ("train", "validation")
@@ -123,28 +124,9 @@ class CorpusRecord(SourceRecord):
 # -- files ----------------------------------------------------------------------------------
 
 
-def _atomic_target(path: str | os.PathLike[str]) -> tuple[str, str]:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    os.close(fd)
-    return tmp, str(path)
-
-
 def write_jsonl(records: Iterable[SourceRecord], path: str | os.PathLike[str]) -> int:
     """Write records as JSON lines, atomically. Returns the number written."""
-    tmp, final = _atomic_target(path)
-    n = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
-                n += 1
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return n
+    return atomic.write_jsonl(path, (r.to_dict() for r in records))
 
 
 def _provenance_to_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -162,13 +144,8 @@ def write_parquet(records: Iterable[SourceRecord], path: str | os.PathLike[str])
     if len(kinds) > 1:  # one column set per shard, so `datasets` reads it as one table
         raise RecordError(f"{path}: a shard holds one record type, got {sorted(k.__name__ for k in kinds)}")
     rows = _provenance_to_json([r.to_dict() for r in records])
-    tmp, final = _atomic_target(path)
-    try:
+    with atomic.atomic_path(path) as tmp:
         pq.write_table(pa.Table.from_pylist(rows), tmp)
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return len(rows)
 
 

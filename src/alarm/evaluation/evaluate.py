@@ -29,13 +29,12 @@ from alarm.evaluation.benchmarks.base import (
     items_from_entries,
     load_items,
     read_entries,
-    write_json,
-    write_text,
 )
 from alarm.evaluation.published import paper_model, published
 from alarm.evaluation.report import markdown, plot_categories, write_summary
 from alarm.evaluation.runner import PredictionStore, RunStats, run_inference
 from alarm.evaluation.scoring import Scores, choose, score
+from alarm.io import write_json, write_text
 
 if TYPE_CHECKING:  # torch and transformers load only when a model runs, not to score a file
     from alarm.generation import GenerationConfig

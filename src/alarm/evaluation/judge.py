@@ -24,7 +24,6 @@ here the temperature is fixed and defaults to 0 so that a rerun gives the same s
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -38,6 +37,7 @@ from tqdm.auto import tqdm
 from alarm.evaluation.answers import final_answer
 from alarm.evaluation.benchmarks.base import BenchmarkError, Item, read_entries
 from alarm.evaluation.runner import PredictionStore
+from alarm.io import write_json, write_jsonl
 
 CHAT_FILES = ("Chat/Chat_meta.json", "Chat_meta.json")
 TASK_CATEGORIES = {
@@ -236,9 +236,7 @@ def chat_scores(items: Sequence[Item], judgements: Mapping[str, Mapping[str, Any
 
 
 def write_chat_scores(path: Path, result: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"settings": dict(settings), "chat": dict(result)}, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, {"settings": dict(settings), "chat": dict(result)})
 
 
 def write_official_chat(items: Sequence[Item], outputs: Mapping[str, str], path: Path) -> Path:
@@ -261,9 +259,7 @@ def write_official_chat(items: Sequence[Item], outputs: Mapping[str, str], path:
                 "uniq_id": r.get("uniq_id"),
             }
         )
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    os.replace(tmp, path)
+    write_jsonl(path, rows)
     return path
 
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from alarm.evaluation.benchmarks.base import write_text
 from alarm.evaluation.published import SOURCE
+from alarm.io import write_text
 
 PUBLISHED_LABEL = "published (paper), not measured"
 MAX_PLOTTED_KEYS = 60

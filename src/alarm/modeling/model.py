@@ -15,7 +15,6 @@ and the config; ``from_pretrained`` rebuilds the frozen parts from the names in 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +26,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from alarm.chat import AudioSlot, UserPart
 from alarm.encoders import FrozenEncoder, build_encoder
 from alarm.encoders.base import seeded
+from alarm.io import atomic_path
 from alarm.modeling.adapters import AudioBranch, length_mask
 from alarm.modeling.configuration import AlarmConfig
 from alarm.modeling.fusion import build_fusion
@@ -213,10 +213,8 @@ class AlarmForConditionalGeneration(PreTrainedModel):
         self.config.architectures = [type(self).__name__]
         self.config.save_pretrained(save_directory)
         state = {k: v.detach().contiguous().cpu() for k, v in self.trainable_state_dict().items()}
-        fd, tmp = tempfile.mkstemp(dir=save_directory, suffix=".tmp")
-        os.close(fd)
-        save_file(state, tmp, metadata={"format": "pt", "frozen": ",".join(FROZEN_PREFIXES)})
-        os.replace(tmp, os.path.join(save_directory, WEIGHTS_NAME))
+        with atomic_path(os.path.join(save_directory, WEIGHTS_NAME)) as tmp:
+            save_file(state, tmp, metadata={"format": "pt", "frozen": ",".join(FROZEN_PREFIXES)})
 
     @classmethod
     def from_pretrained(cls, pretrained: str | os.PathLike, **kwargs: Any) -> AlarmForConditionalGeneration:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,9 +35,10 @@ from tqdm.auto import tqdm
 
 from alarm.audio import AudioError, load_audio
 from alarm.corpus.schema import SourceRecord
+from alarm.io import atomic_open, atomic_path
 from alarm.modeling.inputs import AudioBatch
 from alarm.training.data import UNREADABLE_AUDIO, Rejection
-from alarm.training.report import RejectsLog, publish
+from alarm.training.report import RejectsLog
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,8 @@ def _source(record: SourceRecord) -> list[Any]:
 
 
 def _atomic_json(data: Any, path: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         json.dump(data, f)
-    publish(tmp, path)
 
 
 def _read_index(shard_dir: str) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -178,10 +176,8 @@ class _ShardWriter:
         if not self.entries:
             return
         stem = os.path.join(self.shard_dir, f"part-{self.rank:03d}-{self.next_number:05d}")
-        fd, tmp = tempfile.mkstemp(dir=self.shard_dir, prefix=".tmp-", suffix=".safetensors")
-        os.close(fd)
-        save_file(self.tensors, tmp, metadata={"format": str(FORMAT_VERSION)})
-        publish(tmp, stem + ".safetensors")
+        with atomic_path(stem + ".safetensors") as tmp:
+            save_file(self.tensors, tmp, metadata={"format": str(FORMAT_VERSION)})
         _atomic_json(self.entries, stem + ".json")  # the shard counts as written from here on
         self.next_number += 1
         self.tensors, self.entries, self.bytes = {}, {}, 0

@@ -12,9 +12,10 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any
+
+from alarm.io import atomic_open, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +32,6 @@ COLUMNS = (
     "val_loss",
     "elapsed_s",
 )
-
-
-def publish(tmp: str, final: str) -> None:
-    """Move a finished temp file into place atomically, with the usual permissions (mkstemp's are 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, final)
 
 
 class MetricsLog:
@@ -112,12 +105,10 @@ def _fmt(value: Any) -> str:
 
 
 def _write_rows(path: str, rows: list[dict[str, str]]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".csv")
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, newline="") as f:
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    publish(tmp, path)
 
 
 def read_metrics(path: str) -> list[dict[str, str]]:
@@ -163,11 +154,9 @@ def plot_curves(metrics_csv: str, png: str, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(png)), prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    publish(tmp, png)
 
 
 class RejectsLog:

@@ -41,6 +41,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from alarm.chat import IGNORE_INDEX
+from alarm.io import write_text
 from alarm.training.config import TrainConfig
 from alarm.training.data import (
     REASONS,
@@ -249,13 +250,6 @@ def latest_checkpoint(output: str) -> str | None:
     return os.path.join(root, done[-1]) if done else None
 
 
-def _atomic_text(text: str, path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -296,7 +290,7 @@ class Trainer:
         os.makedirs(config.output, exist_ok=True)
         self.checkpoint = self._check_resume() if resume else None
         if acc.is_main_process:
-            _atomic_text(json.dumps(config.to_dict(), indent=2), os.path.join(config.output, CONFIG_NAME))
+            write_text(os.path.join(config.output, CONFIG_NAME), json.dumps(config.to_dict(), indent=2))
         set_seed(config.seed)  # trainable init and dropout; identical on every rank
 
         model = build_training_model(config)

@@ -22,10 +22,9 @@ from alarm.evaluation.benchmarks.base import (
     BenchmarkSpec,
     Item,
     letter_choices,
-    write_json,
-    write_jsonl,
 )
 from alarm.evaluation.rules import letter_of
+from alarm.io import write_json, write_jsonl
 
 
 def audio(entry: Mapping[str, Any], meta: Path) -> Path:

@@ -20,10 +20,9 @@ from alarm.evaluation.benchmarks.base import (
     Item,
     list_choices,
     relative_audio,
-    write_json,
-    write_jsonl,
 )
 from alarm.evaluation.rules import token_match
+from alarm.io import write_json, write_jsonl
 
 MODALITIES = (
     "sound",

@@ -19,9 +19,9 @@ from alarm.evaluation.benchmarks.base import (
     Item,
     list_choices,
     relative_audio,
-    write_json,
 )
 from alarm.evaluation.rules import token_match
+from alarm.io import write_json
 
 
 def official_rule(item: Item, prediction: object) -> bool:

@@ -78,6 +78,14 @@ def test_long_audio_is_windowed_not_cut(rng):
         torch.testing.assert_close(hidden[:, 0, expected - int(n3[0]) :], last[:, 0], atol=1e-5, rtol=1e-4)
 
 
+def test_encoding_leaves_the_global_rng_alone(encoder, rng):
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    encoder.encode(*_batch([_noise(rng, encoder.sample_rate)]))
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_frozen_and_stays_in_eval(encoder):
     assert not any(p.requires_grad for p in encoder.parameters())
     encoder.train()

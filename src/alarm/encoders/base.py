@@ -190,6 +190,14 @@ class FrozenEncoder(nn.Module, ABC):
             )
         if bool((lengths <= 0).any()):
             raise ValueError("every wave must have at least one sample")
+        # Frozen encoders must not touch the caller's RNG (some transformers versions draw
+        # LayerDrop numbers even in eval): training dropout then sees the same stream whether
+        # encoder states come from the encoders or from the feature cache.
+        devices = [waves.device] if waves.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            return self._encode(waves, lengths)
+
+    def _encode(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pieces: list[torch.Tensor] = []
         owner: list[int] = []
         for b in range(waves.shape[0]):

@@ -22,7 +22,7 @@ from alarm.audio import load_audio
 from alarm.chat import build_example, collate
 from alarm.modeling.configuration import AlarmConfig
 from alarm.modeling.inputs import AudioBatch
-from alarm.modeling.model import AlarmForConditionalGeneration
+from alarm.modeling.model import AlarmForConditionalGeneration, count_parameters
 from alarm.presets import load_preset
 
 # A mid-size twin: ~10x the tiny widths, between the tiny preset and the paper sizes.
@@ -104,7 +104,7 @@ def run(name: str, config: AlarmConfig, seconds: float, repeats: int) -> list[st
         for stage, t in time_stages(model, audio, input_ids).items():
             best[stage] = min(best.get(stage, float("inf")), t)
     total = sum(best.values())
-    params = model.num_parameters_by_role()
+    params = count_parameters(model)
     rows = [f"| {name} | {stage} | {1000 * t / seconds:.1f} | {t / total:.1%} |" for stage, t in best.items()]
     rows.append(
         f"| {name} | **total** ({seconds / total:.1f}x real time; {params['frozen'] / 1e6:.1f} M frozen, "

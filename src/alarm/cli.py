@@ -31,10 +31,11 @@ def _inspect(args: argparse.Namespace) -> int:
     import torch
 
     from alarm.modeling.inputs import AudioBatch
+    from alarm.modeling.model import count_parameters
     from alarm.presets import build_model
 
     model = build_model(args.preset)
-    params = _parameter_counts(model)
+    params = {f"{role}_params": n for role, n in count_parameters(model).items()}
     status = 0
     for path in args.audio:
         try:
@@ -64,12 +65,6 @@ def _inspect(args: argparse.Namespace) -> int:
             )
         )
     return status
-
-
-def _parameter_counts(model) -> dict[str, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())  # shared modules are counted once
-    return {"trainable_params": trainable, "frozen_params": total - trainable}
 
 
 def _ask(args: argparse.Namespace) -> int:

@@ -68,6 +68,12 @@ def splice_audio(
     return text_embeds.masked_scatter(mask.unsqueeze(-1), packed.to(text_embeds.dtype))
 
 
+def count_parameters(module: nn.Module) -> dict[str, int]:
+    """Trainable and frozen parameter counts; a module shared by ensemble members counts once."""
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return {"trainable": trainable, "frozen": sum(p.numel() for p in module.parameters()) - trainable}
+
+
 def embed_with_audio(alm: Any, input_ids: torch.Tensor, audio: AudioBatch | None) -> torch.Tensor:
     """Embed ``input_ids`` with ``alm``'s RLM and splice in ``alm.audio_embeddings(audio)``.
 
@@ -130,10 +136,6 @@ class AlarmForConditionalGeneration(PreTrainedModel):
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights and buffers of the trainable parts only."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith(FROZEN_PREFIXES)}
-
-    def num_parameters_by_role(self) -> dict[str, int]:
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        return {"trainable": trainable, "frozen": sum(p.numel() for p in self.parameters()) - trainable}
 
     # audio path ---------------------------------------------------------------------------
     @property

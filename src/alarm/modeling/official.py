@@ -143,6 +143,15 @@ def _our_layers(kind: str, adapter: dict[str, Any]) -> list[int]:
     return [i + 1 for i in layers] if kind == "sslam" else layers
 
 
+def read_official_state(pretrained: str) -> dict[str, torch.Tensor]:
+    """The audio path of an official checkpoint under our key names.
+
+    Only those tensors are read: the RLM and the frozen encoders stored beside them stay on disk.
+    """
+    audio = read_checkpoint(pretrained, prefix="model.audio_", exclude=("model.audio_encoder.",))
+    return convert_state_dict({f"audio_{k}": v for k, v in audio.items()})
+
+
 def load_official(
     pretrained: str,
     *,
@@ -158,9 +167,7 @@ def load_official(
     if official_config is None:
         raise FileNotFoundError(f"{pretrained}: no config.json")
     model = AlarmForConditionalGeneration(config_from_official(official_config, text=text, encoders=encoders), **shared)
-    # Only the audio path: the RLM and the frozen encoders stored beside it stay on disk.
-    audio = read_checkpoint(pretrained, prefix="model.audio_", exclude=("model.audio_encoder.",))
-    state = convert_state_dict({f"audio_{k}": v for k, v in audio.items()})
+    state = read_official_state(pretrained)
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if k in model.trainable_state_dict()]
     if missing or result.unexpected_keys:

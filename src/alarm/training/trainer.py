@@ -111,13 +111,9 @@ def read_trainable_weights(reference: str) -> dict[str, torch.Tensor]:
     from alarm.presets import OFFICIAL_PREFIX
 
     if reference.startswith(OFFICIAL_PREFIX):
-        from alarm.encoders.base import read_checkpoint
-        from alarm.modeling.official import convert_state_dict
+        from alarm.modeling.official import read_official_state
 
-        audio = read_checkpoint(
-            reference[len(OFFICIAL_PREFIX) :], prefix="model.audio_", exclude=("model.audio_encoder.",)
-        )
-        return convert_state_dict({f"audio_{k}": v for k, v in audio.items()})
+        return read_official_state(reference[len(OFFICIAL_PREFIX) :])
     from alarm.modeling.model import WEIGHTS_NAME
 
     path = os.path.join(reference, WEIGHTS_NAME)

@@ -129,6 +129,72 @@ def test_transformers_budget_uses_the_greedy_prefix(tiny):
         assert budgeted.text.startswith(free.text + DEFAULT_CLOSING + "</think>")
 
 
+def _sampled(seed, **over):
+    return SamplingParams(**{"max_tokens": 12, "temperature": 1.0, "top_p": 0.95, "top_k": 100, "seed": seed, **over})
+
+
+def test_transformers_sampling_depends_only_on_the_request(tiny):
+    """A sampled request gives the same text alone, in any batch, at any position, in any run."""
+    wanted = [ChatRequest(_chat("hello there"), _sampled(7)), ChatRequest(_chat("hi"), _sampled(9, thinking_budget=3))]
+    alone = [tiny.complete([r])[0].text for r in wanted]
+    others = [
+        ChatRequest(_chat("x" * 30), _sampled(1)),
+        ChatRequest(_chat("yy"), _sampled(2, temperature=0.0)),
+        ChatRequest(_chat("z"), _sampled(3, max_tokens=5)),  # another max_tokens: another batch
+        ChatRequest(_chat("hello there"), _sampled(8)),  # the same question with another seed
+    ]
+    for batch in ([others[0], wanted[0], others[1], wanted[1]], [wanted[1], *others, wanted[0]]):
+        got = tiny.complete(batch)
+        assert [got[batch.index(r)].text for r in wanted] == alone
+    # the seed is what decides: another seed gives another text, and the same seed the same again
+    assert tiny.complete([others[3]])[0].text != alone[0]
+    assert tiny.complete([wanted[0]])[0].text == alone[0]
+
+
+def test_row_sampler_warps_like_transformers_and_draws_from_the_warped_set():
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    from alarm.corpus.backends import RowSampler
+
+    torch.manual_seed(0)
+    scores = torch.randn(3, 50) * 3  # (B, V)
+    params = [_sampled(0, temperature=0.7, top_k=10, top_p=0.8), _sampled(1, top_k=0, top_p=0.5), _sampled(2)]
+    sampler = RowSampler(params, [0, 1, 2], "cpu")
+    for row, p in zip(scores, params):
+        ours = sampler.warp(row, p)
+        theirs = TemperatureLogitsWarper(p.temperature)(None, row[None])
+        if p.top_k:
+            theirs = TopKLogitsWarper(p.top_k)(None, theirs)
+        theirs = TopPLogitsWarper(p.top_p)(None, theirs)[0]
+        kept = ours.isfinite()
+        assert torch.equal(kept, theirs.isfinite()) and torch.allclose(ours[kept], theirs[kept])
+    allowed = [sampler.warp(row, p).isfinite() for row, p in zip(scores, params)]
+    for _ in range(50):  # every draw is one token, from the row's warped set
+        out = sampler(None, scores)
+        picked = out.argmax(-1)
+        assert (out.isfinite().sum(-1) == 1).all()
+        assert all(allowed[i][picked[i]] for i in range(3))
+    greedy = RowSampler([_sampled(0, temperature=0.0)], [0], "cpu")(None, scores[:1])
+    assert greedy.argmax() == scores[0].argmax()
+
+
+def test_request_seeds_reach_the_http_body_and_the_second_pass_gets_its_own():
+    from alarm.corpus.backends import request_seed
+
+    client = OpenAIHTTPBackend("http://127.0.0.1:9/v1", "m")
+    first = ChatRequest(_chat("q"), _sampled(2**40 + 5))
+    second = ChatRequest(_chat("q"), _sampled(2**40 + 5), prefix="so far")
+    assert client.body(first)["seed"] == (2**40 + 5) % 2**31 == request_seed(first)
+    assert client.body(second)["seed"] == request_seed(second) != request_seed(first)
+    assert request_seed(ChatRequest(_chat("q"), _sampled(2**40 + 5), prefix="other")) != request_seed(second)
+    assert "seed" not in client.body(ChatRequest(_chat("q"), SamplingParams()))
+    client.close()
+
+
 # -- HTTP ------------------------------------------------------------------------------------------------
 
 

@@ -7,8 +7,8 @@ A backend turns a batch of chat requests into completions::
 * :class:`ScriptedBackend` - texts from a Python function (tests, benchmarks, dry runs);
   :class:`RulesResponder` is the default function: it answers this project's instructions
   with well-formed, known texts derived from the request.
-* :class:`TransformersBackend` - a local ``transformers`` causal LM (the tiny RLM in tests);
-  it uses :func:`alarm.generation.generate`, the project's one thinking-budget implementation.
+* :class:`TransformersBackend` - a local ``transformers`` causal LM (the tiny RLM in tests),
+  batched, each row sampled with its own generator (:class:`RowSampler`).
 * :class:`OpenAIHTTPBackend` - any OpenAI-compatible server (vLLM, SGLang, ...) through
   ``httpx``: bounded concurrency, timeouts, retries with exponential backoff and jitter on
   429 / 5xx / connection errors / malformed bodies.
@@ -17,9 +17,14 @@ A backend turns a batch of chat requests into completions::
 **Thinking budget** (paper, Section 2.1; the official recipe): pass 1 generates at most
 ``B`` tokens; a completion that stopped is done; one cut off while still reasoning gets the
 closing sentence of :mod:`alarm.generation` plus ``</think>``, and every cut-off completion
-continues from ``prompt + what it wrote`` for the rest of ``max_tokens``. Remote and vLLM
-backends do the second pass by continuing an assistant prefix (:attr:`ChatRequest.prefix`;
-over HTTP the vLLM extension ``continue_final_message``).
+continues from ``prompt + what it wrote`` for the rest of ``max_tokens``. Every backend does
+the second pass by continuing an assistant prefix (:attr:`ChatRequest.prefix`; over HTTP the
+vLLM extension ``continue_final_message``).
+
+**Seeds.** A request's ``SamplingParams.seed`` (the pipeline derives it from the seed, the
+stage, the record id and the attempt) decides its sampled text: the transformers backend
+draws each row from its own generator, vLLM and the HTTP body get the seed per request
+(:func:`request_seed`, which gives the second pass a seed of its own).
 
 **Completions** hold only generated text (never the prompt or a request's prefix). A
 thinking model's chat template opens ``<think>`` in the prompt, so its completion reads
@@ -49,7 +54,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from alarm.corpus import instructions
-from alarm.corpus.prompts import THINK_END
+from alarm.corpus.prompts import THINK_END, stable_seed
 
 log = logging.getLogger(__name__)
 
@@ -386,12 +391,15 @@ class RulesResponder:
 
 
 class TransformersBackend(Backend):
-    """A local causal LM through :func:`alarm.generation.generate` (thinking budget included).
+    """A local causal LM through ``transformers`` ``generate``, batched, seeded per request.
 
-    Requests are batched by identical sampling parameters, ``batch_size`` at a time, left
-    padded. Sampling is seeded per batch with the first request's seed (transformers has no
-    per-row seeds). The tokenizer must know ``</think>`` (thinking models and Qwen3 do).
-    ``num_threads`` sets torch's (process-wide) CPU thread count.
+    Requests are batched by ``max_tokens``, ``batch_size`` at a time, left padded; each row
+    keeps its own temperature / top-p / top-k. Sampling is done per row by :class:`RowSampler`
+    with the row's own ``torch.Generator`` seeded from :func:`request_seed`, so a request gets
+    the same text alone or in any batch, in any order (what makes resumed and resharded builds
+    equal uninterrupted ones). The thinking budget is the two-pass text recipe of
+    :func:`complete_with_budget`, the same as the HTTP and vLLM backends. ``num_threads`` sets
+    torch's (process-wide) CPU thread count.
     """
 
     def __init__(
@@ -430,28 +438,19 @@ class TransformersBackend(Backend):
         model = AutoModelForCausalLM.from_pretrained(name)
         return cls(model, AutoTokenizer.from_pretrained(name), name=name, **kwargs)
 
-    def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        return self._run(requests, with_budget=True)
-
     def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        return self._run(requests, with_budget=False)
-
-    def _run(self, requests: Sequence[ChatRequest], with_budget: bool) -> list[Completion]:
         out: list[Completion | None] = [None] * len(requests)
-        groups: dict[tuple[Any, ...], list[int]] = {}
-        for i, r in enumerate(requests):
-            p = r.params
-            groups.setdefault((p.max_tokens, p.temperature, p.top_p, p.top_k, p.thinking_budget), []).append(i)
+        groups: dict[int, list[int]] = {}
+        for i, r in enumerate(requests):  # one max_tokens per batch: no row generates past its own limit
+            groups.setdefault(r.params.max_tokens, []).append(i)
         for indices in groups.values():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
-                for i, c in zip(chunk, self._batch([requests[i] for i in chunk], with_budget)):
+                for i, c in zip(chunk, self._batch([requests[i] for i in chunk])):
                     out[i] = c
         return [c for c in out if c is not None]
 
-    def _batch(self, requests: Sequence[ChatRequest], with_budget: bool) -> list[Completion]:
-        from alarm.generation import GenerationConfig, generate
-
+    def _batch(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         torch = self.torch
         tok = self.tokenizer
         ids = []
@@ -459,35 +458,97 @@ class TransformersBackend(Backend):
             text = tok.apply_chat_template(list(r.messages), add_generation_prompt=True, tokenize=False) + r.prefix
             ids.append(tok(text, add_special_tokens=False).input_ids)
         width = max(map(len, ids))
-        pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])  # (B, S), left padded
-        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
-        p = requests[0].params
-        config = GenerationConfig(
-            max_new_tokens=p.max_tokens,
-            thinking_budget=p.thinking_budget if with_budget else -1,
-            do_sample=p.temperature > 0,
-            temperature=p.temperature if p.temperature > 0 else 1.0,
-            top_p=p.top_p,
-            top_k=p.top_k,
-        )
+        eos = int(tok.eos_token_id)
+        pad = int(tok.pad_token_id if tok.pad_token_id is not None else eos)
+        device = self.model.device
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=device)  # (B, S), left padded
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
+        sampler = RowSampler([r.params for r in requests], [request_seed(r) for r in requests], device)
         with self._lock, torch.no_grad():
-            if p.seed is not None:
-                torch.manual_seed(p.seed)
-            embeds = self.model.get_input_embeddings()(input_ids)  # (B, S, H)
-            outs = generate(self.model, tok, embeds, mask, config)
-        return [
-            Completion(
-                text=o.text,
-                finish_reason="stop" if o.finished else "length",
-                num_tokens=len(o.token_ids),
-                budget_reached=o.budget_reached,
-            )
-            for o in outs
-        ]
+            generated = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                max_new_tokens=requests[0].params.max_tokens,
+                logits_processor=[sampler],  # it samples; generate's greedy step then takes its one token
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                eos_token_id=eos,
+                pad_token_id=pad,
+            )[:, width:].tolist()  # (B, new)
+        out = []
+        for row in generated:
+            finished = eos in row
+            body = row[: row.index(eos)] if finished else row
+            text = tok.decode(body, skip_special_tokens=False)
+            out.append(Completion(text, "stop" if finished else "length", len(body) + finished))
+        return out
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "transformers", "model": self.name}
+
+
+def request_seed(request: ChatRequest) -> int | None:
+    """The sampling seed of one generation pass of a request.
+
+    The request's own seed for a plain pass; for a continuation (the budget's second pass)
+    a seed derived from it and the prefix, so the second pass does not replay the random
+    numbers of the first on a different context.
+    """
+    seed = request.params.seed
+    if seed is None or not request.prefix:
+        return None if seed is None else seed % 2**31
+    return stable_seed(seed, request.prefix) % 2**31
+
+
+class RowSampler:
+    """A ``transformers`` logits processor that samples each row with its own generator.
+
+    ``transformers`` samples a batch from the global RNG, so a row's text would depend on
+    the other rows. Here row ``i`` is warped with its own temperature, top-k and top-p (as
+    ``transformers``' warpers do) and drawn with its own ``torch.Generator``; every
+    score but the drawn token's is set to -inf, so ``generate``'s greedy step takes it.
+    A row with temperature 0 takes the argmax. A row draws once per step whatever the
+    other rows do, so its draws depend only on its seed.
+    """
+
+    def __init__(self, params: Sequence[SamplingParams], seeds: Sequence[int | None], device: Any) -> None:
+        import torch
+
+        self.torch = torch
+        self.params = list(params)
+        self.generators = []
+        for seed in seeds:
+            generator = torch.Generator(device=device)
+            # no seed: one drawn from the global RNG, so torch.manual_seed still reproduces a run
+            generator.manual_seed(int(torch.randint(2**31, ())) if seed is None else int(seed))
+            self.generators.append(generator)
+
+    def warp(self, row: Any, p: SamplingParams) -> Any:
+        """Logits (V,) after temperature, top-k and top-p, in ``transformers``' order; -inf = excluded."""
+        torch = self.torch
+        row = row / p.temperature
+        if 0 < p.top_k < row.numel():
+            row = row.masked_fill(row < torch.topk(row, p.top_k).values[-1], float("-inf"))
+        if p.top_p < 1.0:  # keep the smallest set of top tokens whose probability reaches top_p
+            ordered, order = torch.sort(row, descending=True)
+            probs = ordered.softmax(-1)
+            drop = probs.cumsum(-1) - probs > p.top_p
+            row = row.scatter(0, order[drop], float("-inf"))
+        return row
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        torch = self.torch
+        chosen = []
+        for row, p, generator in zip(scores.float(), self.params, self.generators):  # row: (V,)
+            if p.temperature <= 0:
+                chosen.append(int(row.argmax()))
+            else:
+                chosen.append(int(torch.multinomial(self.warp(row, p).softmax(-1), 1, generator=generator)))
+        out = torch.full_like(scores, float("-inf"))
+        out[torch.arange(len(chosen), device=scores.device), torch.tensor(chosen, device=scores.device)] = 0.0
+        return out
 
 
 # -- OpenAI-compatible HTTP ----------------------------------------------------------------------
@@ -561,8 +622,8 @@ class OpenAIHTTPBackend(Backend):
             "top_p": p.top_p,
             "top_k": p.top_k,
         }
-        if p.seed is not None:
-            body["seed"] = p.seed % 2**31
+        if (seed := request_seed(r)) is not None:
+            body["seed"] = seed
         if r.prefix:
             body["messages"] = [*r.messages, {"role": "assistant", "content": r.prefix}]
             body.update(continue_final_message=True, add_generation_prompt=False)
@@ -666,7 +727,7 @@ class VLLMBackend(Backend):
                     temperature=p.temperature,
                     top_p=p.top_p,
                     top_k=p.top_k,
-                    seed=None if p.seed is None else p.seed % 2**31,
+                    seed=request_seed(r),
                     skip_special_tokens=False,
                 )
             )

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from alarm.audio import AudioError, load_audio
+from alarm.generation_vllm import add_vllm_arguments
 
 log = logging.getLogger("alarm")
 
@@ -80,6 +81,17 @@ def _ask(args: argparse.Namespace) -> int:
     config = GenerationConfig(
         max_new_tokens=args.max_new_tokens, thinking_budget=args.thinking_budget, do_sample=args.sample
     )
+    if args.engine == "vllm":  # no streaming: the whole answer is printed when both passes end
+        from alarm.generation_vllm import VLLMEngine, VLLMNotInstalled, settings_from_args
+
+        try:
+            engine = VLLMEngine(model, settings_from_args(args))
+        except VLLMNotInstalled as err:
+            print(f"alarm ask: {err}", file=sys.stderr)
+            return 2
+        (out,) = engine.answer([wave], [args.question], config, system=args.system)
+        print(out.text)
+        return 0
     for piece in stream(model, wave, args.question, config, system=args.system):
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -128,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--system", default=None, help="system prompt (default: the model's)")
     p.add_argument("--max-seconds", type=float, default=3600.0)
+    add_vllm_arguments(p)
     p.set_defaults(func=_ask)
 
     p = sub.add_parser("clip", help="write a synthetic test clip (chirp, tone or noise)")

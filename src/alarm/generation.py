@@ -10,14 +10,16 @@ and every output has a ``</think>`` before its answer (unless ``max_new_tokens``
 The functions here take any audio-language model with the small interface of
 :class:`~alarm.modeling.model.AlarmForConditionalGeneration` (``sample_rates``,
 ``audio_slots``, ``user_parts``, ``embed_inputs``, ``language_model``, ``tokenizer``), so the
-single-encoder, fusion and ensemble (ALARM-E) models share one path.
+single-encoder, fusion and ensemble (ALARM-E) models share one path. The budget logic
+(:func:`budgeted_generate`) is written once over a :data:`DecodePass`; :func:`generate` plugs
+in transformers' ``generate``, :mod:`alarm.generation_vllm` plugs in vLLM's.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,10 +96,10 @@ class _QueueStreamer(BaseStreamer):
         pass  # a budgeted answer has two passes; the caller closes the stream
 
 
-def _trim(ids: torch.Tensor, stop_ids: set[int], pad_id: int) -> tuple[list[int], bool]:
+def _trim(ids: Sequence[int], stop_ids: set[int], pad_id: int) -> tuple[list[int], bool]:
     """Generated ids up to and including the first stop token; whether one was found."""
     out: list[int] = []
-    for tok in ids.tolist():
+    for tok in ids:
         out.append(tok)
         if tok in stop_ids:
             return out, True
@@ -119,35 +121,43 @@ def _decode_kwargs(config: GenerationConfig) -> dict[str, Any]:
     return {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k}
 
 
+#: One decoding pass of an engine: per-sample prompt embeddings (S_i, H) and a token limit in,
+#: per-sample generated ids out (a stop token and any padding after it may be included; the
+#: budget logic trims them). Transformers and vLLM (``alarm.generation_vllm``) both plug in here.
+DecodePass = Callable[[list[torch.Tensor], int], list[list[int]]]
+
+
 @torch.no_grad()
-def generate(
-    language_model: PreTrainedModel,
+def budgeted_generate(
+    decode: DecodePass,
+    embed_tokens: Callable[[torch.Tensor], torch.Tensor],
     tokenizer: PreTrainedTokenizerBase,
-    inputs_embeds: torch.Tensor,
-    attention_mask: torch.Tensor,
+    prompts: Sequence[torch.Tensor],
     config: GenerationConfig = GenerationConfig(),
-    streamer: BaseStreamer | None = None,
+    on_closing: Callable[[list[int]], None] | None = None,
 ) -> list[GenerationOutput]:
-    """Generate from left-padded prompt embeddings (B, S, H) with the thinking budget."""
+    """The two-pass thinking budget over any decoding engine (see the module docstring).
+
+    Args:
+        decode: runs one batched pass (greedy or sampled as the engine was told).
+        embed_tokens: the RLM's input embedding, to append what pass 1 wrote to the prompt.
+        prompts: each sample's prompt embeddings (S_i, H), no padding.
+        on_closing: called with the closing ids when a sample gets them (streaming).
+    """
     eos = int(tokenizer.eos_token_id)
     pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos)
     # Non-thinking models (no </think> in the vocabulary) work too, without a budget.
     think_end = _optional_token_id(tokenizer, THINK_END)
     if think_end is None and config.thinking_budget >= 0:
         raise ValueError(f"a thinking budget needs a tokenizer with {THINK_END!r}")
-    embed = language_model.get_input_embeddings()
-    common = dict(eos_token_id=eos, pad_token_id=pad, streamer=streamer, **_decode_kwargs(config))
 
     budget = config.thinking_budget
     first_len = config.max_new_tokens if budget < 0 else min(budget, config.max_new_tokens)
-    results: list[list[int]] = [[] for _ in range(inputs_embeds.shape[0])]
+    results: list[list[int]] = [[] for _ in prompts]
     finished = [False] * len(results)
     budget_hit = [False] * len(results)
     if first_len > 0:
-        ids = language_model.generate(
-            inputs_embeds=inputs_embeds, attention_mask=attention_mask, max_new_tokens=first_len, **common
-        )
-        for i, row in enumerate(ids):
+        for i, row in enumerate(decode(list(prompts), first_len)):
             results[i], finished[i] = _trim(row, {eos}, pad)
 
     remaining = config.max_new_tokens - first_len
@@ -159,16 +169,12 @@ def generate(
             if think_end not in results[i]:
                 results[i] = results[i] + closing
                 budget_hit[i] = True
-                if streamer is not None:
-                    streamer.put(torch.tensor(closing))
-            prompt = inputs_embeds[i][attention_mask[i].bool()]  # (S_i, H)
-            written = embed(torch.tensor(results[i], dtype=torch.long, device=inputs_embeds.device))
+                if on_closing is not None:
+                    on_closing(closing)
+            prompt = prompts[i]
+            written = embed_tokens(torch.tensor(results[i], dtype=torch.long, device=prompt.device))
             continued.append(torch.cat([prompt, written.to(prompt.dtype)], dim=0))
-        batch = pad_sequence(continued, batch_first=True, padding_side="left")
-        lengths = torch.tensor([c.shape[0] for c in continued], device=batch.device)
-        mask = (torch.arange(batch.shape[1], device=batch.device)[None, :] >= batch.shape[1] - lengths[:, None]).long()
-        ids = language_model.generate(inputs_embeds=batch, attention_mask=mask, max_new_tokens=remaining, **common)
-        for i, row in zip(todo, ids):
+        for i, row in zip(todo, decode(continued, remaining)):
             more, finished[i] = _trim(row, {eos}, pad)
             results[i] = results[i] + more
 
@@ -182,6 +188,49 @@ def generate(
             n_reason -= len(closing) - 1  # the closing sentence is ours, not the model's reasoning
         outputs.append(GenerationOutput(text, reasoning, answer, tokens, n_reason, budget_hit[i], finished[i]))
     return outputs
+
+
+def left_pad(prompts: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded batch (B, S, H) and attention mask (B, S) of per-sample embeddings (S_i, H)."""
+    batch = pad_sequence(list(prompts), batch_first=True, padding_side="left")
+    lengths = torch.tensor([p.shape[0] for p in prompts], device=batch.device)
+    mask = (torch.arange(batch.shape[1], device=batch.device)[None, :] >= batch.shape[1] - lengths[:, None]).long()
+    return batch, mask
+
+
+def unpad(inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+    """Each sample's valid prompt embeddings (S_i, H) of a padded batch."""
+    return [row[keep.bool()] for row, keep in zip(inputs_embeds, attention_mask)]
+
+
+@torch.no_grad()
+def generate(
+    language_model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    config: GenerationConfig = GenerationConfig(),
+    streamer: BaseStreamer | None = None,
+) -> list[GenerationOutput]:
+    """Generate from left-padded prompt embeddings (B, S, H) with the thinking budget (transformers)."""
+    eos = int(tokenizer.eos_token_id)
+    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos)
+    common = dict(eos_token_id=eos, pad_token_id=pad, streamer=streamer, **_decode_kwargs(config))
+
+    def decode(prompts: list[torch.Tensor], max_new_tokens: int) -> list[list[int]]:
+        batch, mask = left_pad(prompts)
+        ids = language_model.generate(inputs_embeds=batch, attention_mask=mask, max_new_tokens=max_new_tokens, **common)
+        return ids.tolist()
+
+    on_closing = None if streamer is None else (lambda ids: streamer.put(torch.tensor(ids)))
+    return budgeted_generate(
+        decode,
+        language_model.get_input_embeddings(),
+        tokenizer,
+        unpad(inputs_embeds, attention_mask),
+        config,
+        on_closing,
+    )
 
 
 def prepare_inputs(

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from alarm.evaluation.benchmarks import BENCHMARKS, BenchmarkError, get_benchmark
+from alarm.generation_vllm import VLLMNotInstalled, add_vllm_arguments, settings_from_args
 
 CHAT = "airbench-chat"
 
@@ -36,8 +37,10 @@ def _run(args: argparse.Namespace) -> int:
             limit=args.limit,
             extraction=args.extraction,
             progress=not args.no_progress,
+            engine=args.engine,
+            vllm=settings_from_args(args) if args.engine == "vllm" else None,
         )
-    except BenchmarkError as err:
+    except (BenchmarkError, VLLMNotInstalled) as err:
         print(f"alarm eval: {err}", file=sys.stderr)
         return 2
     summary = result.get("accuracies") or {"benchmark": spec.name, "note": result.get("note")}
@@ -154,6 +157,7 @@ def _add_run_arguments(p: argparse.ArgumentParser, name: str) -> None:
         "--prompt", choices=("alarm", "letters"), default="alarm", help="question format (docs/evaluation.md)"
     )
     p.add_argument("--extraction", choices=("strict", "alarm"), default="strict", help="answer extraction rule")
+    add_vllm_arguments(p)
     p.set_defaults(func=_run)
 
 

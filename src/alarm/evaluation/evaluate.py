@@ -14,10 +14,12 @@ Layout of ``OUT`` (one folder per benchmark split, a summary over all of them)::
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,12 +34,14 @@ from alarm.evaluation.benchmarks.base import (
 )
 from alarm.evaluation.published import paper_model, published
 from alarm.evaluation.report import markdown, plot_categories, write_summary
-from alarm.evaluation.runner import PredictionStore, RunStats, run_inference
+from alarm.evaluation.runner import PredictionStore, RunStats, build_engine, run_inference
 from alarm.evaluation.scoring import Scores, choose, score
+from alarm.generation_vllm import ENGINES
 from alarm.io import write_json, write_text
 
 if TYPE_CHECKING:  # torch and transformers load only when a model runs, not to score a file
     from alarm.generation import GenerationConfig
+    from alarm.generation_vllm import VLLMSettings
 
 log = logging.getLogger(__name__)
 
@@ -142,13 +146,18 @@ def evaluate(
     extraction: str = "strict",
     progress: bool = True,
     model: Any = None,
+    engine: str = "transformers",
+    vllm: VLLMSettings | None = None,
 ) -> tuple[dict[str, Any], RunStats]:
     """Answer every item of a benchmark split with a model, then score and report.
 
     ``model`` may be passed already built (tests); otherwise ``model_ref`` (preset name,
-    preset JSON, saved directory or ``official:<checkpoint>``) is built. A rerun with the
-    same ``out`` resumes where the last one stopped.
+    preset JSON, saved directory or ``official:<checkpoint>``) is built. ``engine`` decodes:
+    ``transformers`` or ``vllm`` (started with ``vllm`` settings). A rerun with the same
+    ``out`` resumes where the last one stopped.
     """
+    if engine not in ENGINES:
+        raise BenchmarkError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
     split = split or spec.default_split
     config = config or paper_config()
     items = load_items(spec, data, split)
@@ -168,7 +177,12 @@ def evaluate(
         "do_sample": config.do_sample,
         "extraction": extraction,
         "limit": limit,
+        # Not pinned: both engines run one budget logic (same ids in fp32 greedy); each
+        # prediction record names its engine, so a run resumed with the other one says so.
+        "engine": engine,
     }
+    if engine == "vllm":
+        settings["vllm"] = asdict(vllm) if vllm is not None else None
     check_settings(run_dir / "run.json", settings)
     if model is None:
         from alarm.presets import build_model
@@ -185,6 +199,7 @@ def evaluate(
         batch_size=batch_size,
         rejects=PredictionStore(run_dir / "rejects.jsonl"),
         progress=progress,
+        engine=functools.partial(build_engine, engine, model, vllm),
     )
     records = store.load()
     outputs = {i: r["output"] for i, r in records.items()}

@@ -6,6 +6,10 @@ store repairs that (the torn tail is cut off, with a warning) and a rerun skips 
 already there: nothing is lost or duplicated. A clip that cannot be decoded is written to
 ``rejects.jsonl`` with its reason and skipped (the scorer lists it as missing); a rerun
 tries it again.
+
+Answers come from an :class:`Engine`: :class:`TransformersEngine` (the default) or
+:class:`alarm.generation_vllm.VLLMEngine`; both run the same thinking-budget logic, and each
+record names the engine that wrote it.
 """
 
 from __future__ import annotations
@@ -18,16 +22,19 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tqdm.auto import tqdm
 
 from alarm.audio import AudioError, load_audio
 from alarm.evaluation import prompts
 from alarm.evaluation.benchmarks.base import Item
+from alarm.generation_vllm import ENGINES
 
 if TYPE_CHECKING:  # torch and transformers load only when a model runs, not to score a file
-    from alarm.generation import GenerationConfig
+    from alarm.audio import Waveform
+    from alarm.generation import GenerationConfig, GenerationOutput
+    from alarm.generation_vllm import VLLMSettings
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +98,42 @@ class PredictionStore:
             os.close(fd)
 
 
+class Engine(Protocol):
+    """Answers a batch of (audio, question) pairs with one model and the thinking budget."""
+
+    name: str
+
+    def answer(
+        self, waveforms: Sequence[Waveform], prompts: Sequence[str], config: GenerationConfig, **chat: Any
+    ) -> list[GenerationOutput]: ...
+
+
+@dataclass
+class TransformersEngine:
+    """:func:`alarm.generation.answer` bound to a model."""
+
+    model: Any
+    name: str = "transformers"
+
+    def answer(
+        self, waveforms: Sequence[Waveform], prompts: Sequence[str], config: GenerationConfig, **chat: Any
+    ) -> list[GenerationOutput]:
+        from alarm.generation import answer
+
+        return answer(self.model, waveforms, prompts, config, **chat)
+
+
+def build_engine(name: str, model: Any, vllm: VLLMSettings | None = None) -> Engine:
+    """The engine called ``name`` (``transformers`` or ``vllm``) over ``model``."""
+    if name == "transformers":
+        return TransformersEngine(model)
+    if name == "vllm":
+        from alarm.generation_vllm import VLLMEngine, VLLMSettings
+
+        return VLLMEngine(model, vllm or VLLMSettings())
+    raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
+
+
 @dataclass
 class RunStats:
     total: int
@@ -123,15 +166,16 @@ def run_inference(
     progress: bool = True,
     after_batch: Callable[[int], None] | None = None,
     prompt: Callable[[Item], str] | None = None,
+    engine: Callable[[], Engine] | None = None,
 ) -> RunStats:
     """Generate an answer for every item not yet in ``store`` and append it there.
 
     ``system`` overrides the style's system prompt; ``prompt`` replaces the style's question
     format (open questions: AIR-Bench chat). ``after_batch`` (tests, hooks) is called with the
-    number of items generated so far after each batch is stored.
+    number of items generated so far after each batch is stored. ``engine`` builds what answers
+    (default: transformers on ``model``); it is called when the first batch is ready, not on a
+    rerun with nothing left to answer (starting vLLM on a real RLM takes a minute).
     """
-    from alarm.generation import answer
-
     if batch_size < 1:
         raise ValueError("batch_size must be positive")
     done = store.load()
@@ -142,6 +186,7 @@ def run_inference(
     else:
         system_text, question = system, prompt
     stats = RunStats(len(items), len(items) - len(todo), 0, 0, 0.0)
+    answerer: Engine | None = None  # built when the first batch is ready
     start = time.perf_counter()
     bar = tqdm(total=len(items), initial=stats.skipped, disable=not progress, unit="q", desc="answering")
     try:
@@ -157,9 +202,11 @@ def run_inference(
                     if rejects is not None:
                         rejects.append([{"id": item.id, "audio": str(item.audio), "reason": str(err)}])
             if ready:
+                if answerer is None:
+                    answerer = engine() if engine is not None else TransformersEngine(model)
                 t0 = time.perf_counter()
                 chat = {"system": system_text} if system_text is not None else {}
-                outs = answer(model, waves, [question(it) for it in ready], config, **chat)
+                outs = answerer.answer(waves, [question(it) for it in ready], config, **chat)
                 per_item = (time.perf_counter() - t0) / len(ready)
                 store.append(
                     [
@@ -172,6 +219,7 @@ def run_inference(
                             "budget_reached": out.budget_reached,
                             "finished": out.finished,
                             "style": style,
+                            "engine": answerer.name,
                             "seconds": round(per_item, 4),
                         }
                         for it, out in zip(ready, outs)

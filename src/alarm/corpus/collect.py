@@ -248,7 +248,22 @@ first: first list element; nth:N: element N (0-based, missing if
 absent); default:TEXT: TEXT when the value is missing; zfill:N: pad with zeros to N
 characters; head:N: the first N characters; match:REGEX: the first group of REGEX (missing
 when it does not match); literal: a Python-literal cell (``"['a', 'b']"``) to its value.
+
+One filter looks at the rest of the item instead of the value: ``if:FIELD=VALUE`` keeps the
+value only when FIELD renders as VALUE (``if:FIELD``: when FIELD is present), so a field
+can depend on another (SonicMaster's singer gender only for songs with vocals).
 """
+
+ITEM_FILTERS = frozenset({"if"})
+"""Filters that read other fields of the item (applied by :class:`Template`, not in :data:`FILTERS`)."""
+
+
+def _condition_holds(condition: str, item: Mapping[str, Any]) -> bool:
+    name, sep, wanted = condition.partition("=")
+    other = item.get(name.strip())
+    if _is_missing(other):
+        return False
+    return not sep or _text(other) == wanted
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 
@@ -292,8 +307,11 @@ class Template:
         filters = []
         for spec in chain:
             fname, sep, arg = spec.partition(":")
-            if fname not in FILTERS:
-                raise SpecError(f"template {self.source!r}: unknown filter {fname!r} (known: {sorted(FILTERS)})")
+            if fname not in FILTERS and fname not in ITEM_FILTERS:
+                known = sorted({*FILTERS, *ITEM_FILTERS})
+                raise SpecError(f"template {self.source!r}: unknown filter {fname!r} (known: {known})")
+            if fname in ITEM_FILTERS and not (sep and arg.strip()):
+                raise SpecError(f"template {self.source!r}: filter {fname!r} needs a condition (if:FIELD=VALUE)")
             filters.append((fname, arg if sep else None))
         return _Slot(name.strip(), tuple(filters))
 
@@ -314,6 +332,9 @@ class Template:
                 continue
             value = item.get(part.field)
             for name, arg in part.filters:
+                if name == "if":
+                    value = value if _condition_holds(arg or "", item) else None
+                    continue
                 try:
                     value = FILTERS[name](value, arg, maps)
                 except (ValueError, TypeError) as err:
@@ -477,13 +498,17 @@ class FilesOptions:
 
     ``regex`` (searched in the relative path) adds its named groups; entries whose path does
     not match are ignored (stray files). ``text_field`` stores the file's text in that field.
-    Each entry has ``_path`` (the file), ``_dir``, ``_name`` and ``_stem``.
+    Each entry has ``_path`` (the file), ``_dir``, ``_name`` and ``_stem``. With
+    ``audio_info`` each audio file's header is read and its length goes to ``_seconds``
+    (left out when the header cannot be read); as a join this gives the length of files
+    the records do not point at (LibriMix: each source utterance inside a mixture).
     """
 
     files: tuple[str, ...]
     regex: str | None = None
     text_field: str | None = None
     encoding: str = "utf-8"
+    audio_info: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "files", _as_tuple(self.files))
@@ -503,6 +528,10 @@ def read_files(root: Path, opts: FilesOptions) -> Iterator[Item]:
                 item[opts.text_field] = (root / rel).read_text(encoding=opts.encoding).strip()
             except (OSError, UnicodeDecodeError) as err:
                 item["_error"] = f"{rel}: cannot read text ({err})"
+        if opts.audio_info:
+            info = probe_audio(root / rel)
+            if info.reason is None:
+                item["_seconds"] = info.seconds
         yield item
 
 
@@ -522,29 +551,46 @@ class JsonOptions:
     """JSON documents or JSON lines; nested objects are flattened to ``a.b`` field names.
 
     ``layout``: ``list`` (an array of objects), ``dict`` (an object of objects keyed by id;
-    the key goes to ``key_field``) or ``lines`` (JSONL). ``at`` is a dotted path to the
-    records inside the document (``"data"`` for ``{"data": [...]}``).
+    the key goes to ``key_field``) or ``lines`` (JSONL). With several ``key_field`` names the
+    objects nest that deep, one key per level (DailyTalk's ``{dialogue: {turn: {...}}}``:
+    ``key_field=("dialogue", "turn")``). ``at`` is a dotted path to the records inside the
+    document (``"data"`` for ``{"data": [...]}``).
     """
 
     files: tuple[str, ...]
     layout: str = "list"
-    key_field: str = "key"
+    key_field: str | tuple[str, ...] = "key"
     at: str | None = None
     path_regex: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "files", _as_tuple(self.files))
+        object.__setattr__(self, "key_field", _as_tuple(self.key_field))
         if self.layout not in ("list", "dict", "lines"):
             raise SpecError(f"json layout must be list, dict or lines, got {self.layout!r}")
+        if not self.key_field:
+            raise SpecError("json key_field needs at least one name")
         _compile_regex(self.path_regex)
+
+
+def _json_dict_records(doc: Mapping[str, Any], key_fields: Sequence[str], keys: Item) -> Iterator[Item]:
+    """Records of an object of objects nested ``len(key_fields)`` deep, each with its keys as fields."""
+    name, deeper = key_fields[0], key_fields[1:]
+    for key, value in doc.items():
+        where = {**keys, name: key}
+        if deeper and isinstance(value, Mapping):
+            yield from _json_dict_records(value, deeper, where)
+        elif deeper:
+            yield {**where, "_error": f"expected an object under {name} {key!r}, got {type(value).__name__}"}
+        else:
+            yield {**where, **(_flatten(value) if isinstance(value, Mapping) else {"value": value})}
 
 
 def _json_records(doc: Any, opts: JsonOptions, rel: str) -> Iterator[Item]:
     for key in (opts.at or "").split(".") if opts.at else ():
         doc = doc.get(key) if isinstance(doc, Mapping) else None
     if opts.layout == "dict" and isinstance(doc, Mapping):
-        for key, value in doc.items():
-            yield {opts.key_field: key, **(_flatten(value) if isinstance(value, Mapping) else {"value": value})}
+        yield from _json_dict_records(doc, opts.key_field, {})
     elif opts.layout == "list" and isinstance(doc, list):
         for value in doc:
             # A list of plain values (ids, names) gives items with one field, ``value``.
@@ -582,11 +628,14 @@ def read_json(root: Path, opts: JsonOptions) -> Iterator[Item]:
 
 @dataclass(frozen=True)
 class ParquetOptions:
-    """Parquet shards with the audio embedded (Hugging Face ``Audio`` columns: bytes + path).
+    """Parquet shards with the audio embedded (Hugging Face ``Audio`` columns: bytes + path,
+    or a plain binary column holding the encoded file).
 
     Each kept row's audio bytes are written once to ``<root>/<extract_to>/<name>.<ext>`` (kept
     on later runs; written atomically) so records can point at a file; ``_audio`` is that path.
-    ``name`` is a template over the row (e.g. ``"{_split}/{id}"``).
+    ``name`` is a template over the row (e.g. ``"{_split}/{id}"``). ``json_columns`` hold JSON
+    text (SonicMaster's ``meta``): each is parsed and flattened to ``<column>.<key>`` fields.
+    ``drop_columns`` are never loaded (a second embedded audio column the records do not use).
     """
 
     files: tuple[str, ...]
@@ -595,9 +644,13 @@ class ParquetOptions:
     extract_to: str = "_alarm_audio"
     path_regex: str | None = None
     batch_rows: int = 64
+    json_columns: tuple[str, ...] = ()
+    drop_columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "files", _as_tuple(self.files))
+        object.__setattr__(self, "json_columns", _as_tuple(self.json_columns))
+        object.__setattr__(self, "drop_columns", _as_tuple(self.drop_columns))
         Template(self.name)
         _compile_regex(self.path_regex)
 
@@ -620,6 +673,28 @@ def _write_once(path: Path, data: bytes) -> None:
         f.write(data)
 
 
+def _embedded_audio(cell: Any) -> tuple[bytes | None, str | None]:
+    """``(bytes, original file name)`` of an audio cell: an ``Audio`` struct or plain bytes."""
+    if isinstance(cell, Mapping):
+        return cell.get("bytes") or None, cell.get("path")
+    if isinstance(cell, (bytes, bytearray, memoryview)):
+        return bytes(cell) or None, None
+    return None, None
+
+
+def _parse_json_columns(row: dict[str, Any], columns: Sequence[str]) -> str | None:
+    """Replace each JSON-text column of ``row`` by its parsed value; the first problem, if any."""
+    for column in columns:
+        text = row.get(column)
+        if text is None:
+            continue
+        try:
+            row[column] = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as err:
+            return f"column {column!r} is not JSON text ({err})"
+    return None
+
+
 def read_parquet(root: Path, opts: ParquetOptions) -> Iterator[Item]:
     import pyarrow.parquet as pq
 
@@ -630,22 +705,27 @@ def read_parquet(root: Path, opts: ParquetOptions) -> Iterator[Item]:
         if base is None:
             continue
         shard = pq.ParquetFile(root / rel)
+        columns = [c for c in shard.schema_arrow.names if c not in opts.drop_columns]
         row_no = 0
-        for batch in shard.iter_batches(batch_size=opts.batch_rows):
+        for batch in shard.iter_batches(batch_size=opts.batch_rows, columns=columns):
             for row in batch.to_pylist():
                 row_no += 1
                 audio = row.pop(opts.audio_column, None)
+                problem = _parse_json_columns(row, opts.json_columns)
                 item = {**base, "_row": row_no, **_flatten(row)}
+                if problem is not None:
+                    yield {**item, "_error": f"{rel} row {row_no}: {problem}"}
+                    continue
                 try:
                     stem = name.require(item, {}, "extracted audio name")
                 except _EntryProblem as err:
                     yield {**item, "_error": f"{rel} row {row_no}: {err}"}
                     continue
-                data = audio.get("bytes") if isinstance(audio, Mapping) else None
+                data, original_name = _embedded_audio(audio)
                 if not data:
                     yield {**item, "_error": f"{rel} row {row_no}: no embedded audio in column {opts.audio_column!r}"}
                     continue
-                target = posixpath.join(opts.extract_to, stem + _audio_suffix(data, audio.get("path")))
+                target = posixpath.join(opts.extract_to, stem + _audio_suffix(data, original_name))
                 # Written by the engine once the entry survives its filters (no disk for dropped rows).
                 yield {**item, "_audio": target, "_audio_bytes": data}
 
@@ -1020,6 +1100,31 @@ class Windowing:
             raise SpecError(f"max_window_s must be positive, got {self.max_window_s}")
 
 
+@dataclass(frozen=True)
+class Part:
+    """One timed, labelled text inside a record whose file holds several at once.
+
+    LibriMix: a mixture is one file in which every speaker reads one utterance, all starting
+    together. Each part renders as a main line of the metadata, ``[start-end] speaker:
+    text``; a part whose ``text`` is missing is left out (a two-speaker mixture under a spec
+    written for up to three). ``start``/``end`` are templates (seconds from the record
+    start); without ``end`` the part lasts to the end of the record. ``fields`` are shown in
+    brackets after the speaker, like :attr:`Windowing.turn_fields`.
+    """
+
+    speaker: str
+    text: str
+    start: str = "0"
+    end: str | None = None
+    fields: Pairs = ()
+
+    def __post_init__(self) -> None:
+        for template in (self.speaker, self.text, self.start, self.end):
+            if template is not None:
+                Template(template)
+        object.__setattr__(self, "fields", _pairs(self.fields, f"part {self.speaker!r} fields"))
+
+
 METADATA_STYLES = ("described", "transcript")
 
 
@@ -1037,8 +1142,11 @@ class DatasetSpec:
     (Kaldi ``segments``); default: all of it. ``split`` (template, values mapped by
     ``split_map``) takes the split from the source; values that map to neither train nor
     validation are filtered out. Without it, a stable hash of the record id puts
-    ``validation_fraction`` of records in validation. ``maps`` are value tables for the
-    ``map:`` filter; ``table_maps`` are such tables read from the dataset itself.
+    ``validation_fraction`` of records in validation. ``split_key`` (template) groups records
+    that must share a split (the turns of one dialogue); default: the source id. ``maps``
+    are value tables for the ``map:`` filter; ``table_maps`` are such tables read from the
+    dataset itself. ``parts`` give the main lines of a record whose file holds several timed
+    texts at once (:class:`Part`; instead of ``text``).
     """
 
     name: str
@@ -1056,11 +1164,13 @@ class DatasetSpec:
     exclude: tuple[tuple[str, tuple[str, ...]], ...] = ()
     variants: tuple[Variant, ...] = ()
     windowing: Windowing | None = None
+    parts: tuple[Part, ...] = ()
     offset: str | None = None
     duration: str | None = None
     end: str | None = None
     split: str | None = None
     split_map: Mapping[str, str] = field(default_factory=dict)
+    split_key: str | None = None
     metadata_style: str = "described"
     maps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     table_maps: tuple[TableMap, ...] = ()
@@ -1078,6 +1188,9 @@ class DatasetSpec:
             raise SpecError(f"{what}: category {self.category!r} is not one of {CATEGORIES}")
         if self.duration is not None and self.end is not None:
             raise SpecError(f"{what}: give duration or end, not both")
+        object.__setattr__(self, "parts", tuple(self.parts))
+        if self.parts and (self.text is not None or self.windowing is not None):
+            raise SpecError(f"{what}: parts replace text and windowing; give only one of them")
         if self.metadata_style not in METADATA_STYLES:
             raise SpecError(f"{what}: metadata_style must be one of {METADATA_STYLES}")
         if not isinstance(self.source, Source):
@@ -1108,7 +1221,11 @@ class DatasetSpec:
     def _templates(self) -> Iterator[str]:
         yield self.id
         yield from self.audio
-        yield from (t for t in (self.text, self.offset, self.duration, self.end, self.split) if t is not None)
+        optional = (self.text, self.offset, self.duration, self.end, self.split, self.split_key)
+        yield from (t for t in optional if t is not None)
+        for part in self.parts:
+            yield from (t for t in (part.speaker, part.text, part.start, part.end) if t is not None)
+            yield from (t for _, t in part.fields)
         yield from (t for _, t in self.fields)
         yield from (t for _, t in self.context)
         yield from (t for t, _ in self.where)
@@ -1161,6 +1278,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> DatasetSpec:
     data["table_maps"] = tuple(_build_dataclass(TableMap, m, f"{what} table map") for m in data.get("table_maps", ()))
     if data.get("windowing") is not None:
         data["windowing"] = _build_dataclass(Windowing, data["windowing"], f"{what} windowing")
+    data["parts"] = tuple(_build_dataclass(Part, part, f"{what} part") for part in data.get("parts", ()))
     return _build_dataclass(DatasetSpec, data, what)
 
 
@@ -1434,7 +1552,14 @@ class Collector:
     def _items(self) -> Iterator[Item]:
         for table_map in self.spec.table_maps:
             self.maps[table_map.name] = self._load_table_map(table_map)
-        tables = {join.name: self._load_join(join) for join in self.spec.joins}
+        # Joins reading the same table with the same key (one per LibriMix source) share one read.
+        loaded: dict[str, dict[str, Item]] = {}
+        tables: dict[str, dict[str, Item]] = {}
+        for join in self.spec.joins:
+            same = repr((join.source, join.key))  # frozen dataclasses: equal reprs, equal tables
+            if same not in loaded:
+                loaded[same] = self._load_join(join)
+            tables[join.name] = loaded[same]
         for item in self.spec.source.read(self.root):
             if "_error" not in item:
                 try:
@@ -1507,7 +1632,22 @@ class Collector:
 
     def _split_key(self, item: Item) -> str:
         # Variants of one entry (Clotho's five captions of a clip) must not straddle the split.
-        return f"{self.spec.name}/{self._require(self.spec.id, item, 'id')}"
+        key = self.spec.split_key or self.spec.id
+        return f"{self.spec.name}/{self._require(key, item, 'split key')}"
+
+    def _parts(self, item: Item) -> tuple[Turn, ...]:
+        turns = []
+        for part in self.spec.parts:
+            text = self._render(part.text, item)
+            if text is None:
+                continue
+            start = _number(self._require(part.start, item, "part start"), "part start")
+            end = math.inf if part.end is None else _number(self._require(part.end, item, "part end"), "part end")
+            speaker = self._require(part.speaker, item, "part speaker")
+            turns.append(Turn(start, end, speaker, text, self._fields(part.fields, item)))
+        if not turns:
+            raise _EntryProblem(f"none of the parts has a text ({[p.text for p in self.spec.parts]})")
+        return tuple(turns)
 
     def _candidate(self, item: Item) -> _Candidate:
         record_id = self._record_id(item)
@@ -1527,6 +1667,7 @@ class Collector:
             split_key=self._split_key(item),
             text=self._render(self.spec.text, item),
             fields=self._fields(self.spec.fields, item),
+            turns=self._parts(item) if self.spec.parts else (),
             context=self._context(item),
         )
 

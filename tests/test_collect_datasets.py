@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from alarm.corpus.collect import CollectOptions, Collector
+from alarm.corpus.collect import CollectOptions, Collector, hash_split
 from alarm.corpus.collectors import all_specs, get_spec
 
 RATE = 8000
@@ -1215,10 +1215,298 @@ def test_ascend(tmp_path: Path) -> None:
     ]
 
 
+# -- dialogues, mixtures, degraded music ---------------------------------------------------
+
+
+def _dailytalk_turn(dialogue: int, turn: int, speaker: int, text: str, emotion: str, act: str | int) -> dict:
+    return {
+        "index": f"{turn}_{speaker}_d{dialogue}",
+        "dialog_idx": dialogue,
+        "utterance_idx": turn,
+        "speaker": speaker,
+        "text": text,
+        "emotion": emotion,
+        "act": act,
+    }
+
+
+def build_dailytalk(root: Path) -> None:
+    metadata = {
+        "0": {
+            "0": _dailytalk_turn(0, 0, 0, "Do you like  ice skating?", "no emotion", "question"),
+            "1": _dailytalk_turn(0, 1, 1, "Yes, I love it!", "happiness", "inform"),
+            "2": _dailytalk_turn(0, 2, 0, "Then let's go on Sunday.", "no emotion", 3),  # DailyDialog's act code
+        },
+        "7": {
+            "0": _dailytalk_turn(7, 0, 1, "Excuse me, where is the station?", "no emotion", "question"),
+            "1": _dailytalk_turn(7, 1, 0, "Over there.", "no emotion", "inform"),
+        },
+        "5": {
+            "0": _dailytalk_turn(5, 0, 1, "This turn was never recorded.", "no emotion", "inform"),
+            "1": _dailytalk_turn(5, 1, 0, "This file is broken.", "sadness", "inform"),
+        },
+    }
+    write(root / "metadata.json", json.dumps(metadata))
+    for dialogue, turns in metadata.items():
+        for turn, info in turns.items():
+            stem = root / f"data/{dialogue}/{turn}_{info['speaker']}_d{dialogue}"
+            write(stem.with_suffix(".txt"), info["text"])
+            if dialogue == "5" and turn == "1":
+                write(stem.with_suffix(".wav"), "RIFF, but not really")
+            elif dialogue != "5":
+                wav(stem.with_suffix(".wav"), 1.0 if turn == "0" else 0.5)
+
+
+def test_dailytalk_one_record_per_turn(tmp_path: Path) -> None:
+    build_dailytalk(tmp_path)
+    records, collector = run("dailytalk", tmp_path)
+    assert records == [
+        rec(
+            "dailytalk/0/0",
+            "data/0/0_0_d0.wav",
+            1.0,
+            "[00:00.0-00:01.0] transcript: Do you like ice skating?\n"
+            "duration: 1.0 s; emotion: neutral; speech act: question",
+            "speech",
+        ),
+        rec(
+            "dailytalk/0/1",
+            "data/0/1_1_d0.wav",
+            0.5,
+            "[00:00.0-00:00.5] transcript: Yes, I love it!\nduration: 0.5 s; emotion: happiness; speech act: inform",
+            "speech",
+        ),
+        rec(
+            "dailytalk/0/2",
+            "data/0/2_0_d0.wav",
+            0.5,
+            "[00:00.0-00:00.5] transcript: Then let's go on Sunday.\n"
+            "duration: 0.5 s; emotion: neutral; speech act: directive",
+            "speech",
+        ),
+        rec(
+            "dailytalk/7/0",
+            "data/7/0_1_d7.wav",
+            1.0,
+            "[00:00.0-00:01.0] transcript: Excuse me, where is the station?\n"
+            "duration: 1.0 s; emotion: neutral; speech act: question",
+            "speech",
+        ),
+        rec(
+            "dailytalk/7/1",
+            "data/7/1_0_d7.wav",
+            0.5,
+            "[00:00.0-00:00.5] transcript: Over there.\nduration: 0.5 s; emotion: neutral; speech act: inform",
+            "speech",
+        ),
+    ]
+    assert [(r.id, r.reason) for r in collector.rejects] == [
+        ("dailytalk/5/0", "missing audio"),
+        ("dailytalk/5/1", "unreadable audio"),
+    ]
+
+
+def test_dailytalk_keeps_each_dialogue_in_one_split(tmp_path: Path) -> None:
+    build_dailytalk(tmp_path)
+    records, _ = run("dailytalk", tmp_path, validation_fraction=0.5)
+    splits = {r["id"]: r["split"] for r in records}
+    for dialogue, turns in (("0", 3), ("7", 2)):
+        ids = [f"dailytalk/{dialogue}/{t}" for t in range(turns)]
+        expected = hash_split(f"dailytalk/{dialogue}", 0.5)
+        assert {splits[i] for i in ids} == {expected}
+        # Hashing each turn alone would have split this dialogue: the test would notice.
+        assert any(hash_split(i, 0.5) != expected for i in ids)
+
+
+LIBRISPEECH_SPEAKERS = (
+    "; LibriSpeech speakers\n"
+    ";ID  |SEX| SUBSET           |MINUTES| NAME\n"
+    "19   | F | train-clean-100  | 25.19 | Kara Shallenberg\n"
+    "26   | M | train-clean-100  | 25.08 | Denny Sayers\n"
+    "103  | F | train-clean-100  | 25.23 | Karen Savage\n"
+)
+
+
+def build_librimix(root: Path) -> None:
+    speech = root / "LibriSpeech"
+    write(speech / "SPEAKERS.TXT", LIBRISPEECH_SPEAKERS)
+    utterances = {
+        "19-198-0001": ("THIS LITTLE WORK WAS FINISHED", 1.0),
+        "26-495-0004": ("I SAW IT", 0.6),
+        "103-1240-0000": ("CHAPTER ONE", 0.8),
+    }
+    for utt, (text, seconds) in utterances.items():
+        speaker, chapter, _ = utt.split("-")
+        folder = speech / f"train-clean-100/{speaker}/{chapter}"
+        transcripts = folder / f"{speaker}-{chapter}.trans.txt"
+        old = transcripts.read_text() if transcripts.exists() else ""
+        write(transcripts, old + f"{utt} {text}\n")
+        wav(folder / f"{utt}.flac", seconds)
+    wav(speech / "train-clean-100/103/1240/103-1240-0009.flac", 0.5)  # audio, but no line in the transcripts
+
+    two = root / "Libri2Mix/wav16k/max"
+    write(
+        two / "metadata/metrics_train-100_mix_clean.csv",
+        "mixture_ID,source_1_SNR,source_2_SNR\n"
+        "19-198-0001_26-495-0004,1.2345,-1.2345\n"
+        "19-198-0001_103-1240-0000,0.5,-0.5\n"  # its mixture was never generated
+        "26-495-0004_103-1240-0009,0.1,-0.1\n",  # a source without a transcript
+    )
+    wav(two / "train-100/mix_clean/19-198-0001_26-495-0004.wav", 1.0)
+    wav(two / "train-100/mix_clean/26-495-0004_103-1240-0009.wav", 0.6)
+    # Never read: a held-out set, the 'min' mode (sources cut to the shortest) and the 8 kHz copy.
+    write(two / "metadata/metrics_test_mix_clean.csv", "mixture_ID,source_1_SNR,source_2_SNR\n1-2-3_4-5-6,0,0\n")
+    write(
+        root / "Libri2Mix/wav16k/min/metadata/metrics_train-100_mix_clean.csv",
+        "mixture_ID,source_1_SNR,source_2_SNR\n19-198-0001_26-495-0004,1.2,-1.2\n",
+    )
+    write(
+        root / "Libri2Mix/wav8k/max/metadata/metrics_train-100_mix_clean.csv",
+        "mixture_ID,source_1_SNR,source_2_SNR\n19-198-0001_26-495-0004,1.2,-1.2\n",
+    )
+
+    # Newer LibriMix scripts add original_mixture_ID (hashed names for 10+ sources).
+    three = root / "Libri3Mix/wav16k/max"
+    mixture = "26-495-0004_19-198-0001_103-1240-0000"
+    write(
+        three / "metadata/metrics_train-100_mix_clean.csv",
+        f"mixture_ID,original_mixture_ID,source_1_SNR,source_2_SNR,source_3_SNR\n{mixture},{mixture},-5.04,2.96,0\n",
+    )
+    wav(three / f"train-100/mix_clean/{mixture}.wav", 1.0)
+
+
+def test_librimix_speakers_of_a_mixture_with_their_own_times(tmp_path: Path) -> None:
+    build_librimix(tmp_path)
+    records, collector = run("librimix", tmp_path)
+    assert records == [
+        rec(
+            "librimix/Libri2Mix/train-100/19-198-0001_26-495-0004",
+            "Libri2Mix/wav16k/max/train-100/mix_clean/19-198-0001_26-495-0004.wav",
+            1.0,
+            "[00:00.0-00:01.0] speaker 1: this little work was finished\n"
+            "[00:00.0-00:00.6] speaker 2: i saw it\n"
+            "duration: 1.0 s; speakers: 2; background noise: none; speaker 1 gender: female; "
+            "speaker 1 level over the others: 1.2 dB; speaker 2 gender: male; speaker 2 level over the others: -1.2 dB",
+            "speech",
+        ),
+        rec(
+            "librimix/Libri3Mix/train-100/26-495-0004_19-198-0001_103-1240-0000",
+            "Libri3Mix/wav16k/max/train-100/mix_clean/26-495-0004_19-198-0001_103-1240-0000.wav",
+            1.0,
+            "[00:00.0-00:00.6] speaker 1: i saw it\n"
+            "[00:00.0-00:01.0] speaker 2: this little work was finished\n"
+            "[00:00.0-00:00.8] speaker 3: chapter one\n"
+            "duration: 1.0 s; speakers: 3; background noise: none; speaker 1 gender: male; "
+            "speaker 1 level over the others: -5.0 dB; speaker 2 gender: female; speaker 2 level over the others: "
+            "3.0 dB; speaker 3 gender: female; speaker 3 level over the others: 0.0 dB",
+            "speech",
+        ),
+    ]
+    rejects = {r.id: (r.reason, r.detail) for r in collector.rejects}
+    assert sorted(rejects) == [
+        "librimix/Libri2Mix/train-100/19-198-0001_103-1240-0000",
+        "librimix/Libri2Mix/train-100/26-495-0004_103-1240-0009",
+    ]
+    assert rejects["librimix/Libri2Mix/train-100/19-198-0001_103-1240-0000"][0] == "missing audio"
+    # A speaker whose transcript is missing rejects the mixture instead of describing one speaker.
+    reason, detail = rejects["librimix/Libri2Mix/train-100/26-495-0004_103-1240-0009"]
+    assert reason == "bad annotation" and "s2.text" in detail
+
+
+def _flac_bytes(seconds: float) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(int(seconds * RATE), np.float32) + 0.01, RATE, format="FLAC")
+    return buffer.getvalue()
+
+
+def _sonicmaster_row(clip_id: str, meta: dict | str, seconds: float = 1.0, plain_bytes: bool = False) -> dict:
+    degraded = _flac_bytes(seconds)
+    return {
+        "id": clip_id,
+        "input_flac": degraded if plain_bytes else {"bytes": degraded, "path": None},
+        "input_sr": RATE,
+        "gt_flac": {"bytes": _flac_bytes(seconds), "path": None},
+        "gt_sr": RATE,
+        "meta": meta if isinstance(meta, str) else json.dumps(meta),
+    }
+
+
+def _sonicmaster_meta(name: str, split: str, vocal: str, gender: str, tracking: dict) -> dict:
+    kinds = ("Reverb", "EQ", "Amplitude", "Dynamics", "Stereo")
+    return {
+        "name": name,
+        "genres": ["pop", "rock"],
+        "vocalinstrumental": vocal,
+        "gender": gender,
+        "vartags": ["happy", "energetic"],
+        "degradations": [f"{k}_{v[0]}".lower() for k, v in tracking.items()],
+        "degradation_tracking": {kind: tracking.get(kind, []) for kind in kinds},
+        "split": split,
+    }
+
+
+def test_sonicmaster_degradations_of_training_clips(tmp_path: Path) -> None:
+    vocal = _sonicmaster_meta(
+        "Summer  Song", "train", "vocal", "female", {"Reverb": ["big", 0.7], "Dynamics": ["comp"]}
+    )
+    instrumental = _sonicmaster_meta(
+        "Night Drive", "train", "instrumental", "male", {"EQ": ["dark", 9.5], "Stereo": ["stereo"]}
+    )
+    # A column holds either Audio structs or plain bytes: one shard of each.
+    _parquet(
+        tmp_path / "data/train-00000-of-00002.parquet",
+        [
+            _sonicmaster_row("1001", vocal),
+            _sonicmaster_row("1003", _sonicmaster_meta("Held Out", "test", "vocal", "male", {"Reverb": ["small"]})),
+            _sonicmaster_row("1004", "{not json"),
+        ],
+    )
+    _parquet(
+        tmp_path / "data/train-00001-of-00002.parquet",
+        [
+            _sonicmaster_row("1002", instrumental, seconds=0.5, plain_bytes=True),
+            _sonicmaster_row("1002", instrumental, plain_bytes=True),  # the same id twice
+        ],
+    )
+    records, collector = run("sonicmaster", tmp_path)
+    assert records == [
+        rec(
+            "sonicmaster/1001",
+            "_alarm_audio/sonicmaster/1001.flac",
+            1.0,
+            "[00:00.0-00:01.0] music\nduration: 1.0 s; title: Summer Song; genres: pop, rock; vocals: with vocals; "
+            "singer gender: female; tags: happy, energetic; reverb added: reverberation of a simulated large room; "
+            "dynamics: squashed by heavy compression (ratio 6-45, threshold -45 to -38 dB, 16-25 dB make-up gain)",
+            "music",
+        ),
+        rec(
+            "sonicmaster/1002",
+            "_alarm_audio/sonicmaster/1002.flac",
+            0.5,
+            # The instrumental clip's gender field is not shown: it says nothing about the audio.
+            "[00:00.0-00:00.5] music\nduration: 0.5 s; title: Night Drive; genres: pop, rock; vocals: instrumental; "
+            "tags: happy, energetic; tonal balance: too bright (high shelf at 6 kHz boosted by 6-15 dB); "
+            "stereo image: collapsed to mono (left and right channels combined)",
+            "music",
+        ),
+    ]
+    assert [(r.id, r.reason) for r in collector.rejects] == [
+        ("sonicmaster/1004", "bad annotation"),
+        ("sonicmaster/1002", "duplicate id"),
+    ]
+    assert "'meta' is not JSON text" in collector.rejects[0].detail
+    assert collector.summary.filtered == {"{meta.split} not in ['train']": 1}
+    # Only the degraded input is extracted; the clean reference stays in the shard.
+    assert sorted(p.name for p in (tmp_path / "_alarm_audio/sonicmaster").iterdir()) == ["1001.flac", "1002.flac"]
+
+
 # -- coverage ------------------------------------------------------------------------------
 
 TESTED = {
     "alimeeting",
+    "dailytalk",
+    "librimix",
+    "sonicmaster",
     "ascend",
     "audioset",
     "disfluencyspeech",

@@ -265,6 +265,7 @@ def _condition_holds(condition: str, item: Mapping[str, Any]) -> bool:
         return False
     return not sep or _text(other) == wanted
 
+
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 
 
@@ -1106,20 +1107,24 @@ class Part:
 
     LibriMix: a mixture is one file in which every speaker reads one utterance, all starting
     together. Each part renders as a main line of the metadata, ``[start-end] speaker:
-    text``; a part whose ``text`` is missing is left out (a two-speaker mixture under a spec
-    written for up to three). ``start``/``end`` are templates (seconds from the record
-    start); without ``end`` the part lasts to the end of the record. ``fields`` are shown in
-    brackets after the speaker, like :attr:`Windowing.turn_fields`.
+    text``. ``when`` (template) says whether the entry has this part at all: a part whose
+    ``when`` is missing is left out (the third speaker of a two-speaker mixture), one that
+    exists but whose text or times cannot be filled makes the entry a bad annotation
+    (never a silently shorter description). Without ``when`` a part exists when its text
+    does. ``start``/``end`` are templates (seconds from the record start); without ``end``
+    the part lasts to the end of the record. ``fields`` are shown in brackets after the
+    speaker, like :attr:`Windowing.turn_fields`.
     """
 
     speaker: str
     text: str
+    when: str | None = None
     start: str = "0"
     end: str | None = None
     fields: Pairs = ()
 
     def __post_init__(self) -> None:
-        for template in (self.speaker, self.text, self.start, self.end):
+        for template in (self.speaker, self.text, self.when, self.start, self.end):
             if template is not None:
                 Template(template)
         object.__setattr__(self, "fields", _pairs(self.fields, f"part {self.speaker!r} fields"))
@@ -1224,7 +1229,7 @@ class DatasetSpec:
         optional = (self.text, self.offset, self.duration, self.end, self.split, self.split_key)
         yield from (t for t in optional if t is not None)
         for part in self.parts:
-            yield from (t for t in (part.speaker, part.text, part.start, part.end) if t is not None)
+            yield from (t for t in (part.speaker, part.text, part.when, part.start, part.end) if t is not None)
             yield from (t for _, t in part.fields)
         yield from (t for _, t in self.fields)
         yield from (t for _, t in self.context)
@@ -1484,6 +1489,7 @@ class Collector:
         self.rejects: list[Reject] = []
         self._t: dict[str, Template] = {}
         self.maps: dict[str, Mapping[str, str]] = dict(spec.maps)  # + table maps, read when the run starts
+        self._extracted: set[str] = set()  # embedded audio written in this run
         if not self.root.is_dir():
             raise CollectError(f"dataset root {self.root} is not a folder")
 
@@ -1571,7 +1577,10 @@ class Collector:
                     self.summary.filtered[why] += 1
                     continue
             data = item.pop("_audio_bytes", None)
-            if data is not None and "_error" not in item:
+            # Only the first row of a name is extracted: a later row with the same id becomes a
+            # duplicate-id reject and must not replace the audio of the record that was kept.
+            if data is not None and "_error" not in item and item["_audio"] not in self._extracted:
+                self._extracted.add(item["_audio"])
                 _write_once(self.root / item["_audio"], data)
             if not self.spec.variants:
                 yield item
@@ -1638,9 +1647,14 @@ class Collector:
     def _parts(self, item: Item) -> tuple[Turn, ...]:
         turns = []
         for part in self.spec.parts:
-            text = self._render(part.text, item)
-            if text is None:
-                continue
+            if part.when is not None:
+                if self._render(part.when, item) is None:
+                    continue
+                text = self._require(part.text, item, f"part {part.speaker!r} text")
+            else:
+                text = self._render(part.text, item)
+                if text is None:
+                    continue
             start = _number(self._require(part.start, item, "part start"), "part start")
             end = math.inf if part.end is None else _number(self._require(part.end, item, "part end"), "part end")
             speaker = self._require(part.speaker, item, "part speaker")

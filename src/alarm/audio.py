@@ -67,6 +67,7 @@ if TYPE_CHECKING:  # torch is only needed by Waveform.to_tensor; keep `import al
 __all__ = [
     "AudioError",
     "Waveform",
+    "encoded_suffix",
     "load_audio",
     "resample",
     "validate",
@@ -241,6 +242,24 @@ def load_audio(
     if target_rate is not None:
         wave = wave.resample(target_rate)
     return wave
+
+
+# Leading bytes of the containers libsndfile reads, to name extracted audio that came without
+# a file name (MP3 frames start with a sync word; ID3 is the tag block before them).
+_MAGIC = ((b"RIFF", ".wav"), (b"fLaC", ".flac"), (b"OggS", ".ogg"), (b"ID3", ".mp3"), (b"\xff\xfb", ".mp3"))
+
+
+def encoded_suffix(data: bytes, name: str | None = None) -> str:
+    """The file suffix for encoded audio ``data`` (e.g. a Hugging Face ``Audio`` cell).
+
+    The suffix of ``name`` (the cell's original file name) when it has one, else one guessed
+    from the leading bytes, else ``.wav``. libsndfile detects the format from the content, so
+    a wrong guess only misnames the file; it never changes what is decoded.
+    """
+    suffix = os.path.splitext(name or "")[1].lower()
+    if suffix:
+        return suffix
+    return next((ext for magic, ext in _MAGIC if data.startswith(magic)), ".wav")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -53,6 +53,20 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         f.write(text)
 
 
+def write_once(path: str | os.PathLike[str], data: bytes) -> bool:
+    """Write ``data`` to ``path`` atomically unless a file of the same size is already there.
+
+    For audio extracted from Parquet shards (corpus collection, benchmark loaders): the bytes
+    are written on the first run and kept on later ones; a kill mid-write leaves only a
+    ``.tmp-*`` file. Returns whether it wrote.
+    """
+    if os.path.isfile(path) and os.path.getsize(path) == len(data):
+        return False
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+    return True
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write indented JSON atomically."""
     with atomic_open(path) as f:

@@ -3,19 +3,27 @@
 A :class:`BenchmarkSpec` says where the release keeps its metadata file, how an entry names
 its id, question, choices, answer, audio and categories, which official scoring rule applies,
 and which official prediction files to write. :func:`load_items` reads a release as it lies on
-disk (JSON list or JSON lines + audio files) into immutable :class:`Item` s, failing with one
-clear :class:`BenchmarkError` naming the file and the entry for malformed JSON, a missing or
-empty field, a duplicate id, or missing audio.
+disk into immutable :class:`Item` s: a JSON list or JSON lines next to the audio files, or
+(where the spec has a :class:`ParquetLayout`) Parquet shards with the audio inside, whose
+clips are written once to a cache folder so every item has a file. It fails with one clear
+:class:`BenchmarkError` naming the file and the entry (``entry 3``, ``line 4``, ``row 7``) for
+malformed JSON or Parquet, a missing or empty field, a duplicate id, or missing or undecodable
+audio.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from alarm.audio import AudioError, encoded_suffix, load_audio
+from alarm.io import write_once
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -55,6 +63,25 @@ class Item:
         return None
 
 
+@dataclass(frozen=True)
+class ParquetLayout:
+    """A release published as Parquet shards with the audio inside (a Hugging Face ``Audio``
+    column, ``{"bytes": ..., "path": ...}`` per row).
+
+    ``files`` maps a split to glob patterns under the data folder, tried in order; the first
+    that matches gives the shards, read in name order. A row has the fields of a JSON-layout
+    entry except ``audio_field`` (the file reference the embedded audio replaces). Its clip is
+    written once, atomically, to ``<cache>/<id><suffix>`` under the data folder (or a folder
+    the caller names) and the item points at that file.
+    """
+
+    files: Mapping[str, tuple[str, ...]]
+    audio_column: str = "audio"
+    audio_field: str = "audio_path"
+    cache: str = "_alarm_audio"
+    batch_rows: int = 64  # rows decoded from Parquet at a time: bounds memory, not results
+
+
 # An official rule decides one prediction string: True (correct), False (wrong), or None
 # (the official script leaves the entry out of its counts).
 OfficialRule = Callable[[Item, Any], "bool | None"]
@@ -81,6 +108,7 @@ class BenchmarkSpec:
     write_official: Callable[[Sequence[Item], Mapping[str, str], Path, str], list[Path]]
     answers_withheld: frozenset[str] = frozenset()  # splits released without answers
     group_order: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # official key order
+    parquet: ParquetLayout | None = None  # a second release layout: Parquet with the audio inside
 
     def canonical_prediction(self, item: Item, index: int | None) -> str:
         """The prediction string the official scorer expects for a chosen option ("" if none)."""
@@ -88,21 +116,30 @@ class BenchmarkSpec:
             return ""
         return item.letters[index] if self.prediction_kind == "letter" else item.choices[index]
 
-    def metadata_file(self, data: str | os.PathLike[str], split: str | None = None) -> Path:
-        """The release's metadata file under ``data`` (or ``data`` itself when it is a file)."""
+    def release_files(self, data: str | os.PathLike[str], split: str | None = None) -> list[Path]:
+        """The files a split is read from: its metadata file (JSON or JSON lines), else the
+        Parquet shards of a :class:`ParquetLayout`; ``data`` may also name one such file.
+
+        The metadata file wins when a folder holds both layouts (its audio is already on disk).
+        """
         split = split or self.default_split
         if split not in self.splits:
             raise BenchmarkError(f"{self.name}: unknown split {split!r}; known: {', '.join(self.splits)}")
         path = Path(data)
         if path.is_file():
-            return path
+            return [path]
         if not path.is_dir():
             raise BenchmarkError(f"{path}: no such file or directory (the {self.title} data folder)")
         for name in self.splits[split]:
             candidate = path / name
             if candidate.is_file():
-                return candidate
-        wanted = " or ".join(str(path / n) for n in self.splits[split])
+                return [candidate]
+        patterns = self.parquet.files.get(split, ()) if self.parquet is not None else ()
+        for pattern in patterns:
+            shards = sorted(p for p in path.glob(pattern) if p.is_file())
+            if shards:
+                return shards
+        wanted = " or ".join(str(path / n) for n in (*self.splits[split], *patterns))
         raise BenchmarkError(f"{self.title} {split}: no metadata file found; looked for {wanted}")
 
 
@@ -147,11 +184,29 @@ def group_key(value: Any) -> str | None:
     return str(value)
 
 
-def parse_entry(spec: BenchmarkSpec, entry: Mapping[str, Any], path: Path, place: str, split: str) -> Item:
-    """One release entry as an :class:`Item` (audio existence is checked by the caller)."""
+def _label(path: Path, place: str, ident: Any) -> str:
+    """Where an entry is, for error messages: ``<file>: entry 3 (id 'x')``."""
+    return f"{path}: {place}" + (f" (id {ident!r})" if ident not in (None, "") else "")
+
+
+def parse_entry(
+    spec: BenchmarkSpec,
+    entry: Mapping[str, Any],
+    path: Path,
+    place: str,
+    split: str,
+    *,
+    required: Sequence[str] | None = None,
+    audio: Path | None = None,
+) -> Item:
+    """One release entry as an :class:`Item` (audio existence is checked by the caller).
+
+    ``required`` replaces the spec's required fields and ``audio`` the spec's audio path rule,
+    for layouts that carry the audio themselves.
+    """
     ident = entry.get(spec.id_field)
-    label = f"{path}: {place}" + (f" (id {ident!r})" if ident not in (None, "") else "")
-    for name in spec.required:
+    label = _label(path, place, ident)
+    for name in spec.required if required is None else required:
         if name not in entry or entry[name] is None or (isinstance(entry[name], str) and not entry[name].strip()):
             if name == spec.answer_field and split in spec.answers_withheld:
                 continue
@@ -173,10 +228,11 @@ def parse_entry(spec: BenchmarkSpec, entry: Mapping[str, Any], path: Path, place
         answer = None
     elif answer is not None:
         answer = str(answer)
-    try:
-        audio = spec.audio(entry, path)
-    except (KeyError, TypeError, ValueError) as err:
-        raise BenchmarkError(f"{label}: cannot build the audio path ({err})") from None
+    if audio is None:
+        try:
+            audio = spec.audio(entry, path)
+        except (KeyError, TypeError, ValueError) as err:
+            raise BenchmarkError(f"{label}: cannot build the audio path ({err})") from None
     groups = {}
     for group, key in spec.groups:
         value = group_key(key(entry))
@@ -213,13 +269,125 @@ def items_from_entries(
     return items
 
 
-def load_items(
-    spec: BenchmarkSpec, data: str | os.PathLike[str], split: str | None = None, *, check_audio: bool = True
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _file_stem(ident: str) -> str:
+    """A file name for an id: the id itself when it is a plain name, else a cleaned prefix plus
+    a hash of the id, so ids that clean to the same text still get different files."""
+    stem = _UNSAFE.sub("_", ident).lstrip(".")
+    if stem == ident and stem:
+        return stem
+    return f"{stem[:80]}-{hashlib.sha1(ident.encode('utf-8')).hexdigest()[:12]}"
+
+
+def _embedded(cell: Any) -> tuple[bytes | None, str | None]:
+    """(bytes, original file name) of an audio cell: a Hugging Face ``Audio`` struct or raw bytes."""
+    if isinstance(cell, Mapping):
+        data, name = cell.get("bytes"), cell.get("path")
+        return (bytes(data) if data else None), (str(name) if name else None)
+    if isinstance(cell, bytes | bytearray | memoryview) and len(cell):
+        return bytes(cell), None
+    return None, None
+
+
+def _parquet_rows(shard: Path, layout: ParquetLayout, required: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(``row i``, row) pairs of one shard, 0-based as pyarrow and pandas count; a file that is
+    not Parquet or lacks a column the entries need fails naming the file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        handle = pq.ParquetFile(shard)
+    except (OSError, pa.ArrowException) as err:
+        raise BenchmarkError(f"{shard}: not a readable Parquet file ({err})") from None
+    with handle:
+        columns = handle.schema_arrow.names
+        missing = [name for name in (layout.audio_column, *required) if name not in columns]
+        if missing:
+            raise BenchmarkError(
+                f"{shard}: no column {', '.join(repr(m) for m in missing)} (its columns: {', '.join(columns)})"
+            )
+        row = 0
+        try:
+            for batch in handle.iter_batches(batch_size=layout.batch_rows):
+                for entry in batch.to_pylist():
+                    yield f"row {row}", entry
+                    row += 1
+        except (OSError, pa.ArrowException) as err:
+            raise BenchmarkError(f"{shard}: cannot read the rows after row {row - 1} ({err})") from None
+
+
+def _extract(target: Path, data: bytes, label: str, column: str) -> None:
+    """Write a row's clip to ``target`` once, after checking that it decodes."""
+    if target.is_file() and target.stat().st_size == len(data):
+        return  # written (and checked) by an earlier load
+    try:
+        load_audio(data, max_seconds=None)
+    except AudioError as err:
+        reason = str(err).partition(": ")[2] or str(err)
+        raise BenchmarkError(f"{label}: the audio in column {column!r} does not decode ({reason})") from None
+    try:
+        write_once(target, data)
+    except OSError as err:
+        raise BenchmarkError(f"{label}: cannot write its audio to {target} ({err.strerror or err})") from None
+
+
+def items_from_parquet(
+    spec: BenchmarkSpec, shards: Sequence[Path], split: str, cache: Path, *, check_audio: bool
 ) -> list[Item]:
-    """All items of a benchmark split as the release lays it out under ``data``."""
+    """Items of a Parquet release; with ``check_audio`` every clip is checked and extracted
+    to ``cache`` (existing files of the right size are kept), otherwise nothing is written."""
+    layout = spec.parquet
+    if layout is None:
+        raise ValueError(f"{spec.title} has no Parquet layout")
+    required = tuple(name for name in spec.required if name != layout.audio_field)
+    items: list[Item] = []
+    seen: dict[str, str] = {}
+    for shard in shards:
+        for place, entry in _parquet_rows(shard, layout, required):
+            data, name = _embedded(entry.pop(layout.audio_column, None))
+            ident = entry.get(spec.id_field)
+            stem = _file_stem(str(ident))
+            audio = cache / (stem + (encoded_suffix(data, name) if data else ".wav"))
+            item = parse_entry(spec, entry, shard, place, split, required=required, audio=audio)
+            if item.id in seen:
+                raise BenchmarkError(f"{shard}: {place}: duplicate id {item.id!r} (first at {seen[item.id]})")
+            seen[item.id] = f"{shard.name} {place}"
+            label = _label(shard, place, item.id)
+            if data is None:
+                raise BenchmarkError(f"{label}: no audio in column {layout.audio_column!r}")
+            if check_audio:
+                _extract(audio, data, label, layout.audio_column)
+            items.append(item)
+    if not items:
+        source = shards[0] if len(shards) == 1 else f"{shards[0].parent} ({len(shards)} shards)"
+        raise BenchmarkError(f"{source}: no rows")
+    return items
+
+
+def load_items(
+    spec: BenchmarkSpec,
+    data: str | os.PathLike[str],
+    split: str | None = None,
+    *,
+    check_audio: bool = True,
+    audio_cache: str | os.PathLike[str] | None = None,
+) -> list[Item]:
+    """All items of a benchmark split as the release lays it out under ``data``.
+
+    ``check_audio``: every clip must exist (Parquet: must decode, and is extracted).
+    ``audio_cache``: where a Parquet release's clips go; default ``<data>/<layout.cache>``.
+    """
     split = split or spec.default_split
-    path = spec.metadata_file(data, split)
-    return items_from_entries(spec, read_entries(path), path, split, check_audio=check_audio)
+    files = spec.release_files(data, split)
+    if files[0].suffix == ".parquet":
+        if spec.parquet is None:
+            raise BenchmarkError(f"{files[0]}: {spec.title} is not released as Parquet; give its metadata file")
+        root = Path(data) if Path(data).is_dir() else Path(data).parent
+        cache = Path(audio_cache) if audio_cache is not None else root / spec.parquet.cache
+        return items_from_parquet(spec, files, split, cache, check_audio=check_audio)
+    return items_from_entries(spec, read_entries(files[0]), files[0], split, check_audio=check_audio)
 
 
 def letter_choices(entry: Mapping[str, Any]) -> list[tuple[str, str]]:

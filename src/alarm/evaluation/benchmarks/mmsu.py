@@ -1,12 +1,19 @@
 """MMSU (dingdongwang/MMSU; data ddwang2000/MMSU): 5,000 spoken-language questions, 47 tasks.
 
-Release layout (the Hugging Face dataset at the revision the ALARM scripts use):
-``question/mmsu.jsonl`` and ``audio/<task>_<uuid>.wav``; each line names its audio as
-``audio_path: "/audio/<file>.wav"``, relative to the dataset root despite the leading slash.
-Lines: ``id``, ``task_name``, ``audio_path``, ``question``, ``choice_a`` ... ``choice_d``
-(two-option questions leave C/D empty), ``answer_gt`` (option text), ``category``
-(Perception / Reasoning), ``sub-category`` (Linguistics / Paralinguistics),
-``sub-sub-category`` (e.g. Semantics, Phonology), ``linguistics_sub_discipline``.
+Two release layouts of the Hugging Face dataset, told apart by what lies under ``--data``:
+
+* JSON lines (the revisions the ALARM scripts pin): ``question/mmsu.jsonl`` and
+  ``audio/<task>_<uuid>.wav``; each line names its audio as ``audio_path:
+  "/audio/<file>.wav"``, relative to the dataset root despite the leading slash.
+* Parquet (the current release; dataset card: one ``train`` split of 5,000 rows in
+  ``data/train-*``): the same fields without ``audio_path``, plus ``audio``, a Hugging Face
+  ``Audio`` column (16 kHz) holding each clip's bytes. Clips are written once to
+  ``<data>/_alarm_audio/<id>.<ext>``.
+
+Fields: ``id``, ``task_name``, ``question``, ``choice_a`` ... ``choice_d`` (two-option
+questions leave C/D empty), ``answer_gt`` (option text), ``category`` (Perception /
+Reasoning), ``sub-category`` (Linguistics / Paralinguistics), ``sub-sub-category`` (e.g.
+Semantics, Phonology), ``linguistics_sub_discipline``.
 The official ``mmsu_evaluation.py`` reads a JSONL with the same fields plus ``response``
 (a letter) and reports accuracy per category, per category x sub-category, and overall.
 """
@@ -20,6 +27,7 @@ from typing import Any
 from alarm.evaluation.benchmarks.base import (
     BenchmarkSpec,
     Item,
+    ParquetLayout,
     letter_choices,
 )
 from alarm.evaluation.rules import letter_of
@@ -105,4 +113,6 @@ MMSU = BenchmarkSpec(
     prediction_keys=("response", "model_prediction"),
     write_official=write_official,
     group_order={"category": ("Perception", "Reasoning")},
+    # The dataset card's data_files; "train-*" alone when --data is the data/ folder itself.
+    parquet=ParquetLayout(files={"test": ("data/train-*.parquet", "train-*.parquet")}),
 )

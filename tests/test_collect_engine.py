@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from alarm.corpus import collect
 from alarm.corpus.collect import (
     CollectError,
     CollectOptions,
     Collector,
     DatasetSpec,
+    Join,
+    Part,
     Source,
     SpecError,
     Template,
@@ -135,6 +138,112 @@ def test_wrong_root_is_a_clear_error(tmp_path: Path) -> None:
         run(toy_spec(), tmp_path)
     with pytest.raises(CollectError, match="not a folder"):
         Collector(toy_spec(), tmp_path / "absent")
+
+
+# -- parts, item conditions, nested JSON, shared joins -------------------------------------
+
+
+def test_if_filter_keeps_a_value_only_when_another_field_says_so() -> None:
+    template = Template("{gender|if:kind=vocal}")
+    assert template.render({"gender": "female", "kind": "vocal"}, {}) == "female"
+    assert template.render({"gender": "female", "kind": "instrumental"}, {}) is None
+    assert template.render({"gender": "female"}, {}) is None
+    assert Template("{gender|if:kind}").render({"gender": "male", "kind": "x"}, {}) == "male"
+    with pytest.raises(SpecError, match="condition"):
+        Template("{gender|if}")
+
+
+def mixture_spec(**overrides) -> DatasetSpec:
+    """Two speakers read at once in one file: each part has its own end time, from a side table."""
+    lengths = Source.of("table", files="lengths.csv")
+    fields = {
+        "name": "mix",
+        "title": "mix",
+        "category": "speech",
+        "source": Source.of("table", files="mixes.csv"),
+        "joins": (
+            Join("a", lengths, key="{utt}", on="{first}"),
+            Join("b", lengths, key="{utt}", on="{second}"),
+        ),
+        "id": "{mix}",
+        "audio": "{mix}.wav",
+        "parts": (
+            Part("speaker 1", "{text_1}", when="{first}", end="{a.seconds}"),
+            Part("speaker 2", "{text_2}", when="{second}", end="{b.seconds}", fields=(("emotion", "{emotion_2}"),)),
+        ),
+        "fields": (("speakers", "{count}"),),
+    }
+    return DatasetSpec(**{**fields, **overrides})
+
+
+def test_parts_are_timed_lines_and_a_missing_one_rejects_the_entry(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "mixes.csv").write_text(
+        "mix,first,second,text_1,text_2,emotion_2,count\n"
+        "m1,u1,u2,hello there,fine thanks,joy,2\n"
+        "m2,u1,,only one,,,1\n"
+        "m3,u1,u2,hello,,,2\n"  # the second speaker exists but has no transcript
+    )
+    (tmp_path / "lengths.csv").write_text("utt,seconds\nu1,1.2\nu2,0.4\n")
+    for name in ("m1", "m2", "m3"):
+        wav(tmp_path / f"{name}.wav", 1.0)
+    reads = []
+    real = collect.READERS["table"]
+    counting = collect.ReaderKind(real.options, lambda root, opts: (reads.append(opts.files), real.read(root, opts))[1])
+    monkeypatch.setitem(collect.READERS, "table", counting)
+
+    records, collector = run(mixture_spec(), tmp_path)
+    assert [r.metadata for r in records] == [
+        "[00:00.0-00:01.0] speaker 1: hello there\n[00:00.0-00:00.4] speaker 2 (emotion: joy): fine thanks\n"
+        "duration: 1.0 s; speakers: 2",
+        "[00:00.0-00:01.0] speaker 1: only one\nduration: 1.0 s; speakers: 1",
+    ]
+    assert [(r.id, r.reason) for r in collector.rejects] == [("mix/m3", "bad annotation")]
+    assert "text_2" in collector.rejects[0].detail
+    # The two joins read lengths.csv once.
+    assert reads.count(("lengths.csv",)) == 1
+
+
+def test_parts_replace_text_and_come_from_json_specs(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="parts replace text"):
+        mixture_spec(text="{text_1}")
+    data = {
+        "name": "mix",
+        "title": "mix",
+        "category": "speech",
+        "source": {"reader": "table", "options": {"files": "mixes.csv"}},
+        "id": "{mix}",
+        "audio": "{mix}.wav",
+        "parts": [{"speaker": "A", "text": "{a}", "end": "{a_end}"}, {"speaker": "B", "text": "{b}"}],
+    }
+    (tmp_path / "mixes.csv").write_text("mix,a,a_end,b\nm1,hi,0.3,ho\n")
+    wav(tmp_path / "m1.wav", 0.5)
+    records, _ = run(spec_from_dict(data), tmp_path)
+    # Without an end a part lasts to the end of the record.
+    assert records[0].metadata == "[00:00.0-00:00.3] A: hi\n[00:00.0-00:00.5] B: ho\nduration: 0.5 s"
+    with pytest.raises(SpecError, match="part"):
+        spec_from_dict({**data, "parts": [{"speaker": "A", "txt": "{a}"}]})
+
+
+def test_nested_json_objects_one_key_per_level(tmp_path: Path) -> None:
+    doc = {"d1": {"t0": {"text": "hi", "file": "a.wav"}, "t1": {"text": "ho", "file": "b.wav"}}, "d2": "oops"}
+    (tmp_path / "meta.json").write_text(json.dumps(doc))
+    wav(tmp_path / "a.wav", 0.5)
+    wav(tmp_path / "b.wav", 0.5)
+    spec = toy_spec(
+        source=Source.of("json", files="meta.json", layout="dict", key_field=("dialogue", "turn")),
+        id="{dialogue}/{turn}",
+        audio="{file}",
+        text="{text}",
+        offset=None,
+        duration=None,
+    )
+    records, collector = run(spec, tmp_path)
+    assert [(r.id, r.metadata.splitlines()[0]) for r in records] == [
+        ("toy/d1/t0", "[00:00.0-00:00.5] label: hi"),
+        ("toy/d1/t1", "[00:00.0-00:00.5] label: ho"),
+    ]
+    assert [r.reason for r in collector.rejects] == ["bad annotation"]
+    assert "expected an object under dialogue 'd2'" in collector.rejects[0].detail
 
 
 # -- validation and rejects ----------------------------------------------------------------

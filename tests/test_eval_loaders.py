@@ -40,9 +40,21 @@ def test_mmau_test_split_has_answers_withheld(tmp_path):
         {**e, "answer": "", "split": "test", "audio_id": e["audio_id"].replace("test-mini", "test")}
         for e in MMAU_ENTRIES[:2]
     ]
+    del entries[1]["answer"]  # a release that drops the key instead of blanking it
     (tmp_path / "mmau-test.json").write_text(json.dumps(entries), encoding="utf-8")
-    items = load_items(get_benchmark("mmau"), tmp_path, "test", check_audio=False)
+    spec = get_benchmark("mmau")
+    items = load_items(spec, tmp_path, "test", check_audio=False)
     assert [i.answer for i in items] == [None, None]
+    # The submission file is the release file itself, every entry in order and unchanged, with
+    # the prediction added (MMAU README: "the original MMAU benchmark file with an additional
+    # key named model_prediction"); no option chosen is "".
+    (path,) = spec.write_official(items, {"m1": "Man"}, tmp_path / "out", "test")
+    assert path.name == "mmau-test_predictions.json"
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    assert rows == [
+        {**entries[0], "model_prediction": "Man", "model_output": "Man"},
+        {**entries[1], "model_prediction": "", "model_output": ""},
+    ]
 
 
 def test_mmar_json_and_jsonl_layouts(tmp_path):

@@ -61,6 +61,7 @@ from typing import Any
 import soundfile as sf
 
 from alarm import io as atomic
+from alarm.audio import encoded_suffix
 from alarm.corpus.schema import CATEGORIES, RecordError, SourceRecord, write_jsonl, write_parquet
 
 log = logging.getLogger(__name__)
@@ -656,24 +657,6 @@ class ParquetOptions:
         _compile_regex(self.path_regex)
 
 
-_MAGIC = ((b"RIFF", ".wav"), (b"fLaC", ".flac"), (b"OggS", ".ogg"), (b"ID3", ".mp3"), (b"\xff\xfb", ".mp3"))
-
-
-def _audio_suffix(data: bytes, name: str | None) -> str:
-    suffix = posixpath.splitext(name or "")[1].lower()
-    if suffix:
-        return suffix
-    return next((ext for magic, ext in _MAGIC if data.startswith(magic)), ".wav")
-
-
-def _write_once(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, unless an equal-sized file is already there."""
-    if path.is_file() and path.stat().st_size == len(data):
-        return
-    with atomic.atomic_open(path, "wb") as f:
-        f.write(data)
-
-
 def _embedded_audio(cell: Any) -> tuple[bytes | None, str | None]:
     """``(bytes, original file name)`` of an audio cell: an ``Audio`` struct or plain bytes."""
     if isinstance(cell, Mapping):
@@ -726,7 +709,7 @@ def read_parquet(root: Path, opts: ParquetOptions) -> Iterator[Item]:
                 if not data:
                     yield {**item, "_error": f"{rel} row {row_no}: no embedded audio in column {opts.audio_column!r}"}
                     continue
-                target = posixpath.join(opts.extract_to, stem + _audio_suffix(data, original_name))
+                target = posixpath.join(opts.extract_to, stem + encoded_suffix(data, original_name))
                 # Written by the engine once the entry survives its filters (no disk for dropped rows).
                 yield {**item, "_audio": target, "_audio_bytes": data}
 
@@ -1581,7 +1564,7 @@ class Collector:
             # duplicate-id reject and must not replace the audio of the record that was kept.
             if data is not None and "_error" not in item and item["_audio"] not in self._extracted:
                 self._extracted.add(item["_audio"])
-                _write_once(self.root / item["_audio"], data)
+                atomic.write_once(self.root / item["_audio"], data)
             if not self.spec.variants:
                 yield item
                 continue

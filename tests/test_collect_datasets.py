@@ -1070,7 +1070,7 @@ item []:
             text = ""
     item [2]:
         class = "IntervalTier"
-        name = "R0003_M0046_M_SPK0094"
+        name = "M_SPK0094"
         xmin = 0
         xmax = 10
         intervals: size = 2
@@ -1200,8 +1200,10 @@ def test_ascend(tmp_path: Path) -> None:
         "session_id": 1,
         "topic": "education",
     }
-    _parquet(tmp_path / "data/train-00000-of-00001.parquet", [row])
-    _parquet(tmp_path / "data/test-00000-of-00001.parquet", [{**row, "id": "held_out"}])  # never read
+    # The repository's layout: shards under main/ (the config name).
+    _parquet(tmp_path / "main/train-00000-of-00003.parquet", [row])
+    _parquet(tmp_path / "main/test-00000-of-00001.parquet", [{**row, "id": "held_out"}])  # never read
+    _parquet(tmp_path / "main/validation-00000-of-00001.parquet", [{**row, "id": "held_out_2"}])  # never read
     records, _ = run("ascend", tmp_path)
     assert records == [
         rec(

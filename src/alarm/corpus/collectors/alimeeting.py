@@ -30,14 +30,15 @@ SPEC = DatasetSpec(
         end="{end}",
         speaker="{tier}",
         text="{text}",
-        # Speaker names carry the gender when they follow <room>_<meeting>_<F|M>_SPK<n>.
-        speaker_fields=(("gender", "{tier|match:_([FM])_SPK|map:gender}"),),
+        # Far-field tiers are named <room>_<meeting>_<F|M>_SPK<n> or <F|M>_SPK<n> (lhotse's recipe
+        # reads both); the letter is the speaker's gender.
+        speaker_fields=(("gender", r"{tier|match:([FM])_SPK\d+$|map:gender}"),),
         max_window_s=30.0,
         max_gap_s=10.0,
     ),
     maps={"gender": GENDER},
     homepage="https://www.openslr.org/119 (Train_Ali_far.tar.gz)",
-    licence="see OpenSLR 119",
+    licence="CC BY-SA 4.0 (OpenSLR 119)",
     layout="--root holding Train_Ali_far/: audio_dir/<room>_<meeting>_<session>.wav (8-channel array, mixed to "
     "mono when loaded), textgrid_dir/<room>_<meeting>.TextGrid (long format, a tier per speaker)",
     yields="windows of up to 30 s: timed utterances with speaker numbers and transcripts; speaker count; genders",

@@ -6,8 +6,12 @@ SPEC = DatasetSpec(
     name="ascend",
     title="ASCEND (training split)",
     category="speech",
+    # The repository keeps its shards under main/ (the config name): main/train-0000N-of-00003.parquet
+    # today, main/ascend-train-*.parquet before; the Parquet export has main/train/0000.parquet.
     source=Source.of(
-        "parquet", files=("data/train-*.parquet", "*/train/*.parquet", "train/*.parquet"), name="ascend/{id}"
+        "parquet",
+        files=("*/train-*.parquet", "*/ascend-train-*.parquet", "*/train/*.parquet", "train/*.parquet"),
+        name="ascend/{id}",
     ),
     id="{id}",
     audio="{_audio}",
@@ -16,8 +20,9 @@ SPEC = DatasetSpec(
     fields=(("language", "{language|map:language}"), ("topic", "{topic}")),
     maps={"language": {"mixed": "Chinese-English code-switching", "zh": "Chinese", "en": "English"}},
     homepage="https://huggingface.co/datasets/CAiRE/ASCEND",
-    licence="see the dataset card",
-    layout="--root: the dataset snapshot's training Parquet shards (id, audio, transcription, language, topic, ...); "
+    licence="CC BY-SA 4.0 (dataset card)",
+    layout="--root: the dataset snapshot's training Parquet shards (main/train-*.parquet: id, audio, transcription, "
+    "language, topic, ...); "
     "audio extracted to _alarm_audio/ascend/",
     yields="transcript; language (Chinese, English or code-switching); conversation topic",
 )

@@ -23,7 +23,7 @@ SPEC = DatasetSpec(
     text_label="annotated transcript",
     fields=(("annotation marks", MARKS),),
     homepage="https://huggingface.co/datasets/amaai-lab/DisfluencySpeech",
-    licence="see the dataset card",
+    licence="Apache-2.0 (dataset card)",
     layout="--root: the dataset snapshot's training Parquet shards (data/train-*.parquet: audio, "
     "transcript_annotated, ...); audio extracted to _alarm_audio/disfluencyspeech/",
     yields="transcript with disfluency annotations; what the marks mean",

@@ -201,3 +201,15 @@ def test_killed_builds_resume_with_nothing_lost_or_repeated(fixture, reference, 
     assert sorted(rejected) == sorted(BAD_AUDIO) and set(got) | set(rejected) == everyone
     assert all(comparable(got[i]) == comparable(reference[i]) for i in reference)  # 0 lost, 0 changed
     assert not glob.glob(str(out / "**" / ".tmp-*"), recursive=True)
+
+
+def test_rephrase_exposure_check_flag(fixture, tmp_path, capsys):
+    for flag, expected in (("--rephrase-exposure-check", True), ("--no-rephrase-exposure-check", False)):
+        out = tmp_path / flag
+        assert main(build_args(fixture, out, flag, "--limit", "2", "--no-progress")) == 0
+        assert json.loads((out / "build.json").read_text())["rephrase_exposure_check"] is expected
+    config = tmp_path / "on.json"
+    config.write_text(json.dumps({"rephrase_exposure_check": True}))
+    assert main(build_args(fixture, tmp_path / "file", "--config", str(config), "--limit", "2", "--no-progress")) == 0
+    assert json.loads((tmp_path / "file" / "build.json").read_text())["rephrase_exposure_check"] is True
+    capsys.readouterr()

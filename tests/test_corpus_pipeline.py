@@ -7,14 +7,14 @@ import re
 import pytest
 
 from alarm.corpus import instructions
-from alarm.corpus.backends import ChatRequest, RulesResponder, ScriptedBackend
+from alarm.corpus.backends import ChatRequest, RulesResponder, SamplingParams, ScriptedBackend
 from alarm.corpus.pipeline import (
     BackendUnavailable,
     BuildConfig,
-    assign_splits,
     build,
     corpus_files,
     merge,
+    plan_sources,
     reject_rows,
     shard_of,
 )
@@ -202,8 +202,24 @@ def test_splits_are_exact_per_dataset(full, fixture):
         assert min(ids, key=lambda i: stable_seed(0, "split", i)) in val
     assert records["clotho/003"].provenance["split_rule"] == "source"  # kept as the sources gave it
     assert records["vctk/003"].provenance["split_rule"] == "seeded 0.1"
-    other = assign_splits(fixture[2], 0.1, seed=1)
-    assert {i for i, s in other.items() if s == "validation"} != set(val)  # the seed matters
+    other = plan_sources([str(fixture[0])], 0.1, seed=1).splits
+    assert {r.id for r in fixture[2] if other.split_of(r) == "validation"} != set(val)  # the seed matters
+
+
+def test_split_plan_breaks_hash_ties_by_id_and_refuses_duplicate_ids(fixture, tmp_path, monkeypatch):
+    from alarm.corpus import pipeline
+
+    real = pipeline.split_hash
+    # every vctk id shares one hash (a collision, made certain): the smallest id wins the one validation place
+    monkeypatch.setattr(pipeline, "split_hash", lambda seed, rid: 0 if rid.startswith("vctk/") else real(seed, rid))
+    plan = plan_sources([str(fixture[0])], 0.1, seed=0)
+    vctk = [r for r in fixture[2] if r.dataset == "vctk"]
+    assert [r.id for r in vctk if plan.splits.split_of(r) == "validation"] == ["vctk/000"]
+    assert plan.shard_ids == tuple(r.id for r in fixture[2])
+    monkeypatch.undo()
+    write_jsonl([*fixture[2], fixture[2][5]], tmp_path / "twice.jsonl")
+    with pytest.raises(RecordError, match="'vctk/005': id appears twice in the sources"):
+        plan_sources([str(tmp_path / "twice.jsonl")], 0.1, seed=0)
 
 
 def test_same_records_whatever_the_sharding_and_chunking(fixture, full, tmp_path):
@@ -237,6 +253,38 @@ def test_merge_checks_shards_and_duplicates(fixture, full, tmp_path):
     assert ids == sorted(ids) and len(ids) == 46
 
 
+def test_merge_holds_one_output_file_of_records_at_a_time(full, tmp_path, monkeypatch):
+    import weakref
+
+    from alarm.corpus import pipeline
+
+    out, _, _ = full
+    refs, peaks = [], []
+    real_read, real_write = pipeline.read_records, pipeline.write_parquet
+
+    def tracked_read(path):
+        for record in real_read(path):
+            refs.append(weakref.ref(record))
+            yield record
+
+    def write(records, path):
+        peaks.append(sum(r() is not None for r in refs))
+        return real_write(records, path)
+
+    monkeypatch.setattr(pipeline, "read_records", tracked_read)
+    monkeypatch.setattr(pipeline, "write_parquet", write)
+    info = merge([str(out)], str(tmp_path / "m"), rows_per_file=10)
+    assert info["records"] == {"train": 46, "validation": 5} and len(peaks) == 5 + 1
+    assert max(peaks) == 10  # one output file's records, never the corpus
+    assert not glob.glob(str(tmp_path / "m" / ".tmp-*"))
+    monkeypatch.undo()
+    merged = corpus(tmp_path / "m")
+    assert [r.id for p in corpus_files(str(tmp_path / "m")) for r in read_records(p)] == sorted(
+        merged, key=lambda i: (merged[i].split, i)
+    )
+    assert all(strip_times(merged[i]) == strip_times(r) for i, r in corpus(out).items())
+
+
 def test_resume_after_limit_and_stage_by_stage(fixture, full, tmp_path):
     out, _, _ = full
     target = tmp_path / "resumed"
@@ -252,6 +300,34 @@ def test_resume_after_limit_and_stage_by_stage(fixture, full, tmp_path):
     again, done = corpus(target), corpus(out)
     assert sorted(again) == sorted(done) and all(strip_times(again[i]) == strip_times(done[i]) for i in done)
     assert run(fixture, target).stages[1].pending == 0  # a finished build has nothing left to do
+
+
+def test_stages_hold_one_chunk_of_records_at_a_time(fixture, tmp_path, monkeypatch):
+    """Every record read from a file is tracked; when a chunk is committed at most that chunk is alive.
+
+    Records hold no reference cycles, so reference counting frees them at once (no gc needed).
+    """
+    import weakref
+
+    from alarm.corpus import pipeline
+
+    refs, peaks = [], []
+    real_read, real_commit = pipeline.read_records, pipeline.ShardFiles.commit
+
+    def tracked_read(path):
+        for record in real_read(path):
+            refs.append(weakref.ref(record))
+            yield record
+
+    def commit(self, stage, accepted, rejected):
+        peaks.append(sum(r() is not None for r in refs))
+        return real_commit(self, stage, accepted, rejected)
+
+    monkeypatch.setattr(pipeline, "read_records", tracked_read)
+    monkeypatch.setattr(pipeline.ShardFiles, "commit", commit)
+    assert run(fixture, tmp_path / "o", chunk_size=4).complete
+    assert len(peaks) == 14 + 4 * 13  # 54 then 51 records per stage, in chunks of 4
+    assert max(peaks) <= 4 + 1  # the chunk, and at most one record the reader holds ahead
 
 
 def test_changed_settings_are_refused_on_resume(fixture, tmp_path):
@@ -411,6 +487,41 @@ def test_a_failing_batch_is_retried_and_a_dead_backend_stops_the_job(tmp_path):
     assert sorted(corpus(config.output)) == ["cases/a", "cases/b", "cases/c"]
 
 
+LEAKY = (
+    "ok</think>\n\n<rewritten_reasoning>\nThe description says: a dog barks.\n</rewritten_reasoning>\n"
+    "<rewritten_answer>\nI heard a dog, according to the labels.\n</rewritten_answer>"
+)
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_rephrase_exposure_check_retries_then_rejects(tmp_path, check):
+    config = _cases(tmp_path, ["fine", "leakyonce", "leaky"])
+    config = BuildConfig.from_dict({**config.__dict__, "rephrase_exposure_check": check})
+    backend = ScriptedBackend(Faulty({("rephrase", "leakyonce"): [LEAKY], ("rephrase", "leaky"): [ALWAYS, LEAKY]}))
+    assert build(config, {"prompter": backend, "rlm": backend}).complete
+    records, rejects = corpus(config.output), reject_rows(config.output)
+    attempts = {i: r.provenance["stages"]["rephrase"]["attempts"] for i, r in records.items()}
+    if not check:  # the paper's pipeline: every well-formed rewrite is a target, exposed or not
+        assert attempts == {"cases/fine": 1, "cases/leakyonce": 1, "cases/leaky": 1} and not rejects
+        assert records["cases/leaky"].response == think_text(
+            "The description says: a dog barks.", "I heard a dog, according to the labels."
+        )
+        return
+    assert attempts == {"cases/fine": 1, "cases/leakyonce": 2}
+    assert records["cases/leakyonce"].response.startswith("<think>\nI hear: case leakyonce: a dog barks.")
+    (reject,) = rejects
+    assert (reject["id"], reject["stage"], reject["reason"], reject["attempts"]) == (
+        "cases/leaky",
+        "rephrase",
+        "target exposes the text",
+        3,
+    )
+    assert reject["detail"] == "'description says', 'according to the labels'" and reject["last_output"] == LEAKY
+    report, _ = build_report(config.output)
+    assert report["exposure"]["target_rate"] == 0.0 and report["exposure"]["r0_rate"] == 1.0
+    assert report["rejects_by_reason"] == {"rephrase": {"target exposes the text": 1}}
+
+
 # -- report -------------------------------------------------------------------------------------------------
 
 
@@ -454,3 +565,82 @@ def test_report_numbers_on_the_scripted_build(full, tmp_path):
     again, _ = build_report(str(tmp_path / "merged"))
     for key in ("stages", "rejects_by_reason", "table1", "exposure", "candidates", "languages"):
         assert again[key] == report[key]
+
+
+# -- sampled output is a function of the record, not of the run ---------------------------------------------
+
+
+class Killed(BaseException):
+    """The process dying mid-stage (a BaseException: the pipeline must not turn it into a reject)."""
+
+
+class DiesAfter:
+    """A backend that delegates to ``inner`` and dies on its ``calls + 1``-th batch."""
+
+    def __init__(self, inner, calls):
+        self.inner, self.left = inner, calls
+
+    def complete(self, requests):
+        if self.left == 0:
+            raise Killed
+        self.left -= 1
+        return self.inner.complete(requests)
+
+    def describe(self):
+        return self.inner.describe()
+
+    def close(self):
+        pass
+
+
+def test_killed_and_resumed_tiny_model_build_samples_the_same_text(fixture, tmp_path):
+    """Q and the tiny RLM sample (temperature 1); a build killed mid-stage three times and resumed
+    with other chunk and batch sizes gives the same records and rejects (with their texts)."""
+    import torch
+
+    from alarm.corpus.backends import TransformersBackend
+
+    torch.set_num_threads(1)
+    spoken = [r for r in fixture[2] if r.dataset in ("heysquad_human", "instructs2s")][:4]
+    picked = spoken + [r for r in fixture[2] if r.dataset == "esc50"][:2]  # Q never writes a list in 8 tokens
+    write_jsonl(picked, tmp_path / "sources.jsonl")
+    tiny = TransformersBackend.from_name("tiny-al-whisper-r")
+    sampling = {"temperature": 1.0, "top_p": 1.0, "top_k": 300}
+
+    def config(out, chunk_size):
+        return BuildConfig(
+            sources=(str(tmp_path / "sources.jsonl"),),
+            output=str(tmp_path / out),
+            audio_check="none",
+            num_candidates=4,
+            max_attempts=2,
+            respond_thinking_budget=4,
+            prompter_sampling=SamplingParams(max_tokens=8, **sampling),
+            rlm_sampling=SamplingParams(max_tokens=24, **sampling),
+            chunk_size=chunk_size,
+            progress=False,
+        )
+
+    def backend(batch_size):
+        return TransformersBackend(tiny.model, tiny.tokenizer, batch_size=batch_size)
+
+    whole = backend(8)
+    assert build(config("whole", 8), {"prompter": whole, "rlm": whole}).complete
+    kills = 0
+    for calls in (1, 2, 3, 10_000):  # die on the 2nd, 3rd, 4th batch of each run; the last run finishes
+        dying = DiesAfter(backend(2), calls)
+        try:
+            summary = build(config("killed", 3), {"prompter": dying, "rlm": dying})
+        except Killed:
+            kills += 1
+    assert kills == 3 and summary.complete
+
+    def rejects(out):
+        keep = ("id", "stage", "reason", "detail", "attempts", "last_output")
+        return sorted(tuple(r[k] for k in keep) for r in reject_rows(str(tmp_path / out)))
+
+    a, b = corpus(tmp_path / "whole"), corpus(tmp_path / "killed")
+    assert sorted(a) == sorted(b) and all(strip_times(a[i]) == strip_times(b[i]) for i in a)
+    assert rejects("whole") == rejects("killed")
+    # the spoken queries need no Q: all four reached the sampling RLM (passed or rejected there)
+    assert len(a) + sum(r[1] == "respond" for r in rejects("whole")) == 4

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import itertools
 import json
 import logging
 import math
@@ -58,6 +59,7 @@ from alarm.corpus.prompts import (
     Candidate,
     ParseError,
     choose,
+    exposure_hits,
     extract_block,
     is_refusal,
     numbered,
@@ -70,7 +72,7 @@ from alarm.corpus.prompts import (
     think_text,
 )
 from alarm.corpus.schema import CorpusRecord, RecordError, SourceRecord, read_records, write_parquet
-from alarm.io import write_text
+from alarm.io import atomic_open, write_text
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,8 @@ class BuildConfig:
     Sampling defaults follow Qwen3's advice: instruct (Q) temperature 0.7 / top-p 0.8,
     thinking (RLM) 0.6 / 0.95, top-k 20. ``thinking_budget`` is B of the rephrasing pass
     (paper: 1536); ``respond_thinking_budget`` limits R0's reasoning (-1: none, as in the paper).
+    ``rephrase_exposure_check`` retries a rephrasing whose target the lexical exposure detector
+    still flags and rejects the record if no attempt passes (off: the paper keeps every rewrite).
     """
 
     sources: tuple[str, ...]
@@ -104,6 +108,7 @@ class BuildConfig:
     thinking_budget: int = 1536
     respond_thinking_budget: int = -1
     rlm_thinks: bool = True
+    rephrase_exposure_check: bool = False
     max_attempts: int = 3
     max_backend_errors: int = 16
     validation_fraction: float = 0.1
@@ -187,38 +192,110 @@ def shard_tag(index: int, num_shards: int) -> str:
 
 
 def read_sources(paths: Sequence[str]) -> Iterator[SourceRecord]:
-    """Source records from JSONL/Parquet files, in file order."""
+    """Source records from JSONL/Parquet files, in file order (streamed)."""
     for path in paths:
         yield from read_records(path)
 
 
-def assign_splits(records: Iterable[SourceRecord], fraction: float, seed: int) -> dict[str, str]:
-    """``{id: split}`` for every record: as given where a dataset has validation records, else seeded.
+def split_hash(seed: int, record_id: str) -> int:
+    """The seeded 64-bit hash that ranks a dataset's ids for the validation split."""
+    return stable_seed(seed, "split", record_id)
 
-    Per dataset with no ``validation`` record, the ``floor(fraction * n)`` ids with the
-    smallest seeded hash become validation (an exact count, whatever the sharding).
+
+@dataclass(frozen=True)
+class SplitRule:
+    """The split of every record, decided from the whole input but stored in O(datasets).
+
+    Datasets in ``given`` have validation records in the sources and keep every split as
+    given. In the others the ``floor(fraction * n)`` ids with the smallest ``(split_hash,
+    id)`` are validation: ``cutoffs[dataset]`` is the largest such key, as ``(hash, id)``
+    where ``id`` is None unless another id of the dataset shares that hash (then the
+    id breaks the tie, as in a sort by ``(hash, id)``).
     """
-    by_dataset: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    seen: set[str] = set()
-    for r in records:
-        if r.id in seen:
-            raise RecordError(f"record {r.id!r}: id appears twice in the sources")
-        seen.add(r.id)
-        by_dataset[r.dataset].append((r.id, r.split))
-    splits: dict[str, str] = {}
-    for rows in by_dataset.values():
-        if any(split == "validation" for _, split in rows):
-            splits.update(rows)
+
+    seed: int
+    fraction: float
+    given: frozenset[str]
+    cutoffs: dict[str, tuple[int, str | None]]
+
+    def split_of(self, record: SourceRecord) -> str:
+        if record.dataset in self.given:
+            return record.split
+        cutoff = self.cutoffs.get(record.dataset)
+        if cutoff is None:
+            return "train"
+        key, tie_id = split_hash(self.seed, record.id), cutoff[1]
+        below = key < cutoff[0] or (key == cutoff[0] and (tie_id is None or record.id <= tie_id))
+        return "validation" if below else "train"
+
+    def rule_name(self, dataset: str) -> str:
+        return "source" if dataset in self.given else f"seeded {self.fraction}"
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    """What one pass over the sources tells a shard: the split rule and the shard's ids, in order."""
+
+    splits: SplitRule
+    shard_ids: tuple[str, ...]
+
+
+def plan_sources(
+    paths: Sequence[str], fraction: float, seed: int, num_shards: int = 1, shard_index: int = 0
+) -> SourcePlan:
+    """Scan the sources once: split rule over the whole input, ids of this shard, duplicate ids.
+
+    Memory is 8 bytes per source record (its split hash) plus the ids of this shard, never
+    the records. A hash seen twice in a dataset means a duplicate id (an error) or, with
+    odds of about n^2 / 2^65, two ids sharing a hash; only then is a second pass made, to
+    tell which and to break ties by id.
+    """
+    from array import array
+
+    import numpy as np
+
+    hashes: dict[str, array] = defaultdict(lambda: array("Q"))
+    given: set[str] = set()
+    shard_ids: list[str] = []
+    for r in read_sources(paths):
+        hashes[r.dataset].append(split_hash(seed, r.id))
+        if r.split == "validation":
+            given.add(r.dataset)
+        if shard_of(r.id, num_shards) == shard_index:
+            shard_ids.append(r.id)
+    arrays = {d: np.frombuffer(a, dtype=np.uint64) for d, a in hashes.items()}
+    repeated: dict[str, set[int]] = {}
+    for dataset, keys in arrays.items():
+        values, counts = np.unique(keys, return_counts=True)
+        if (counts > 1).any():
+            repeated[dataset] = {int(v) for v in values[counts > 1]}
+    tied = _ids_of_repeated_hashes(paths, seed, repeated) if repeated else {}
+    cutoffs: dict[str, tuple[int, str | None]] = {}
+    for dataset, keys in arrays.items():
+        n_val = math.floor(fraction * len(keys))
+        if dataset in given or n_val == 0:
             continue
-        ranked = sorted((rid for rid, _ in rows), key=lambda rid: (stable_seed(seed, "split", rid), rid))
-        n_val = math.floor(fraction * len(ranked))
-        splits.update({rid: "validation" if k < n_val else "train" for k, rid in enumerate(ranked)})
-    return splits
+        cut = int(np.partition(keys, n_val - 1)[n_val - 1])
+        ids = sorted(tied.get((dataset, cut), []))
+        if ids:  # several ids share the cutoff hash: take as many of them, by id, as the count needs
+            cutoffs[dataset] = (cut, ids[n_val - int((keys < cut).sum()) - 1])
+        else:
+            cutoffs[dataset] = (cut, None)
+    return SourcePlan(SplitRule(seed, fraction, frozenset(given), cutoffs), tuple(shard_ids))
 
 
-def split_datasets(records: Iterable[SourceRecord]) -> set[str]:
-    """Datasets whose source records come with a validation split (kept as given)."""
-    return {r.dataset for r in records if r.split == "validation"}
+def _ids_of_repeated_hashes(
+    paths: Sequence[str], seed: int, repeated: dict[str, set[int]]
+) -> dict[tuple[str, int], list[str]]:
+    """``{(dataset, hash): ids}`` for hashes seen twice; a repeated id is an error."""
+    found: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for r in read_sources(paths):
+        key = split_hash(seed, r.id)
+        if key in repeated.get(r.dataset, ()):
+            if r.id in found[(r.dataset, key)]:
+                raise RecordError(f"record {r.id!r}: id appears twice in the sources")
+            found[(r.dataset, key)].append(r.id)
+    return found
 
 
 # -- stage errors and the stage protocol --------------------------------------------------------------
@@ -282,13 +359,13 @@ class AudioStage(Stage):
 
     name = "audio"
 
-    def __init__(self, config: BuildConfig, splits: dict[str, str], given: set[str]) -> None:
+    def __init__(self, config: BuildConfig, splits: SplitRule) -> None:
         super().__init__(config)
-        self.splits, self.given = splits, given
+        self.splits = splits
 
     def apply(self, record: SourceRecord, completion: Completion | None) -> CorpusRecord:
         check_audio(record, self.config.audio_root, self.config.audio_check)
-        rule = "source" if record.dataset in self.given else f"seeded {self.config.validation_fraction}"
+        rule = self.splits.rule_name(record.dataset)
         provenance = {
             "pipeline": PIPELINE_VERSION,
             "instructions": instructions.refs(),
@@ -300,7 +377,7 @@ class AudioStage(Stage):
             "stages": {},
         }
         fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(SourceRecord)}
-        fields["split"] = self.splits[record.id]
+        fields["split"] = self.splits.split_of(record)
         return CorpusRecord(**fields, provenance=provenance)
 
 
@@ -470,10 +547,12 @@ class RephraseStage(Stage):
         old_reasoning, _ = split_think(record.response_raw, expects_thinking=False)
         if not new_answer.strip() or (old_reasoning and not new_reasoning.strip()):
             raise StageError("empty rewrite", "a rewritten block is empty")
+        target = think_text(new_reasoning, new_answer)
+        if self.config.rephrase_exposure_check and (hits := exposure_hits(target)):
+            # the same detector the report measures targets with; a new seed may rewrite it cleanly
+            raise StageError("target exposes the text", ", ".join(repr(h) for h in dict.fromkeys(hits)))
         provenance = {**record.provenance, "rephrase_budget_reached": bool(completion and completion.budget_reached)}
-        return replace(
-            record, response=think_text(new_reasoning, new_answer), rephrase_reasoning=own, provenance=provenance
-        )
+        return replace(record, response=target, rephrase_reasoning=own, provenance=provenance)
 
 
 # -- files ------------------------------------------------------------------------------------------
@@ -512,10 +591,20 @@ class ShardFiles:
         for path in self.outputs(stage):
             yield from read_records(path)  # type: ignore[misc]
 
-    def done_ids(self, stage: str) -> set[str]:
+    def output_ids(self, stage: str) -> Iterator[str]:
+        """Ids of a stage's outputs, file by file (only the id column is read)."""
         import pyarrow.parquet as pq
 
-        ids = {i for p in self.outputs(stage) for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()}
+        for path in self.outputs(stage):
+            yield from pq.read_table(path, columns=["id"]).column("id").to_pylist()
+
+    def output_rows(self, stage: str) -> int:
+        import pyarrow.parquet as pq
+
+        return sum(pq.ParquetFile(p).metadata.num_rows for p in self.outputs(stage))
+
+    def done_ids(self, stage: str) -> set[str]:
+        ids = set(self.output_ids(stage))
         ids.update(row["id"] for p in self.rejects(stage) for row in read_jsonl(p))
         return ids
 
@@ -699,46 +788,57 @@ def _reject(stage: Stage, w: _Work, err: StageError) -> dict[str, Any]:
     }
 
 
+def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Lists of ``size`` items (the last may be shorter), pulled lazily from ``items``."""
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
 def run_stage(
     stage: Stage,
-    pending: Sequence[Any],
+    pending: Iterable[Any],
+    total: int,
     backend: Backend | None,
     files: ShardFiles,
     config: BuildConfig,
     health: _BackendHealth,
 ) -> StageSummary:
-    """Process pending records chunk by chunk, committing each chunk atomically."""
+    """Process ``total`` pending records chunk by chunk, committing each chunk atomically.
+
+    ``pending`` is consumed lazily: a stage holds one chunk of records at a time, so its
+    memory does not grow with the size of the shard.
+    """
     from tqdm import tqdm
 
-    total = StageSummary(stage.name, pending=len(pending))
+    summary = StageSummary(stage.name, pending=total)
     start = time.perf_counter()
-    with tqdm(total=len(pending), desc=f"{stage.name:>8}", unit="rec", disable=not config.progress) as bar:
-        for begin in range(0, len(pending), config.chunk_size):
-            chunk = pending[begin : begin + config.chunk_size]
+    with tqdm(total=total, desc=f"{stage.name:>8}", unit="rec", disable=not config.progress) as bar:
+        for chunk in chunked(pending, config.chunk_size):
             accepted, rejected, s = process_chunk(stage, chunk, backend, config, health)
             files.commit(stage.name, accepted, rejected)
             for key in ("accepted", "rejected", "llm_calls", "retries"):
-                setattr(total, key, getattr(total, key) + getattr(s, key))
-            total.transport_retries += sum(r["transport_retries"] for r in rejected)
-            total.transport_retries += sum(
+                setattr(summary, key, getattr(summary, key) + getattr(s, key))
+            summary.transport_retries += sum(r["transport_retries"] for r in rejected)
+            summary.transport_retries += sum(
                 a.provenance["stages"][stage.name].get("transport_retries", 0) for a in accepted
             )
             for reason, n in s.reasons.items():
-                total.reasons[reason] = total.reasons.get(reason, 0) + n
+                summary.reasons[reason] = summary.reasons.get(reason, 0) + n
             bar.update(len(chunk))
-            bar.set_postfix(kept=total.accepted, rejected=total.rejected, calls=total.llm_calls)
-    total.seconds = time.perf_counter() - start
+            bar.set_postfix(kept=summary.accepted, rejected=summary.rejected, calls=summary.llm_calls)
+    summary.seconds = time.perf_counter() - start
     log.info(
         "stage %s: %d pending, %d kept, %d rejected, %d LLM calls (%d retries), %.1f rec/s",
         stage.name,
-        total.pending,
-        total.accepted,
-        total.rejected,
-        total.llm_calls,
-        total.retries,
-        total.pending / total.seconds if total.seconds > 0 else 0.0,
+        summary.pending,
+        summary.accepted,
+        summary.rejected,
+        summary.llm_calls,
+        summary.retries,
+        summary.pending / summary.seconds if summary.seconds > 0 else 0.0,
     )
-    return total
+    return summary
 
 
 # -- the build -----------------------------------------------------------------------------------------
@@ -768,20 +868,27 @@ def make_backends(config: BuildConfig, roles: Iterable[str] = ("prompter", "rlm"
 
 
 def build(config: BuildConfig, backends: dict[str, Backend] | None = None) -> BuildSummary:
-    """Run the configured stages for one shard, resuming whatever an earlier run left."""
+    """Run the configured stages for one shard, resuming whatever an earlier run left.
+
+    Records stream through: the sources are scanned once for the split and the shard's ids,
+    then each stage reads its input (the sources, or the previous stage's files) lazily and
+    holds one chunk at a time. What grows with the shard is only sets of ids.
+    """
     files = ShardFiles(config.output, config.num_shards, config.shard_index)
     os.makedirs(config.output, exist_ok=True)
     files.check_config(config)
     if removed := files.clean_temp():
         log.info("removed %d temp files left by a killed run", removed)
 
-    splits = assign_splits(read_sources(config.sources), config.validation_fraction, config.seed)
-    given = split_datasets(read_sources(config.sources))
-    mine = [r for r in read_sources(config.sources) if shard_of(r.id, config.num_shards) == config.shard_index]
-    limited = mine if config.limit is None else mine[: config.limit]
+    plan = plan_sources(config.sources, config.validation_fraction, config.seed, config.num_shards, config.shard_index)
+    limited = plan.shard_ids if config.limit is None else plan.shard_ids[: config.limit]
+
+    def shard_sources() -> Iterator[SourceRecord]:
+        mine = (r for r in read_sources(config.sources) if shard_of(r.id, config.num_shards) == config.shard_index)
+        return itertools.islice(mine, len(limited))
 
     stages: list[Stage] = [
-        AudioStage(config, splits, given),
+        AudioStage(config, plan.splits),
         PromptsStage(config),
         FilterStage(config),
         RespondStage(config),
@@ -796,21 +903,22 @@ def build(config: BuildConfig, backends: dict[str, Backend] | None = None) -> Bu
     try:
         previous = ""
         for stage in stages:
-            done = files.done_ids(stage.name)
-            source = files.read_outputs(previous) if previous else iter(limited)
-            pending = [r for r in source if r.id not in done]
+            if stage.name in config.stages:
+                done = files.done_ids(stage.name)
+                ids = files.output_ids(previous) if previous else iter(limited)
+                total = sum(1 for i in ids if i not in done)
+                source = files.read_outputs(previous) if previous else shard_sources()
+                pending = (r for r in source if r.id not in done)
+                backend = backends.get(stage.role) if stage.role else None
+                summaries.append(run_stage(stage, pending, total, backend, files, config, health))
             previous = stage.name
-            if stage.name not in config.stages:
-                continue
-            backend = backends.get(stage.role) if stage.role else None
-            summaries.append(run_stage(stage, pending, backend, files, config, health))
     finally:
         if own_backends:
             for b in {id(b): b for b in backends.values()}.values():
                 b.close()
-    complete = _shard_complete(files, {r.id for r in mine})
+    complete = _shard_complete(files, set(plan.shard_ids))
     if complete:
-        counts = {"records": len(mine), "corpus": sum(1 for _ in files.read_outputs(STAGES[-1])), "at": _now()}
+        counts = {"records": len(plan.shard_ids), "corpus": files.output_rows(STAGES[-1]), "at": _now()}
         write_text(files.done_marker, json.dumps(counts) + "\n")
     return BuildSummary(config.output, files.tag, summaries, complete)
 
@@ -839,12 +947,19 @@ def corpus_files(directory: str) -> list[str]:
     return []
 
 
-def reject_rows(directory: str) -> list[dict[str, Any]]:
-    """Every reject of a build directory (``rejects/<stage>/``) or a merged one (``rejects.jsonl``)."""
+def iter_reject_rows(directory: str) -> Iterator[dict[str, Any]]:
+    """Every reject of a build directory (``rejects/<stage>/``) or a merged one (``rejects.jsonl``), streamed."""
     merged = os.path.join(directory, "rejects.jsonl")
-    if os.path.exists(merged):
-        return read_jsonl(merged)
-    return [row for p in sorted(glob.glob(os.path.join(directory, "rejects", "*", "*.jsonl"))) for row in read_jsonl(p)]
+    paths = sorted(glob.glob(os.path.join(directory, "rejects", "*", "*.jsonl")))
+    paths = [merged] if os.path.exists(merged) else paths
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            yield from (json.loads(line) for line in f if line.strip())
+
+
+def reject_rows(directory: str) -> list[dict[str, Any]]:
+    """Every reject of a build directory or a merged one, as a list."""
+    return list(iter_reject_rows(directory))
 
 
 def merge(
@@ -853,33 +968,43 @@ def merge(
     """Join the corpus shards of build directories into ``output/data/<split>-NNNNN-of-NNNNN.parquet``.
 
     Every input must hold all its shards finished (``done-*.json``) unless ``allow_partial``;
-    an id present twice is an error. Rows are sorted by id; rejects go to ``rejects.jsonl``.
+    an id present twice is an error. Rows are sorted by id; rejects go to ``rejects.jsonl``
+    (in input order). Memory is bounded by one output file of records plus the ids: pass 1
+    reads only ids and splits (sorted, they give each output file's id range); pass 2 reads
+    each input file once and appends its rows to the temp file of their output file; pass 3
+    sorts one output file at a time and writes it.
     """
-    records: dict[str, CorpusRecord] = {}
-    rejects: list[dict[str, Any]] = []
+    import shutil
+    import tempfile
+
+    paths = []
     for directory in inputs:
         _check_finished(directory, allow_partial)
-        for path in corpus_files(directory):
-            for r in read_records(path):
-                if r.id in records:
-                    raise RecordError(f"record {r.id!r} appears twice (again in {path})")
-                records[r.id] = r  # type: ignore[assignment]
-        rejects.extend(reject_rows(directory))
+        paths.extend(corpus_files(directory))
+    starts, counts = _output_ranges(paths, rows_per_file, inputs)
     data_dir = os.path.join(output, "data")
     os.makedirs(data_dir, exist_ok=True)
     for stale in glob.glob(os.path.join(data_dir, "*.parquet")):
         os.unlink(stale)
-    counts: dict[str, int] = {}
-    for split in ("train", "validation"):
-        rows = sorted((r for r in records.values() if r.split == split), key=lambda r: r.id)
-        n_files = max(1, math.ceil(len(rows) / rows_per_file))
-        for k in range(n_files if rows else 0):
-            part = rows[k * rows_per_file : (k + 1) * rows_per_file]
-            write_parquet(part, os.path.join(data_dir, f"{split}-{k:05d}-of-{n_files:05d}.parquet"))
-        counts[split] = len(rows)
-    rejects.sort(key=lambda r: r["id"])
-    write_text(os.path.join(output, "rejects.jsonl"), "".join(json.dumps(r) + "\n" for r in rejects))
-    info = {"inputs": [os.path.abspath(d) for d in inputs], "records": counts, "rejects": len(rejects), "at": _now()}
+    for stale in glob.glob(os.path.join(output, ".tmp-merge-*")):  # a killed merge's temp files
+        shutil.rmtree(stale, ignore_errors=True)
+    spill_dir = tempfile.mkdtemp(prefix=".tmp-merge-", dir=output)
+    try:
+        _spill(paths, starts, spill_dir)
+        for split, first_ids in starts.items():
+            for k in range(len(first_ids)):
+                part = sorted(read_records(os.path.join(spill_dir, f"{split}-{k}.jsonl")), key=lambda r: r.id)
+                write_parquet(part, os.path.join(data_dir, f"{split}-{k:05d}-of-{len(first_ids):05d}.parquet"))
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)
+
+    n_rejects = 0
+    with atomic_open(os.path.join(output, "rejects.jsonl")) as f:
+        for directory in inputs:
+            for row in iter_reject_rows(directory):
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n_rejects += 1
+    info = {"inputs": [os.path.abspath(d) for d in inputs], "records": counts, "rejects": n_rejects, "at": _now()}
     for directory in inputs:  # the settings travel with the merged corpus
         build_json = os.path.join(directory, "build.json")
         if os.path.exists(build_json):
@@ -887,6 +1012,44 @@ def merge(
                 info.setdefault("build", json.load(f))
     write_text(os.path.join(output, "merge.json"), json.dumps(info, indent=2) + "\n")
     return info
+
+
+def _output_ranges(
+    paths: Sequence[str], rows_per_file: int, inputs: Sequence[str]
+) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """(first id of each output file per split, records per split), from the id and split columns only."""
+    import pyarrow.parquet as pq
+
+    ids: dict[str, list[str]] = {"train": [], "validation": []}
+    for path in paths:
+        table = pq.read_table(path, columns=["id", "split"])
+        for rid, split in zip(table.column("id").to_pylist(), table.column("split").to_pylist()):
+            ids[split].append(rid)
+    starts: dict[str, list[str]] = {}
+    for split, rows in ids.items():
+        rows.sort()
+        for a, b in zip(rows, rows[1:]):
+            if a == b:
+                raise RecordError(f"record {a!r} appears twice in {', '.join(inputs)}")
+        starts[split] = rows[::rows_per_file]
+    return starts, {split: len(rows) for split, rows in ids.items()}
+
+
+def _spill(paths: Sequence[str], starts: dict[str, list[str]], spill_dir: str) -> None:
+    """Append every record to ``<spill_dir>/<split>-<k>.jsonl`` of the output file its id falls in."""
+    import bisect
+
+    spills: dict[tuple[str, int], Any] = {}
+    try:
+        for path in paths:
+            for r in read_records(path):
+                part = (r.split, bisect.bisect_right(starts[r.split], r.id) - 1)
+                if part not in spills:
+                    spills[part] = open(os.path.join(spill_dir, f"{part[0]}-{part[1]}.jsonl"), "w", encoding="utf-8")
+                spills[part].write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+    finally:
+        for f in spills.values():
+            f.close()
 
 
 def _check_finished(directory: str, allow_partial: bool) -> None:

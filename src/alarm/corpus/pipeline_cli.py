@@ -39,6 +39,7 @@ _DIRECT = {
     "shard_index": "shard_index",
     "limit": "limit",
     "stages": "stages",
+    "rephrase_exposure_check": "rephrase_exposure_check",
 }
 
 
@@ -128,6 +129,12 @@ def add_commands(corpus_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--languages", type=_csv, help="allowed language tags, comma-separated (must include en)")
     p.add_argument("--thinking-budget", type=int, help="B of the rephrasing pass (default 1536; -1 none)")
     p.add_argument("--respond-thinking-budget", type=int, help="budget of R0's reasoning (default -1: none)")
+    p.add_argument(
+        "--rephrase-exposure-check",
+        action=argparse.BooleanOptionalAction,
+        help="retry a rephrased target the lexical exposure detector flags, reject it if no attempt passes "
+        "(default off, as in the paper)",
+    )
     p.add_argument("--max-tokens", type=int, help="max new tokens of every LLM call (overrides the config)")
     p.add_argument("--greedy", action="store_true", help="greedy decoding everywhere (temperature 0)")
     p.add_argument("--max-attempts", type=int, help="tries per record and stage before rejecting (default 3)")

@@ -150,12 +150,10 @@ def write_parquet(records: Iterable[SourceRecord], path: str | os.PathLike[str])
 
 
 def read_records(path: str | os.PathLike[str]) -> Iterator[SourceRecord]:
-    """Records from a ``.jsonl`` or ``.parquet`` file; a corpus row if it has corpus fields."""
+    """Records from a ``.jsonl`` or ``.parquet`` file, streamed; a corpus row if it has corpus fields."""
     path = str(path)
     if path.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        rows: Iterable[dict[str, Any]] = pq.read_table(path).to_pylist()
+        rows: Iterable[dict[str, Any]] = _parquet_rows(path)
     elif path.endswith(".jsonl"):
         rows = _jsonl_rows(path)
     else:
@@ -165,6 +163,15 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[SourceRecord]:
             row["provenance"] = json.loads(row["provenance"])
         cls = CorpusRecord if "response" in row else SourceRecord
         yield cls.from_dict(row)
+
+
+def _parquet_rows(path: str, batch_rows: int = 1024) -> Iterator[dict[str, Any]]:
+    # Batch by batch: a large source file is never held whole in memory.
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as f:
+        for batch in f.iter_batches(batch_size=batch_rows):
+            yield from batch.to_pylist()
 
 
 def _jsonl_rows(path: str) -> Iterator[dict[str, Any]]:

@@ -79,10 +79,15 @@ def test_stale_or_foreign_caches_are_refused(corpus, model, tmp_path):
         FeatureCache(tmp_path, build_model("tiny-al-whisper-r"))
 
 
-def _first_step(config: TrainConfig) -> tuple[float, float]:
+def _first_step(config: TrainConfig) -> tuple[tuple[float, float], Trainer]:
     records = []
-    Trainer(config, callbacks=[records.append]).run()
-    return records[0].loss, records[0].grad_norm
+    trainer = Trainer(config, callbacks=[records.append])
+    trainer.run()
+    return (records[0].loss, records[0].grad_norm), trainer
+
+
+def _encoder_weights(model) -> int:
+    return sum(t.numel() for t in model.encoders.state_dict().values())
 
 
 @pytest.mark.parametrize("dtype,tolerance", [("float32", 1e-5), ("float16", 1e-3)])
@@ -109,7 +114,46 @@ def test_first_step_loss_is_the_same_with_and_without_the_cache(corpus, model, t
         progress=False,
         report_to=(),
     )
-    online = _first_step(TrainConfig(**common, output=str(tmp_path / "online")))
-    cached = _first_step(TrainConfig(**common, output=str(tmp_path / "cached"), features=str(tmp_path / "cache")))
+    online, with_encoders = _first_step(TrainConfig(**common, output=str(tmp_path / "online")))
+    cached, from_cache = _first_step(
+        TrainConfig(**common, output=str(tmp_path / "cached"), features=str(tmp_path / "cache"))
+    )
     assert cached == pytest.approx(online, rel=tolerance)
     assert online[0] > 1.0 and online[1] > 0  # a real loss and gradient, not an empty batch
+    # Training from the cache never held the encoders' networks: shells with specs and length rules only.
+    assert _encoder_weights(with_encoders.unwrapped) > 0
+    assert _encoder_weights(from_cache.unwrapped) == 0
+    assert all(e.released for e in from_cache.unwrapped.encoders.values())
+
+
+def test_samples_are_generated_from_the_cache_without_encoders(corpus, model, tmp_path):
+    """Validation answers from cached states (fp32 cache) are the answers generated from the audio."""
+    root, records = corpus
+    extract_features(
+        model, records, audio_root=root, out=tmp_path / "cache", dtype="float32", num_workers=0, progress=False
+    )
+    common = dict(
+        preset=PRESET,
+        corpus=os.path.join(root, "corpus.jsonl"),
+        max_steps=1,
+        effective_batch_size=4,
+        micro_batch_size=4,
+        num_workers=0,
+        eval_every=1,
+        num_samples=2,
+        sample_max_new_tokens=12,
+        sample_thinking_budget=6,
+        save_every=0,
+        progress=False,
+        report_to=(),
+    )
+    Trainer(TrainConfig(**common, audio_root=root, output=str(tmp_path / "online"))).run()
+    cached = Trainer(TrainConfig(**common, features=str(tmp_path / "cache"), output=str(tmp_path / "cached")))
+    assert _encoder_weights(cached.unwrapped) == 0
+    cached.run()  # no audio_root at all: the samples cannot have come from the audio files
+
+    def outputs(run: str) -> list[tuple[str, str]]:
+        return [(json.loads(line)["id"], json.loads(line)["output"]) for line in open(tmp_path / run / "samples.jsonl")]
+
+    assert outputs("cached") == outputs("online")
+    assert len(outputs("online")) == 2 and all(text for _, text in outputs("online"))

@@ -2,9 +2,13 @@
 
 import dataclasses
 import json
+import math
 import os
+import subprocess
+import sys
 
 import torch
+from safetensors.torch import load_file
 
 from alarm.cli import main
 from alarm.corpus.schema import write_jsonl
@@ -91,3 +95,27 @@ def test_bad_settings_fail_with_a_message(tmp_path, capsys):
     code = main(["train", "--preset", PRESET, "--corpus", "c", "--output", "o", "--audio-root", ".", "--epochs", "0"])
     assert code == 2
     assert "epochs must be positive" in capsys.readouterr().err
+
+
+def test_bf16_autocast_with_bf16_frozen_parts_runs_in_its_own_process(tmp_path):
+    """The GPU recipe's precision (bf16 autocast + bf16 frozen parts) on CPU autocast.
+
+    A subprocess: accelerate's precision is process-wide, the other tests run in fp32.
+    """
+    corpus = _corpus(tmp_path)
+    out = tmp_path / "run"
+    args = ["train", "--preset", PRESET, "--corpus", corpus, "--audio-root", str(tmp_path), "--output", str(out)]
+    args += ["--max-steps", "2", "--effective-batch-size", "4", "--micro-batch-size", "2", "--num-workers", "0"]
+    args += ["--max-seq-len", "512", "--mixed-precision", "bf16", "--frozen-dtype", "bfloat16", "--log-every", "1"]
+    args += ["--eval-every", "2", "--num-samples", "1", "--sample-max-new-tokens", "4", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run(
+        [sys.executable, "-m", "alarm.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_metrics(out / "metrics.csv")
+    assert [r["step"] for r in rows] == ["1", "2"]
+    assert all(math.isfinite(float(r[k])) and float(r[k]) > 0 for r in rows for k in ("loss", "grad_norm"))
+    assert math.isfinite(float(rows[-1]["val_loss"]))
+    saved = load_file(out / "final/model.safetensors")
+    assert {v.dtype for v in saved.values() if v.is_floating_point()} == {torch.float32}

@@ -119,12 +119,56 @@ def test_overfitting_32_tones_cuts_the_loss_by_80_percent_and_learns_to_listen(t
     )
     records = []
     trainer = Trainer(config, callbacks=[records.append])
-    before = _pitch_accuracy(trainer.unwrapped, tones)
+    listener = build_model(preset)  # the trainer's model has no encoder networks (cache): listen with this one
+    listener.load_state_dict(trainer.unwrapped.trainable_state_dict(), strict=False)
+    before = _pitch_accuracy(listener, tones)
     trainer.run()
     first, last = records[0].loss, sum(r.loss for r in records[-5:]) / 5
     assert last <= 0.2 * first, f"loss {first:.3f} -> {last:.3f}"
-    after = _pitch_accuracy(trainer.unwrapped, tones)
+    listener.load_state_dict(trainer.unwrapped.trainable_state_dict(), strict=False)
+    after = _pitch_accuracy(listener, tones)
     assert after >= 0.9 > before, f"pitch chosen right {before:.0%} before, {after:.0%} after"
+
+
+def test_frozen_parts_in_bfloat16_train_stay_bit_identical_and_save_fp32_weights(tones, tmp_path):
+    """CPU, no autocast: the RLM and the encoder run in bf16, the audio path and AdamW in fp32."""
+    preset = _taught_preset(tmp_path)
+    config = _config(
+        tones,
+        tmp_path / "run",
+        preset=preset,
+        frozen_dtype="bfloat16",
+        system_prompt="",
+        learning_rate=1e-2,
+        warmup_steps=5,
+        max_steps=20,
+        effective_batch_size=8,
+        micro_batch_size=8,
+        val_split="",
+    )
+    records = []
+    trainer = Trainer(config, callbacks=[records.append])
+    model = trainer.unwrapped
+    frozen = _frozen_state(model)
+    assert {k.split(".")[0] for k in frozen} == {"language_model", "encoders"}  # online: the encoder is there
+    assert {v.dtype for v in frozen.values() if v.is_floating_point()} == {torch.bfloat16}
+    rotary = [b for name, b in model.named_buffers() if name.endswith("inv_freq")]  # not in the state dict
+    assert rotary and {b.dtype for b in rotary} == {torch.float32}  # positions stay exact
+    assert {p.dtype for p in trainer.trainable} == {torch.float32}
+    trainer.run()
+
+    first, last = records[0].loss, sum(r.loss for r in records[-5:]) / 5
+    assert last <= 0.5 * first, f"loss {first:.3f} -> {last:.3f}"  # measured 0.90 -> 0.27
+    moments = [v for state in trainer.optimizer.state.values() for v in state.values() if v.dim() > 0]
+    assert moments and {v.dtype for v in moments} == {torch.float32}
+    for key, value in _frozen_state(model).items():
+        assert value.dtype == frozen[key].dtype and torch.equal(value, frozen[key]), key
+    saved = load_file(tmp_path / "run/final/model.safetensors")
+    assert saved.keys() == model.trainable_state_dict().keys()  # trainable only
+    assert {v.dtype for v in saved.values() if v.is_floating_point()} == {torch.float32}
+    rebuilt = build_model(str(tmp_path / "run/final"))  # loads like any saved model (frozen parts in fp32)
+    for key, value in rebuilt.trainable_state_dict().items():
+        assert torch.equal(value, model.trainable_state_dict()[key]), key
 
 
 # -- resume ----------------------------------------------------------------------------------

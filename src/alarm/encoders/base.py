@@ -84,6 +84,28 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
+def module_shell(module: nn.Module, keep: Sequence[str] = ()) -> nn.Module:
+    """A copy of ``module`` with its class and plain attributes but no weights, buffers or hooks.
+
+    Length rules are structural: they read sizes kept as plain attributes (windows, strides,
+    the feature extractor's settings), never weights. A shell therefore computes them exactly
+    while holding no network, so it costs no memory and pickles in a few kilobytes (DataLoader
+    workers started with ``spawn`` receive it). Submodules are dropped, except the children
+    named in ``keep``, which become shells themselves.
+    """
+    shell = object.__new__(type(module))
+    nn.Module.__init__(shell)  # fresh, empty parameter/buffer/module/hook tables
+    fresh = set(shell.__dict__)
+    for name, value in module.__dict__.items():
+        if name not in fresh:
+            shell.__dict__[name] = value
+    shell.training = module.training
+    for name in keep:
+        child = module._modules.get(name)
+        shell._modules[name] = None if child is None else module_shell(child)
+    return shell
+
+
 def split_into_windows(wave: torch.Tensor, window: int) -> list[torch.Tensor]:
     """Split a 1-D wave into consecutive pieces of at most ``window`` samples (last may be short)."""
     if wave.numel() <= window:
@@ -99,6 +121,8 @@ class FrozenEncoder(nn.Module, ABC):
 
     kind: ClassVar[str]
     sample_rate: ClassVar[int]
+    #: True for a shell without its network (see `without_weights`): lengths only, no encoding.
+    released: bool = False
     #: nominal output frames per second (the true count comes from `encode`).
     frame_rate: ClassVar[float]
     default_window_seconds: ClassVar[float]
@@ -156,6 +180,17 @@ class FrozenEncoder(nn.Module, ABC):
         # Frozen encoders stay in eval mode (dropout off) even inside a model in train mode.
         return super().train(False)
 
+    def without_weights(self) -> FrozenEncoder:
+        """This encoder without its network: spec, layers, sample rate and length rule only.
+
+        Used when its output comes from elsewhere (the feature cache) and as the picklable
+        length rule of DataLoader workers. The length rule (`window_output_length`) must
+        therefore not touch the network; a shell's `encode` raises.
+        """
+        shell = module_shell(self)
+        shell.released = True
+        return shell
+
     @property
     def window_samples(self) -> int:
         return int(round(self.window_seconds * self.sample_rate))
@@ -184,6 +219,11 @@ class FrozenEncoder(nn.Module, ABC):
             hidden: (L, B, T, D) selected hidden states, zero beyond each sample's length.
             out_lengths: (B,) valid frames per sample.
         """
+        if self.released:
+            raise RuntimeError(
+                f"the {self.kind} encoder was released (its states come from a feature cache); "
+                "pass them in AudioBatch.encoder_states or build the model with its encoders"
+            )
         if waves.dim() != 2 or lengths.dim() != 1 or waves.shape[0] != lengths.shape[0]:
             raise ValueError(
                 f"expected waves (B, S) and lengths (B,), got {tuple(waves.shape)} and {tuple(lengths.shape)}"

@@ -25,7 +25,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 
 from alarm.chat import AudioSlot, UserPart
 from alarm.encoders import FrozenEncoder, build_encoder
-from alarm.encoders.base import seeded
+from alarm.encoders.base import module_shell, seeded
 from alarm.io import atomic_path
 from alarm.modeling.adapters import AudioBranch, length_mask
 from alarm.modeling.configuration import AlarmConfig
@@ -37,12 +37,35 @@ WEIGHTS_NAME = "model.safetensors"
 FROZEN_PREFIXES = ("language_model.", "encoders.")
 
 
-def build_language_model(config: AlarmConfig) -> PreTrainedModel:
-    """The frozen RLM: released weights by id/path, or a seeded random Qwen3 for tiny twins."""
+# Buffers that keep their dtype when the frozen parts are cast: rotary frequencies, from which
+# positions are computed (in bf16, position 750 would be 752). ``from_pretrained(dtype=...)``
+# leaves them in fp32 too.
+KEEP_DTYPE_BUFFERS = frozenset({"inv_freq", "original_inv_freq"})
+
+
+def cast_floating(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Cast ``module``'s floating parameters and buffers to ``dtype`` in place, except `KEEP_DTYPE_BUFFERS`."""
+    for sub in module.modules():
+        for param in sub.parameters(recurse=False):
+            if param.is_floating_point() and param.dtype != dtype:
+                param.data = param.data.to(dtype)
+        for name, buffer in sub.named_buffers(recurse=False):
+            if buffer.is_floating_point() and buffer.dtype != dtype and name not in KEEP_DTYPE_BUFFERS:
+                sub._buffers[name] = buffer.to(dtype)
+    return module
+
+
+def build_language_model(config: AlarmConfig, dtype: torch.dtype | None = None) -> PreTrainedModel:
+    """The frozen RLM: released weights by id/path, or a seeded random Qwen3 for tiny twins.
+
+    Released weights are read directly in ``dtype`` (no fp32 copy of a 4B model on the way);
+    a tiny twin is initialised in fp32 and cast, so its values do not depend on ``dtype``.
+    """
     if config.text_model is not None:
-        return AutoModelForCausalLM.from_pretrained(config.text_model, dtype=torch.float32)
+        return AutoModelForCausalLM.from_pretrained(config.text_model, dtype=dtype or torch.float32)
     with seeded(config.text_seed):
-        return Qwen3ForCausalLM(Qwen3Config(**config.text_config))
+        model = Qwen3ForCausalLM(Qwen3Config(**config.text_config))
+    return cast_floating(model, dtype) if dtype is not None else model
 
 
 def splice_audio(
@@ -89,6 +112,35 @@ def embed_with_audio(alm: Any, input_ids: torch.Tensor, audio: AudioBatch | None
     return splice_audio(embeds, input_ids, alm.audio_token_id, *alm.audio_embeddings(audio))
 
 
+class AudioLengthRule:
+    """Audio positions per sample from sample counts: the model's length rules without weights.
+
+    Holds shells (`module_shell`) of the encoders, branches (with their adapters) and fusion,
+    so ``model.audio_lengths`` and DataLoader workers run the very same code, and a worker
+    started with ``spawn`` receives a few kilobytes instead of the model.
+    """
+
+    def __init__(self, encoders: dict[str, FrozenEncoder], branches: dict[str, nn.Module], fusion: nn.Module):
+        self.encoders, self.branches, self.fusion = encoders, branches, fusion
+
+    @classmethod
+    def of(cls, model: AlarmForConditionalGeneration) -> AudioLengthRule:
+        return cls(
+            {k: e if e.released else e.without_weights() for k, e in model.encoders.items()},
+            {k: module_shell(b, keep=("adapter",)) for k, b in model.branches.items()},
+            module_shell(model.fusion),
+        )
+
+    def __call__(self, sample_lengths: dict[int, torch.Tensor]) -> torch.Tensor:
+        per_stream = {}
+        for kind, enc in self.encoders.items():
+            frames = torch.tensor(
+                [enc.output_length(int(n)) for n in sample_lengths[enc.sample_rate]], dtype=torch.long
+            )
+            per_stream[kind] = self.branches[kind].output_lengths(frames)
+        return self.fusion.output_lengths(per_stream) + 2
+
+
 class AlarmForConditionalGeneration(PreTrainedModel):
     """An audio-language model over a frozen reasoning LLM (see module docstring)."""
 
@@ -103,11 +155,18 @@ class AlarmForConditionalGeneration(PreTrainedModel):
         language_model: PreTrainedModel | None = None,
         encoders: dict[str, FrozenEncoder] | None = None,
         tokenizer: PreTrainedTokenizerBase | None = None,
+        frozen_dtype: torch.dtype | None = None,
     ) -> None:
-        """Build the model; pass already-built frozen parts to share them (e.g. in ALARM-E)."""
+        """Build the model; pass already-built frozen parts to share them (e.g. in ALARM-E).
+
+        ``frozen_dtype`` holds the frozen RLM and encoders in that dtype (bf16 halves a 4B
+        RLM); the trainable audio path stays fp32 and its input is cast to it.
+        """
         super().__init__(config)
         shared = encoders or {}
-        self.language_model = language_model if language_model is not None else build_language_model(config)
+        self.language_model = (
+            language_model if language_model is not None else build_language_model(config, frozen_dtype)
+        )
         self.encoders = nn.ModuleDict({s.kind: shared.get(s.kind) or build_encoder(s) for s in config.encoder_specs()})
         hidden = self.language_model.get_input_embeddings().embedding_dim
         self.branches = nn.ModuleDict(
@@ -124,6 +183,9 @@ class AlarmForConditionalGeneration(PreTrainedModel):
         self.language_model.eval()
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.tokenizer_name)
         self.audio_token_id = token_id(self.tokenizer, AUDIO_TOKEN)
+        self._length_rule: AudioLengthRule | None = None
+        if frozen_dtype is not None:
+            self.cast_frozen(frozen_dtype)
 
     # frozen / trainable ------------------------------------------------------------------
     def train(self, mode: bool = True) -> AlarmForConditionalGeneration:
@@ -137,10 +199,34 @@ class AlarmForConditionalGeneration(PreTrainedModel):
         """Weights and buffers of the trainable parts only."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith(FROZEN_PREFIXES)}
 
+    def cast_frozen(self, dtype: torch.dtype) -> AlarmForConditionalGeneration:
+        """Hold the frozen RLM and encoders in ``dtype``; the trainable parts keep theirs."""
+        cast_floating(self.language_model, dtype)
+        for encoder in self.encoders.values():
+            cast_floating(encoder, dtype)
+        return self
+
+    def release_encoders(self, kinds: Sequence[str] | None = None) -> AlarmForConditionalGeneration:
+        """Replace encoders (all by default) by shells without their networks, freeing their memory.
+
+        For training from a feature cache, where every batch carries the encoders' states:
+        lengths, specs and the cache manifest still work; encoding raw audio raises.
+        """
+        for kind in self.encoders if kinds is None else kinds:
+            self.encoders[kind] = self.encoders[kind].without_weights()
+        self._length_rule = None
+        return self
+
     # audio path ---------------------------------------------------------------------------
     @property
     def sample_rates(self) -> list[int]:
         return sorted({enc.sample_rate for enc in self.encoders.values()})
+
+    def length_rule(self) -> AudioLengthRule:
+        """The audio length rule alone: small and picklable (DataLoader workers, any start method)."""
+        if self._length_rule is None:
+            self._length_rule = AudioLengthRule.of(self)
+        return self._length_rule
 
     def audio_lengths(self, sample_lengths: dict[int, torch.Tensor]) -> torch.Tensor:
         """(B,) audio positions each sample will take, boundaries included, without encoding.
@@ -148,13 +234,7 @@ class AlarmForConditionalGeneration(PreTrainedModel):
         The chat layer needs the count before the model runs (e.g. in DataLoader workers);
         ``splice_audio`` checks it against what the encoders actually produced.
         """
-        per_stream = {}
-        for kind, enc in self.encoders.items():
-            frames = torch.tensor(
-                [enc.output_length(int(n)) for n in sample_lengths[enc.sample_rate]], dtype=torch.long
-            )
-            per_stream[kind] = self.branches[kind].output_lengths(frames)
-        return self.fusion.output_lengths(per_stream) + 2
+        return self.length_rule()(sample_lengths)
 
     def audio_token_counts(self, sample_lengths: dict[int, torch.Tensor]) -> torch.Tensor:
         """(B,) encoded audio tokens per sample: positions minus boundaries and separators."""
@@ -164,8 +244,9 @@ class AlarmForConditionalGeneration(PreTrainedModel):
         """The audio slots of each sample's user turn (one per sample for a single model)."""
         return [[AudioSlot(int(n))] for n in self.audio_lengths(sample_lengths)]
 
-    def user_parts(self, prompt: str, slots: Sequence[AudioSlot]) -> list[UserPart]:
-        """Audio first, then the text: the layout the paper trains with."""
+    @staticmethod
+    def user_parts(prompt: str, slots: Sequence[AudioSlot]) -> list[UserPart]:
+        """Audio first, then the text: the layout the paper trains with (static: picklable)."""
         (slot,) = slots
         return [slot, prompt]
 
@@ -214,7 +295,11 @@ class AlarmForConditionalGeneration(PreTrainedModel):
         os.makedirs(save_directory, exist_ok=True)
         self.config.architectures = [type(self).__name__]
         self.config.save_pretrained(save_directory)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.trainable_state_dict().items()}
+        # fp32 whatever the compute dtype (e.g. a DeepSpeed bf16 module copy): one format on disk.
+        state = {
+            k: (v.float() if v.is_floating_point() else v).detach().contiguous().cpu()
+            for k, v in self.trainable_state_dict().items()
+        }
         with atomic_path(os.path.join(save_directory, WEIGHTS_NAME)) as tmp:
             save_file(state, tmp, metadata={"format": "pt", "frozen": ",".join(FROZEN_PREFIXES)})
 

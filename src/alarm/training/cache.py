@@ -37,7 +37,7 @@ from alarm.audio import AudioError, load_audio
 from alarm.corpus.schema import SourceRecord
 from alarm.io import atomic_open, atomic_path
 from alarm.modeling.inputs import AudioBatch
-from alarm.training.data import UNREADABLE_AUDIO, Rejection
+from alarm.training.data import UNREADABLE_AUDIO, Rejection, worker_context
 from alarm.training.report import RejectsLog
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,10 @@ class FeatureCache:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Open file handles do not pickle; a worker started with spawn opens its own.
+        return {**self.__dict__, "_handles": {}}
 
     def has(self, record: SourceRecord) -> bool:
         """Whether the record is cached for exactly its current audio segment."""
@@ -240,7 +244,7 @@ def extract_features(
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=list,
-        multiprocessing_context="fork" if num_workers else None,
+        multiprocessing_context=worker_context("auto", num_workers),
     )
     written = rejected = 0
     for items in tqdm(loader, desc="extracting", disable=not progress or rank != 0):

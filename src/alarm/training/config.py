@@ -31,10 +31,14 @@ RESUMABLE_CHANGES = frozenset(
         "sample_thinking_budget",
         "report_to",
         "progress",
+        "worker_start_method",
+        "plan_cache",
     }
 )
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
+FROZEN_DTYPES = ("auto", "float32", "bfloat16", "float16")
+START_METHODS = ("auto", "fork", "spawn", "forkserver")
 REPORTERS = ("tensorboard", "wandb")
 
 
@@ -68,9 +72,14 @@ class TrainConfig:
     limit (prompt + audio positions + target; longer samples are skipped, never cut);
     ``max_audio_seconds`` refuses longer segments; ``group_by_length`` with ``group_size``
     micro-batches sorted together per bucket; ``num_workers`` DataLoader processes;
-    ``system_prompt`` overrides the model's.
+    ``system_prompt`` overrides the model's; ``worker_start_method`` how DataLoader workers
+    start (``auto``: ``fork`` on Linux, the platform's default elsewhere, i.e. ``spawn`` on
+    macOS; the batches are the same either way); ``plan_cache`` directory of cached length
+    plans (default ``OUTPUT/plan-cache``; runs over the same corpus may share one).
 
     Precision: ``mixed_precision`` ``auto`` = bf16 autocast on a GPU, fp32 on a CPU.
+    ``frozen_dtype``: dtype the frozen RLM and encoders are held in (``auto`` = bfloat16 on a
+    GPU that supports it, float32 otherwise); trainable weights and optimizer state stay fp32.
 
     Observability: ``log_every`` steps per CSV row, ``eval_every`` (validation loss and
     generated samples), ``save_every`` (checkpoints; 0 = only at the end),
@@ -111,9 +120,12 @@ class TrainConfig:
     group_by_length: bool = True
     group_size: int = 64
     num_workers: int = 2
+    worker_start_method: str = "auto"
+    plan_cache: str | None = None
     system_prompt: str | None = None
     # precision
     mixed_precision: str = "auto"
+    frozen_dtype: str = "auto"
     # observability
     log_every: int = 10
     eval_every: int = 1000
@@ -149,6 +161,10 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
+        if self.frozen_dtype not in FROZEN_DTYPES:
+            raise ValueError(f"frozen_dtype must be one of {FROZEN_DTYPES}, got {self.frozen_dtype!r}")
+        if self.worker_start_method not in START_METHODS:
+            raise ValueError(f"worker_start_method must be one of {START_METHODS}, got {self.worker_start_method!r}")
         unknown = set(self.report_to) - set(REPORTERS)
         if unknown:
             raise ValueError(f"report_to takes {REPORTERS}, got {sorted(unknown)}")

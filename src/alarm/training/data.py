@@ -14,15 +14,19 @@ A sample that fails in a worker (unreadable audio, not in the feature cache, lon
 planned) becomes a :class:`Rejection` that travels with the batch to be counted and
 written down; it is never silently dropped and a target is never cut.
 
-Audio slot sizes come from the model's length rules (``model.audio_lengths``), which the
-workers reach through the forked process image (DataLoader workers use ``fork``).
+Audio slot sizes come from the model's length rule (``model.length_rule()``: shells of the
+encoders, adapters and fusion, no weights), so everything a worker holds pickles in a few
+kilobytes plus the tokenizer and the rows: workers may start with ``fork`` (Linux default
+here) or ``spawn`` (macOS) and produce the same batches.
 """
 
 from __future__ import annotations
 
 import glob
 import logging
+import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +41,7 @@ from alarm.audio import AudioError, load_audio
 from alarm.chat import IGNORE_INDEX, AudioSlot, ChatExample, build_example
 from alarm.corpus.schema import CorpusRecord, read_records
 from alarm.modeling.inputs import AudioBatch
+from alarm.training.plan_cache import LengthCache, row_key
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,20 @@ class Rejection:
 
     def to_dict(self) -> dict[str, str]:
         return {"id": self.id, "reason": self.reason, "detail": self.detail}
+
+
+def worker_context(method: str, num_workers: int) -> Any:
+    """The multiprocessing context of DataLoader workers (``None`` without workers).
+
+    ``auto`` is ``fork`` on Linux (workers start at once and share the rows copy-on-write)
+    and the platform's default elsewhere (``spawn`` on macOS and Windows, where ``fork`` is
+    unsafe or missing). Everything a worker needs pickles, so the batches do not depend on it.
+    """
+    if not num_workers:
+        return None
+    if method == "auto":
+        method = "fork" if sys.platform.startswith("linux") else multiprocessing.get_start_method()
+    return multiprocessing.get_context(method)
 
 
 # -- corpus --------------------------------------------------------------------------------
@@ -110,8 +129,9 @@ class ChatFormat:
 
     @classmethod
     def from_model(cls, model: Any, system: str | None = None) -> ChatFormat:
+        """The model's layout; holds its picklable length rule, not the model."""
         system = model.config.system_prompt if system is None else system
-        return cls(model.tokenizer, model.audio_lengths, model.user_parts, tuple(model.sample_rates), system or None)
+        return cls(model.tokenizer, model.length_rule(), model.user_parts, tuple(model.sample_rates), system or None)
 
     @property
     def pad_token_id(self) -> int:
@@ -128,6 +148,12 @@ class ChatFormat:
             context=record.context,
             target=record.response,
         )
+
+    def prompt(self, record: CorpusRecord, sample_lengths: dict[int, int]) -> ChatExample:
+        """The row's prompt alone (the generation prompt, no target) for audio of these sample counts."""
+        (size,) = self.audio_lengths({r: torch.tensor([n]) for r, n in sample_lengths.items()}).tolist()
+        parts = self.user_parts(record.prompt, [AudioSlot(int(size))])
+        return build_example(self.tokenizer, parts, system=self.system, context=record.context)
 
     def nominal_lengths(self, seconds: float) -> dict[int, int]:
         """Sample counts per encoder rate for a segment of ``seconds``."""
@@ -167,23 +193,33 @@ def plan_lengths(
     max_audio_seconds: float,
     num_workers: int = 0,
     progress: bool = False,
+    cache: LengthCache | None = None,
+    start_method: str = "auto",
 ) -> LengthPlan:
     """Tokenize every row once (audio sized from ``duration_s``) and apply the limits.
 
     The count is exact for the planned audio length; a worker re-checks it against the
-    audio it actually reads.
+    audio it actually reads. With ``cache`` only rows it does not hold are tokenized, and
+    their counts are added to it.
     """
-    loader = DataLoader(
-        _SizeDataset(records, fmt),
-        batch_size=256,
-        num_workers=num_workers,
-        collate_fn=list,
-        multiprocessing_context="fork" if num_workers else None,
-        generator=torch.Generator().manual_seed(0),  # never draw from the global RNG (see make_loader)
-    )
-    tokens = np.fromiter(
-        (n for chunk in tqdm(loader, desc="planning", disable=not progress) for n in chunk), dtype=np.int64
-    )
+    keys = [row_key(r) for r in records] if cache is not None else []
+    tokens = cache.lookup(keys) if cache is not None else np.full(len(records), -1, dtype=np.int64)
+    todo = np.flatnonzero(tokens < 0)
+    if len(todo):
+        loader = DataLoader(
+            _SizeDataset([records[i] for i in todo], fmt),
+            batch_size=256,
+            num_workers=num_workers,
+            collate_fn=list,
+            multiprocessing_context=worker_context(start_method, num_workers),
+            generator=torch.Generator().manual_seed(0),  # never draw from the global RNG (see make_loader)
+        )
+        bar = tqdm(loader, desc="planning", disable=not progress)
+        tokens[todo] = np.fromiter((n for chunk in bar for n in chunk), dtype=np.int64, count=len(todo))
+        if cache is not None:
+            cache.add([keys[i] for i in todo], tokens[todo].tolist())
+    if cache is not None:
+        log.info("length plan: %d rows from %s, %d tokenized", len(records) - len(todo), cache.path, len(todo))
     seconds = np.array([r.duration_s for r in records], dtype=np.float64)
     rejections = []
     keep = np.ones(len(records), dtype=bool)
@@ -437,9 +473,13 @@ class Collator:
 
 
 def make_loader(
-    dataset: TrainingDataset, batches: Sequence[Sequence[int]], pad_token_id: int, num_workers: int
+    dataset: TrainingDataset,
+    batches: Sequence[Sequence[int]],
+    pad_token_id: int,
+    num_workers: int,
+    start_method: str = "auto",
 ) -> DataLoader:
-    """A DataLoader over fixed micro-batches.
+    """A DataLoader over fixed micro-batches (workers started with ``start_method``, see `worker_context`).
 
     It gets its own generator so creating it never draws from the global torch RNG (that
     RNG drives dropout; a resumed run must see the same stream as an uninterrupted one).
@@ -449,7 +489,7 @@ def make_loader(
         batch_sampler=batches,
         collate_fn=Collator(pad_token_id),
         num_workers=num_workers,
-        multiprocessing_context="fork" if num_workers else None,
+        multiprocessing_context=worker_context(start_method, num_workers),
         persistent_workers=False,
         generator=torch.Generator().manual_seed(0),
         prefetch_factor=2 if num_workers else None,

@@ -40,13 +40,16 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from alarm.chat import IGNORE_INDEX
+from alarm.chat import IGNORE_INDEX, collate
 from alarm.io import write_text
+from alarm.modeling.model import FROZEN_PREFIXES
 from alarm.training.config import TrainConfig
 from alarm.training.data import (
     REASONS,
     ChatFormat,
+    Collator,
     LengthPlan,
+    Rejection,
     StepPlan,
     TrainBatch,
     TrainingDataset,
@@ -55,6 +58,7 @@ from alarm.training.data import (
     plan_lengths,
     validation_batches,
 )
+from alarm.training.plan_cache import LengthCache
 from alarm.training.report import MetricsLog, RejectsLog, plot_curves
 
 log = logging.getLogger(__name__)
@@ -62,6 +66,8 @@ log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
 TRAINER_STATE = "trainer_state.pt"
 CONFIG_NAME = "train_config.json"
+PLAN_CACHE = "plan-cache"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 # -- state ---------------------------------------------------------------------------------
@@ -175,11 +181,31 @@ def set_train_mode(model: Any, train_modules: Sequence[str]) -> None:
             module.training = False  # per module, not .eval(): a parent must not switch its children
 
 
-def build_training_model(config: TrainConfig) -> Any:
+def frozen_dtype(setting: str, on_gpu: bool) -> torch.dtype:
+    """The dtype of the frozen parts: ``auto`` is bfloat16 on a GPU that has it, float32 otherwise.
+
+    fp32 on a CPU keeps CPU runs exact (tests, resume); bf16 halves a 4B RLM on a GPU, where
+    the RLM then runs in bf16 with or without autocast.
+    """
+    if setting != "auto":
+        return DTYPES[setting]
+    return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
+
+
+def build_training_model(config: TrainConfig, dtype: torch.dtype = torch.float32) -> Any:
+    """The preset with its frozen parts in ``dtype``; with a feature cache, without encoder networks.
+
+    A cache holds every encoder's states for every row it serves (rows it lacks are skipped as
+    ``not_in_feature_cache``), so the encoders never run: they are replaced by shells that keep
+    their specs and length rules, and their weights never reach the accelerator.
+    """
     from alarm.presets import resolve
 
     _, build = resolve(config.preset)
-    return build()
+    model = build(frozen_dtype=dtype)
+    if config.features:
+        model.release_encoders()
+    return model
 
 
 def schedule_factor(index: int, *, warmup: int, total: int, kind: str, min_ratio: float) -> float:
@@ -289,7 +315,8 @@ class Trainer:
             write_text(os.path.join(config.output, CONFIG_NAME), json.dumps(config.to_dict(), indent=2))
         set_seed(config.seed)  # trainable init and dropout; identical on every rank
 
-        model = build_training_model(config)
+        self.frozen_dtype = frozen_dtype(config.frozen_dtype, on_gpu=not cpu)
+        model = build_training_model(config, self.frozen_dtype)
         self.trained_names = apply_recipe(model, config)
         self.fmt = ChatFormat.from_model(model, config.system_prompt)
         self._setup_data(model)
@@ -310,6 +337,12 @@ class Trainer:
         self.state = TrainState()
         if self.checkpoint:
             load_trainable(model, read_trainable_weights(self.checkpoint), self.checkpoint)
+        # Frozen parts are identical on every rank by construction: DDP need not broadcast them
+        # at start (GBs of RLM) nor their buffers at every forward.
+        from torch.nn.parallel import DistributedDataParallel
+
+        frozen = [n for n in model.state_dict() if n.startswith(FROZEN_PREFIXES)]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, frozen)
         # The scheduler is stepped by us, once per optimizer step: accelerate would step it per process.
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.unwrapped = acc.unwrap_model(self.model)
@@ -334,9 +367,12 @@ class Trainer:
             if self.rank == 0:
                 self.rejects.add(rejection)
         log.info(
-            "training %d parameters (%s...) on %d samples: %d steps of %d (%d x %d x %d processes), %d per epoch",
+            "training %d parameters (%s...), frozen parts in %s, encoders %s, on %d samples: "
+            "%d steps of %d (%d x %d x %d processes), %d per epoch",
             sum(p.numel() for p in self.trainable),
             ", ".join(self.trained_names[:3]),
+            str(self.frozen_dtype).removeprefix("torch."),
+            "released (feature cache)" if config.features else "loaded",
             len(self.dataset),
             self.total_steps,
             config.effective_batch_size,
@@ -371,11 +407,18 @@ class Trainer:
         records = load_corpus(config.corpus, config.train_split)
         if not records:
             raise ValueError(f"corpus {config.corpus} has no rows in split {config.train_split!r}")
+        plan_cache = LengthCache(
+            config.plan_cache or os.path.join(config.output, PLAN_CACHE),
+            self.fmt,
+            writable=self.accelerator.is_main_process,
+        )
         plan_args = dict(
             max_seq_len=config.max_seq_len,
             max_audio_seconds=config.max_audio_seconds,
             num_workers=config.num_workers,
             progress=config.progress and self.accelerator.is_main_process,
+            cache=plan_cache,
+            start_method=config.worker_start_method,
         )
         self.length_plan: LengthPlan = plan_lengths(records, self.fmt, **plan_args)
         kept = self.length_plan.kept
@@ -408,9 +451,9 @@ class Trainer:
             self.val_batches = validation_batches(
                 val_plan.tokens[val_plan.kept], config.micro_batch_size, config.val_batches, self.rank, self.world
             )
-            self.sample_records = val_kept[: config.num_samples]
+            self.sample_indices = list(range(min(config.num_samples, len(val_kept))))
         else:
-            self.sample_records = []
+            self.sample_indices = []
 
     # checkpoints ---------------------------------------------------------------------------
     def _load_checkpoint(self, path: str) -> None:
@@ -569,7 +612,7 @@ class Trainer:
         acc = self.accelerator
         self.unwrapped.eval()
         loss_sum = tokens = 0.0
-        loader = make_loader(self.val_dataset, self.val_batches, self.fmt.pad_token_id, self.config.num_workers)
+        loader = self._loader(self.val_dataset, self.val_batches)
         for batch in loader:
             for rejection in batch.rejections:
                 self.rejects.add(rejection)
@@ -586,31 +629,46 @@ class Trainer:
         loss_sum, tokens = self._reduce([loss_sum, tokens])
         return loss_sum / tokens if tokens else None
 
+    def _loader(self, dataset: TrainingDataset, batches: list[list[int]]) -> Any:
+        config = self.config
+        return make_loader(dataset, batches, self.fmt.pad_token_id, config.num_workers, config.worker_start_method)
+
     @torch.no_grad()
     def write_samples(self) -> None:
-        """Generate answers to the first validation prompts (thinking budget on) into samples.jsonl."""
-        if not self.accelerator.is_main_process or not self.sample_records or self.config.audio_root is None:
-            return
-        from alarm.audio import AudioError
-        from alarm.generation import GenerationConfig, answer
+        """Generate answers to the first validation prompts (thinking budget on) into samples.jsonl.
 
-        waves, records = [], []
-        for record in self.sample_records:
-            try:
-                waves.append(self.val_dataset.read_audio(record))
-                records.append(record)
-            except AudioError as err:
-                log.warning("sample %s skipped: %s", record.id, err)
-        if not records:
+        The audio comes the way training reads it: waves, or with a feature cache the cached
+        encoder states (the encoders are not loaded then); a row that cannot be read is
+        skipped with a warning.
+        """
+        if not self.accelerator.is_main_process or not self.sample_indices:
+            return
+        from alarm.generation import GenerationConfig, generate
+
+        records, samples = [], []
+        for i in self.sample_indices:
+            item = self.val_dataset[i]
+            if isinstance(item, Rejection):
+                log.warning("sample %s skipped: %s (%s)", item.id, item.reason, item.detail)
+                continue
+            records.append(self.val_dataset.records[i])
+            samples.append(item)
+        if not samples:
             return
         generation = GenerationConfig(
             max_new_tokens=self.config.sample_max_new_tokens, thinking_budget=self.config.sample_thinking_budget
         )
-        self.unwrapped.eval()
+        device, model = self.accelerator.device, self.unwrapped
+        prompts = [self.fmt.prompt(r, s.sample_lengths) for r, s in zip(records, samples)]
+        batch = collate(prompts, self.fmt.pad_token_id, padding_side="left")
+        audio = Collator(self.fmt.pad_token_id)(samples).audio.to(device)
+        model.eval()
         with self.accelerator.autocast():
-            prompts = [r.prompt for r in records]
-            outputs = answer(self.unwrapped, waves, prompts, generation, system=self.fmt.system or "")
-        set_train_mode(self.unwrapped, self.config.train_modules)
+            embeds = model.embed_inputs(batch.input_ids.to(device), audio)
+            outputs = generate(
+                model.language_model, model.tokenizer, embeds, batch.attention_mask.to(device), generation
+            )
+        set_train_mode(model, self.config.train_modules)
         with open(os.path.join(self.config.output, "samples.jsonl"), "a", encoding="utf-8") as f:
             for record, out in zip(records, outputs):
                 row = {
@@ -654,7 +712,7 @@ class Trainer:
         last: StepRecord | None = None
         while state.step < self.total_steps:
             batches = self.plan.rank_batches(state.epoch, state.step_in_epoch, self.rank, self.world)
-            loader = iter(make_loader(self.dataset, batches, self.fmt.pad_token_id, config.num_workers))
+            loader = iter(self._loader(self.dataset, batches))
             while state.step_in_epoch < self.plan.steps_per_epoch and state.step < self.total_steps:
                 micro = [next(loader) for _ in range(self.accumulation)]
                 window["tokens"] += sum(b.num_tokens for b in micro)

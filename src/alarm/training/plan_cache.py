@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -105,14 +106,23 @@ class LengthCache:
         self.layout = layout_key(fmt)
         self.path = os.path.join(self.directory, f"lengths-{self.layout[:24]}.npz")
         self.writable = writable
-        self.counts: dict[bytes, int] = {}
-        if os.path.isfile(self.path):
-            with np.load(self.path) as saved:
-                if str(saved["layout"]) == self.layout:  # a 24-character prefix collision is refused
-                    self.counts = dict(zip(saved["keys"].tolist(), saved["tokens"].tolist()))
+        self.counts = self._read()
 
     def __len__(self) -> int:
         return len(self.counts)
+
+    def _read(self) -> dict[bytes, int]:
+        """The counts in the file; empty when there is none or it cannot be used (then recomputed)."""
+        if not os.path.isfile(self.path):
+            return {}
+        try:
+            with np.load(self.path) as saved:
+                if str(saved["layout"]) != self.layout:  # a 24-character prefix collision
+                    return {}
+                return dict(zip(saved["keys"].tolist(), saved["tokens"].tolist()))
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            log.warning("length plan cache %s is unreadable (%s); counting again", self.path, err)
+            return {}
 
     def lookup(self, keys: Sequence[bytes]) -> np.ndarray:
         """(N,) cached token counts, -1 where a row is not cached."""
@@ -123,11 +133,7 @@ class LengthCache:
         self.counts.update(zip(keys, (int(t) for t in tokens)))
         if not self.writable or not keys:
             return
-        merged = dict(self.counts)
-        if os.path.isfile(self.path):  # another run may have added rows since we read it
-            with np.load(self.path) as saved:
-                if str(saved["layout"]) == self.layout:
-                    merged = {**dict(zip(saved["keys"].tolist(), saved["tokens"].tolist())), **merged}
+        merged = {**self._read(), **self.counts}  # another run may have added rows since we read it
         with atomic_path(self.path) as tmp:
             with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
                 np.savez(

@@ -67,7 +67,15 @@ def test_json_round_trip_and_resume_conflicts():
     assert again == config
     assert again.resume_conflicts(config) == []
     assert config.replace(num_workers=8, log_every=1).resume_conflicts(config) == []
+    # a moved run directory, other worker start or plan-cache location: same result
+    moved = config.replace(output="elsewhere", worker_start_method="spawn", plan_cache="/shared/plans")
+    assert moved.resume_conflicts(config) == []
     assert config.replace(learning_rate=1.0, seed=3).resume_conflicts(config) == ["learning_rate", "seed"]
+    assert config.replace(frozen_dtype="bfloat16").resume_conflicts(config) == ["frozen_dtype"]  # other numbers
+    with pytest.raises(ValueError, match="frozen_dtype"):
+        config.replace(frozen_dtype="int8")
+    with pytest.raises(ValueError, match="worker_start_method"):
+        config.replace(worker_start_method="thread")
 
 
 def test_schedule_warms_up_then_decays_to_the_floor():

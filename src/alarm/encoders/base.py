@@ -181,13 +181,15 @@ class FrozenEncoder(nn.Module, ABC):
         return super().train(False)
 
     def without_weights(self) -> FrozenEncoder:
-        """This encoder without its network: spec, layers, sample rate and length rule only.
+        """This encoder without its network: spec, layers, sizes, sample rate and length rule only.
 
         Used when its output comes from elsewhere (the feature cache) and as the picklable
         length rule of DataLoader workers. The length rule (`window_output_length`) must
         therefore not touch the network; a shell's `encode` raises.
         """
-        shell = module_shell(self)
+        # Direct children stay as shells: their plain attributes (a Hugging Face config) give
+        # `hidden_size` and `num_hidden_states`; their own children (the layers) are dropped.
+        shell = module_shell(self, keep=tuple(self._modules))
         shell.released = True
         return shell
 

@@ -19,6 +19,7 @@ from typing import Any
 # how fast data arrives, never which samples are seen or how the weights move.
 RESUMABLE_CHANGES = frozenset(
     {
+        "output",  # a run directory may be moved and resumed
         "audio_root",
         "num_workers",
         "log_every",

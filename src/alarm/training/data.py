@@ -140,20 +140,13 @@ class ChatFormat:
 
     def example(self, record: CorpusRecord, sample_lengths: dict[int, int]) -> ChatExample:
         """Token ids and labels (target only) for a row whose audio has these sample counts."""
-        (size,) = self.audio_lengths({r: torch.tensor([n]) for r, n in sample_lengths.items()}).tolist()
-        return build_example(
-            self.tokenizer,
-            self.user_parts(record.prompt, [AudioSlot(int(size))]),
-            system=self.system,
-            context=record.context,
-            target=record.response,
-        )
+        return self.prompt(record, sample_lengths, target=record.response)
 
-    def prompt(self, record: CorpusRecord, sample_lengths: dict[int, int]) -> ChatExample:
-        """The row's prompt alone (the generation prompt, no target) for audio of these sample counts."""
+    def prompt(self, record: CorpusRecord, sample_lengths: dict[int, int], target: str | None = None) -> ChatExample:
+        """The row's conversation up to the generation prompt, with ``target`` appended when given."""
         (size,) = self.audio_lengths({r: torch.tensor([n]) for r, n in sample_lengths.items()}).tolist()
         parts = self.user_parts(record.prompt, [AudioSlot(int(size))])
-        return build_example(self.tokenizer, parts, system=self.system, context=record.context)
+        return build_example(self.tokenizer, parts, system=self.system, context=record.context, target=target)
 
     def nominal_lengths(self, seconds: float) -> dict[int, int]:
         """Sample counts per encoder rate for a segment of ``seconds``."""

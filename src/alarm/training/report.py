@@ -31,6 +31,7 @@ COLUMNS = (
     "skipped",
     "val_loss",
     "elapsed_s",
+    "peak_mem_mb",  # main process: accelerator memory allocated at most (CUDA), else peak RSS
 )
 
 

@@ -192,20 +192,38 @@ def frozen_dtype(setting: str, on_gpu: bool) -> torch.dtype:
     return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
 
 
+def encoder_shells(specs: Sequence[Any]) -> dict[str, Any]:
+    """Encoders without their networks (specs, sizes, length rules), for training from a cache.
+
+    A seeded random encoder (tiny/mid presets) is built on the meta device: no memory, no
+    init time. Released weights are read by the encoder's own loader and freed at once, so
+    they never reach the accelerator (building them without reading would need each encoder
+    to construct from its config alone).
+    """
+    from alarm.encoders import build_encoder
+
+    shells = {}
+    for spec in specs:
+        if spec.pretrained is None:
+            with torch.device("meta"):
+                shells[spec.kind] = build_encoder(spec).without_weights()
+        else:
+            shells[spec.kind] = build_encoder(spec).without_weights()
+    return shells
+
+
 def build_training_model(config: TrainConfig, dtype: torch.dtype = torch.float32) -> Any:
     """The preset with its frozen parts in ``dtype``; with a feature cache, without encoder networks.
 
     A cache holds every encoder's states for every row it serves (rows it lacks are skipped as
-    ``not_in_feature_cache``), so the encoders never run: they are replaced by shells that keep
-    their specs and length rules, and their weights never reach the accelerator.
+    ``not_in_feature_cache``), so the encoders never run: the model gets shells that keep
+    their specs and length rules (the cache manifest and the chat layout need them).
     """
     from alarm.presets import resolve
 
-    _, build = resolve(config.preset)
-    model = build(frozen_dtype=dtype)
-    if config.features:
-        model.release_encoders()
-    return model
+    model_config, build = resolve(config.preset)
+    shared = {"encoders": encoder_shells(model_config.encoder_specs())} if config.features else {}
+    return build(frozen_dtype=dtype, **shared)
 
 
 def schedule_factor(index: int, *, warmup: int, total: int, kind: str, min_ratio: float) -> float:
@@ -758,9 +776,18 @@ class Trainer:
                     "skipped": sum(self.state.skipped.values()) + len(self.length_plan.rejections),
                     "val_loss": val_loss,
                     "elapsed_s": now - started,
+                    "peak_mem_mb": self._peak_memory_mb(),
                 }
             )
         window.update(loss=0.0, norm=0.0, norms=0, steps=0, tokens=0.0, t0=time.perf_counter())
+
+    def _peak_memory_mb(self) -> float:
+        device = self.accelerator.device
+        if device.type == "cuda":
+            return torch.cuda.max_memory_allocated(device) / 2**20
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
     def _finish(self, last: StepRecord | None) -> TrainResult:
         acc, config = self.accelerator, self.config

@@ -61,6 +61,7 @@ def test_cli_end_to_end_writes_everything_and_reruns_as_a_no_op(tmp_path, capsys
     predictions = _lines(run / "predictions.jsonl")
     assert [p["id"] for p in predictions] == ["s1", "s2", "s3"]
     assert all(p["style"] == "alarm" and p["reasoning_tokens"] <= 4 for p in predictions)
+    assert all(p["engine"] == "transformers" for p in predictions)
     scores = json.loads((run / "scores.json").read_text())
     assert scores["scores"]["overall"]["total"] == 3 and scores["paper_model"] == "AL-Whisper-R"
     assert scores["settings"]["thinking_budget"] == 4 and scores["settings"]["limit"] == 3
@@ -161,3 +162,24 @@ def test_killed_process_resumes(tmp_path, capsys):
     ids = [r["id"] for r in _lines(predictions)]
     assert sorted(ids) == sorted(e["id"] for e in MMAU_ENTRIES) and len(ids) == len(set(ids))
     assert ids[: len(done_before)] == done_before
+
+
+def test_engine_is_built_only_when_there_is_work_and_named_in_each_record(tmp_path, model):
+    """A rerun with nothing left does not start the engine (vLLM takes a minute to start)."""
+    from alarm.evaluation.runner import TransformersEngine
+
+    spec = get_benchmark("mmau")
+    build_mmau(tmp_path / "data", MMAU_ENTRIES[:3])
+    items = load_items(spec, tmp_path / "data")
+    store = PredictionStore(tmp_path / "predictions.jsonl")
+    built: list[TransformersEngine] = []
+
+    def make() -> TransformersEngine:
+        built.append(TransformersEngine(model, name="renamed"))
+        return built[-1]
+
+    stats = run_inference(model, items, store, TINY, batch_size=2, progress=False, engine=make)
+    assert stats.generated == 3 and len(built) == 1  # one engine for all batches
+    assert [r["engine"] for r in _lines(store.path)] == ["renamed"] * 3
+    again = run_inference(model, items, store, TINY, progress=False, engine=make)
+    assert (again.generated, again.skipped, len(built)) == (0, 3, 1)

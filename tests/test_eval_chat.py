@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -162,3 +163,15 @@ def test_chat_end_to_end_on_tiny_preset(tmp_path, judge_url):
         model=model,
     )
     assert again == result and len(FakeJudge.prompts) == 3
+
+
+def test_chat_cli_passes_the_engine(tmp_path, judge_url, monkeypatch, capsys):
+    """`--engine vllm` reaches the decoder: without vllm it fails cleanly at the first batch."""
+    monkeypatch.setitem(sys.modules, "vllm", None)  # importing it now raises ImportError
+    _chat_release(tmp_path / "AIR")
+    args = ["eval", "airbench-chat", "--data", str(tmp_path / "AIR"), "--preset", "tiny-al-whisper-r"]
+    args += ["--out", str(tmp_path / "out"), "--judge-url", judge_url, "--judge-model", "fake-judge"]
+    assert main([*args, "--limit", "1", "--no-progress", "--engine", "vllm"]) == 2
+    assert "needs the `vllm` package" in capsys.readouterr().err
+    run = json.loads((tmp_path / "out" / "airbench-chat" / "run.json").read_text())
+    assert run["engine"] == "vllm" and run["vllm"]["max_model_len"] is None

@@ -197,3 +197,15 @@ def test_cli_score_reads_either_layout(releases, tmp_path, capsys):
         assert main(["eval", "score", "mmsu", "--predictions", str(predictions), "--data", str(root)]) == 0
         printed.append(json.loads(capsys.readouterr().out))
     assert printed[0] == printed[1] and printed[0]["overall"] == pytest.approx(200 / 3)
+
+
+def test_eval_run_extracts_clips_to_the_audio_cache_flag(releases, tmp_path, capsys):
+    """`alarm eval mmsu --audio-cache DIR`: a read-only release folder stays untouched."""
+    _, parquet_root = releases
+    cache = tmp_path / "clips"
+    args = ["eval", "mmsu", "--data", str(parquet_root), "--preset", "tiny-al-whisper-r", "--out", str(tmp_path / "o")]
+    args += ["--audio-cache", str(cache), "--limit", "2", "--max-new-tokens", "4", "--thinking-budget", "2"]
+    assert main([*args, "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["generated"] == 2
+    assert len(list(cache.iterdir())) == len(MMSU_ENTRIES)
+    assert not (parquet_root / MMSU.parquet.cache).exists()

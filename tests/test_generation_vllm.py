@@ -25,6 +25,7 @@ from alarm.generation import GenerationConfig, answer
 from alarm.generation_vllm import VLLMEngine, VLLMNotInstalled, VLLMSettings, rlm_source, sampling_params
 from alarm.presets import build_ensemble, load_preset
 from tests.helpers import chirp_wave, noise_wave
+from tests.test_eval_chat import judge_url  # noqa: F401, F811 (fixture: a local fake judge)
 
 torch.set_num_threads(1)
 
@@ -149,6 +150,27 @@ def test_eval_cli_with_vllm_engine_writes_the_transformers_predictions(tmp_path,
     ]
     run = json.loads((tmp_path / "vllm" / "mmsu" / "run.json").read_text())
     assert run["engine"] == "vllm" and run["vllm"]["dtype"] == "float32"
+
+
+@needs_vllm
+def test_airbench_chat_with_vllm_engine_writes_the_transformers_predictions(tmp_path, single, judge_url):  # noqa: F811
+    from alarm.evaluation.judge import JudgeConfig, evaluate_chat
+    from tests.test_eval_chat import _chat_release
+
+    _chat_release(tmp_path / "AIR")
+    config = GenerationConfig(max_new_tokens=10, thinking_budget=4)
+    judge = JudgeConfig(url=judge_url, model="fake-judge")
+    common = dict(config=config, limit=3, progress=False, model=single)
+    evaluate_chat(tmp_path / "AIR", "tiny", tmp_path / "hf", judge, **common)
+    evaluate_chat(tmp_path / "AIR", "tiny", tmp_path / "vllm", judge, engine="vllm", vllm=SETTINGS, **common)
+
+    def outputs(run: str) -> dict:
+        lines = (tmp_path / run / "airbench-chat" / "predictions.jsonl").read_text().splitlines()
+        return {r["id"]: (r["engine"], r["output"]) for r in map(json.loads, lines)}
+
+    hf, vl = outputs("hf"), outputs("vllm")
+    assert {e for e, _ in hf.values()} == {"transformers"} and {e for e, _ in vl.values()} == {"vllm"}
+    assert {i: o for i, (_, o) in vl.items()} == {i: o for i, (_, o) in hf.items()}
 
 
 # -- everywhere --------------------------------------------------------------------------------------

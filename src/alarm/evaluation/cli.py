@@ -39,6 +39,7 @@ def _run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             engine=args.engine,
             vllm=settings_from_args(args) if args.engine == "vllm" else None,
+            audio_cache=args.audio_cache,
         )
     except (BenchmarkError, VLLMNotInstalled) as err:
         print(f"alarm eval: {err}", file=sys.stderr)
@@ -82,8 +83,10 @@ def _run_chat(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             limit=args.limit,
             progress=not args.no_progress,
+            engine=args.engine,
+            vllm=settings_from_args(args) if args.engine == "vllm" else None,
         )
-    except (BenchmarkError, RuntimeError) as err:
+    except (BenchmarkError, VLLMNotInstalled, RuntimeError) as err:
         print(f"alarm eval: {err}", file=sys.stderr)
         return 2
     print(json.dumps(result, ensure_ascii=False))
@@ -149,15 +152,20 @@ def _add_run_arguments(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--system-file", default=None, help="use this file's text as the system prompt")
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_vllm_arguments(p)
     if spec is None:
         _add_judge_arguments(p)
         p.set_defaults(func=_run_chat)
         return
     p.add_argument(
+        "--audio-cache",
+        default=None,
+        help="where the clips of a Parquet release (MMSU) are extracted; default: inside --data",
+    )
+    p.add_argument(
         "--prompt", choices=("alarm", "letters"), default="alarm", help="question format (docs/evaluation.md)"
     )
     p.add_argument("--extraction", choices=("strict", "alarm"), default="strict", help="answer extraction rule")
-    add_vllm_arguments(p)
     p.set_defaults(func=_run)
 
 

@@ -148,19 +148,21 @@ def evaluate(
     model: Any = None,
     engine: str = "transformers",
     vllm: VLLMSettings | None = None,
+    audio_cache: str | os.PathLike[str] | None = None,
 ) -> tuple[dict[str, Any], RunStats]:
     """Answer every item of a benchmark split with a model, then score and report.
 
     ``model`` may be passed already built (tests); otherwise ``model_ref`` (preset name,
     preset JSON, saved directory or ``official:<checkpoint>``) is built. ``engine`` decodes:
     ``transformers`` or ``vllm`` (started with ``vllm`` settings). A rerun with the same
-    ``out`` resumes where the last one stopped.
+    ``out`` resumes where the last one stopped. ``audio_cache``: where the clips of a
+    Parquet release are extracted (default: inside ``data``).
     """
     if engine not in ENGINES:
         raise BenchmarkError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
     split = split or spec.default_split
     config = config or paper_config()
-    items = load_items(spec, data, split)
+    items = load_items(spec, data, split, audio_cache=audio_cache)
     if limit is not None:
         items = items[:limit]
     run_dir = Path(out) / run_dir_name(spec, split)

@@ -24,10 +24,11 @@ here the temperature is fixed and defaults to 0 so that a rerun gives the same s
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -276,10 +277,19 @@ def evaluate_chat(
     progress: bool = True,
     model: Any = None,
     client: httpx.Client | None = None,
+    engine: str = "transformers",
+    vllm: Any = None,
 ) -> dict[str, Any]:
-    """Answer AIR-Bench chat questions (resumable), judge the answers (resumable), score."""
+    """Answer AIR-Bench chat questions (resumable), judge the answers (resumable), score.
+
+    ``engine`` decodes (``transformers`` or ``vllm`` with ``vllm`` settings), as in
+    :func:`alarm.evaluation.evaluate.evaluate`.
+    """
     from alarm.evaluation.evaluate import PINNED, check_settings, paper_config
-    from alarm.evaluation.runner import run_inference
+    from alarm.evaluation.runner import ENGINES, build_engine, run_inference
+
+    if engine not in ENGINES:
+        raise BenchmarkError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
 
     config = config or paper_config()
     items = load_chat(data)[:limit] if limit is not None else load_chat(data)
@@ -299,7 +309,10 @@ def evaluate_chat(
         "judge_model": judge_config.model,
         "judge_temperature": judge_config.temperature,
         "judge_swap": judge_config.swap,
+        "engine": engine,  # not pinned, as for the multiple-choice benchmarks
     }
+    if engine == "vllm":
+        settings["vllm"] = asdict(vllm) if vllm is not None else None
     check_settings(run_dir / "run.json", settings, (*PINNED, "judge_model", "judge_temperature", "judge_swap"))
     if model is None:
         from alarm.presets import build_model
@@ -317,6 +330,7 @@ def evaluate_chat(
         batch_size=batch_size,
         rejects=PredictionStore(run_dir / "rejects.jsonl"),
         progress=progress,
+        engine=functools.partial(build_engine, engine, model, vllm),
     )
     outputs = {i: r["output"] for i, r in store.load().items()}
     write_official_chat(items, outputs, run_dir / "Chat_result_alarm.jsonl")

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +33,8 @@ from alarm.evaluation.benchmarks.base import (
 )
 from alarm.evaluation.published import paper_model, published
 from alarm.evaluation.report import markdown, plot_categories, write_summary
-from alarm.evaluation.runner import PredictionStore, RunStats, build_engine, run_inference
+from alarm.evaluation.runner import PredictionStore, RunStats, build_engine, engine_settings, run_inference
 from alarm.evaluation.scoring import Scores, choose, score
-from alarm.generation_vllm import ENGINES
 from alarm.io import write_json, write_text
 
 if TYPE_CHECKING:  # torch and transformers load only when a model runs, not to score a file
@@ -158,8 +156,6 @@ def evaluate(
     ``out`` resumes where the last one stopped. ``audio_cache``: where the clips of a
     Parquet release are extracted (default: inside ``data``).
     """
-    if engine not in ENGINES:
-        raise BenchmarkError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
     split = split or spec.default_split
     config = config or paper_config()
     items = load_items(spec, data, split, audio_cache=audio_cache)
@@ -179,12 +175,8 @@ def evaluate(
         "do_sample": config.do_sample,
         "extraction": extraction,
         "limit": limit,
-        # Not pinned: both engines run one budget logic (same ids in fp32 greedy); each
-        # prediction record names its engine, so a run resumed with the other one says so.
-        "engine": engine,
+        **engine_settings(engine, vllm),
     }
-    if engine == "vllm":
-        settings["vllm"] = asdict(vllm) if vllm is not None else None
     check_settings(run_dir / "run.json", settings)
     if model is None:
         from alarm.presets import build_model

@@ -28,7 +28,7 @@ import functools
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -286,10 +286,7 @@ def evaluate_chat(
     :func:`alarm.evaluation.evaluate.evaluate`.
     """
     from alarm.evaluation.evaluate import PINNED, check_settings, paper_config
-    from alarm.evaluation.runner import ENGINES, build_engine, run_inference
-
-    if engine not in ENGINES:
-        raise BenchmarkError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+    from alarm.evaluation.runner import build_engine, engine_settings, run_inference
 
     config = config or paper_config()
     items = load_chat(data)[:limit] if limit is not None else load_chat(data)
@@ -309,10 +306,8 @@ def evaluate_chat(
         "judge_model": judge_config.model,
         "judge_temperature": judge_config.temperature,
         "judge_swap": judge_config.swap,
-        "engine": engine,  # not pinned, as for the multiple-choice benchmarks
+        **engine_settings(engine, vllm),
     }
-    if engine == "vllm":
-        settings["vllm"] = asdict(vllm) if vllm is not None else None
     check_settings(run_dir / "run.json", settings, (*PINNED, "judge_model", "judge_temperature", "judge_swap"))
     if model is None:
         from alarm.presets import build_model

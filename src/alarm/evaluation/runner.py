@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from alarm.audio import AudioError, load_audio
 from alarm.evaluation import prompts
-from alarm.evaluation.benchmarks.base import Item
+from alarm.evaluation.benchmarks.base import BenchmarkError, Item
 from alarm.generation_vllm import ENGINES
 
 if TYPE_CHECKING:  # torch and transformers load only when a model runs, not to score a file
@@ -121,6 +121,19 @@ class TransformersEngine:
         from alarm.generation import answer
 
         return answer(self.model, waveforms, prompts, config, **chat)
+
+
+def engine_settings(name: str, vllm: VLLMSettings | None = None) -> dict[str, Any]:
+    """What a run records about its engine (``run.json``); an unknown engine is an error.
+
+    Not a pinned setting: both engines run one budget logic (same ids in fp32 greedy) and each
+    prediction record names its engine, so a run resumed with the other one says so.
+    """
+    if name not in ENGINES:
+        raise BenchmarkError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
+    if name != "vllm":
+        return {"engine": name}
+    return {"engine": name, "vllm": asdict(vllm) if vllm is not None else None}
 
 
 def build_engine(name: str, model: Any, vllm: VLLMSettings | None = None) -> Engine:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import numpy as np
 
 from alarm.audio import Waveform, load_audio
@@ -15,3 +18,22 @@ def noise_wave(seconds: float, rate: int = 16_000, seed: int = 0) -> Waveform:
 def chirp_wave(seconds: float, rate: int = 44_100) -> Waveform:
     t = np.arange(int(round(seconds * rate))) / rate
     return load_audio((0.3 * np.sin(2 * np.pi * (200 * t + 600 * t**2))).astype(np.float32), sample_rate=rate)
+
+
+def train_flags(settings: dict[str, Any]) -> list[str]:
+    """``alarm train`` command-line flags for TrainConfig-style keyword settings."""
+    flags: list[str] = []
+    for key, value in settings.items():
+        flag = f"--{key.replace('_', '-')}"
+        if isinstance(value, bool):
+            flags.append(flag if value else f"--no-{key.replace('_', '-')}")
+        elif isinstance(value, tuple):
+            flags += [flag, *value]
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+def launch_env() -> dict[str, str]:
+    """Environment for multi-process CPU launches in tests: one thread each, offline."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from alarm.training.config import TrainConfig
 from alarm.training.synthetic import make_tone_corpus
 from alarm.training.trainer import train
+from tests.helpers import launch_env, train_flags
 
 torch.set_num_threads(1)
 
@@ -48,16 +49,8 @@ def test_two_processes_match_one_process_with_accumulation(tmp_path):
     )
     train(TrainConfig(**settings, output=str(tmp_path / "one")))
 
-    flags = []
-    for key, value in {**settings, "output": str(tmp_path / "two")}.items():
-        flag = f"--{key.replace('_', '-')}"
-        if isinstance(value, bool):
-            flags.append(flag if value else f"--no-{key.replace('_', '-')}")
-        elif isinstance(value, tuple):
-            flags += [flag, *value]
-        else:
-            flags += [flag, str(value)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    flags = train_flags({**settings, "output": str(tmp_path / "two")})
+    env = launch_env()
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     done = subprocess.run(
         [*command, "-m", "alarm.cli", "train", *flags], env=env, capture_output=True, text=True, timeout=300

@@ -290,15 +290,24 @@ class AlarmForConditionalGeneration(PreTrainedModel):
         return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **kwargs)
 
     # persistence ------------------------------------------------------------------------
-    def save_pretrained(self, save_directory: str | os.PathLike, **_: Any) -> None:
-        """Write ``config.json`` and the trainable weights (``model.safetensors``), atomically."""
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        state_dict: dict[str, torch.Tensor] | None = None,
+        **_: Any,
+    ) -> None:
+        """Write ``config.json`` and the trainable weights (``model.safetensors``), atomically.
+
+        ``state_dict`` replaces the module's own trainable values, e.g. the fp32 master
+        weights a DeepSpeed bf16 run keeps in its optimizer.
+        """
         os.makedirs(save_directory, exist_ok=True)
         self.config.architectures = [type(self).__name__]
         self.config.save_pretrained(save_directory)
-        # fp32 whatever the compute dtype (e.g. a DeepSpeed bf16 module copy): one format on disk.
+        # fp32 whatever the compute dtype: one format on disk.
         state = {
             k: (v.float() if v.is_floating_point() else v).detach().contiguous().cpu()
-            for k, v in self.trainable_state_dict().items()
+            for k, v in (self.trainable_state_dict() if state_dict is None else state_dict).items()
         }
         with atomic_path(os.path.join(save_directory, WEIGHTS_NAME)) as tmp:
             save_file(state, tmp, metadata={"format": "pt", "frozen": ",".join(FROZEN_PREFIXES)})

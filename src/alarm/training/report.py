@@ -12,10 +12,11 @@ import json
 import logging
 import math
 import os
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from alarm.io import atomic_open, atomic_path
+from alarm.io import atomic_open, atomic_path, write_text
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,19 @@ COLUMNS = (
     "elapsed_s",
     "peak_mem_mb",  # main process: accelerator memory allocated at most (CUDA), else peak RSS
 )
+WANDB_ID_FILE = "wandb-run-id"
+
+
+def wandb_run_id(directory: str) -> str:
+    """The run's wandb id, made once and kept in the output directory, so a resume continues
+    the same wandb run while two runs that share a directory name do not."""
+    path = os.path.join(directory, WANDB_ID_FILE)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    run_id = f"{os.path.basename(os.path.abspath(directory))}-{uuid.uuid4().hex[:8]}"
+    write_text(path, run_id)
+    return run_id
 
 
 class MetricsLog:
@@ -64,7 +78,11 @@ class MetricsLog:
                 import wandb
 
                 self._wandb = wandb.init(
-                    dir=directory, config=run_config, id=os.path.basename(os.path.abspath(directory)), resume="allow"
+                    dir=directory,
+                    config=run_config,
+                    name=os.path.basename(os.path.abspath(directory)),
+                    id=wandb_run_id(directory),
+                    resume="allow",
                 )
             except ImportError:
                 log.warning("wandb is not installed; metrics go to %s only", self.path)

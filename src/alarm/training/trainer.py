@@ -181,15 +181,32 @@ def set_train_mode(model: Any, train_modules: Sequence[str]) -> None:
             module.training = False  # per module, not .eval(): a parent must not switch its children
 
 
-def frozen_dtype(setting: str, on_gpu: bool) -> torch.dtype:
+def frozen_dtype(setting: str, on_gpu: bool, deepspeed: torch.dtype | None = None) -> torch.dtype:
     """The dtype of the frozen parts: ``auto`` is bfloat16 on a GPU that has it, float32 otherwise.
 
     fp32 on a CPU keeps CPU runs exact (tests, resume); bf16 halves a 4B RLM on a GPU, where
-    the RLM then runs in bf16 with or without autocast.
+    the RLM then runs in bf16 with or without autocast. DeepSpeed in bf16/fp16 (``deepspeed``)
+    casts every parameter of the model, frozen ones included, but no buffer: the frozen parts
+    must already be in that dtype, or their fp32 buffers meet bf16 weights.
     """
+    if deepspeed is not None:
+        if setting not in ("auto", str(deepspeed).removeprefix("torch.")):
+            raise ValueError(
+                f"--frozen-dtype {setting}: DeepSpeed in {str(deepspeed).removeprefix('torch.')} holds every "
+                "parameter in that dtype; use --frozen-dtype auto"
+            )
+        return deepspeed
     if setting != "auto":
         return DTYPES[setting]
     return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
+
+
+def deepspeed_param_dtype(ds_config: dict[str, Any]) -> torch.dtype | None:
+    """The dtype DeepSpeed casts the model's parameters to (None: it keeps them fp32)."""
+    for key, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        if ds_config.get(key, {}).get("enabled") is True:
+            return dtype
+    return None
 
 
 def encoder_shells(specs: Sequence[Any]) -> dict[str, Any]:
@@ -290,6 +307,25 @@ def latest_checkpoint(output: str) -> str | None:
     return os.path.join(root, done[-1]) if done else None
 
 
+def deepspeed_requested() -> bool:
+    """Whether ``accelerate launch --use_deepspeed`` started this process."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def accelerator_state_args(cpu: bool) -> dict[str, Any]:
+    """``cpu`` and process-group ``backend`` for accelerate on this machine.
+
+    accelerate forms a CPU (gloo) process group only when told ``cpu=True``, but with
+    ``cpu=True`` it ignores DeepSpeed; and DeepSpeed without a named backend on a machine
+    with no GPU joins the group yet reports one process. So on CPU a DeepSpeed launch gets
+    ``cpu=False`` plus an explicit gloo backend (DeepSpeed's CPU accelerator), every other
+    CPU launch ``cpu=True``.
+    """
+    if cpu and deepspeed_requested():
+        return {"cpu": False, "backend": "gloo"}
+    return {"cpu": cpu, "backend": None}
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -310,18 +346,24 @@ class Trainer:
     # setup ---------------------------------------------------------------------------------
     def _setup(self, resume: bool) -> None:
         from accelerate import Accelerator, PartialState
-        from accelerate.utils import set_seed
+        from accelerate.utils import InitProcessGroupKwargs, set_seed
 
         config = self.config
-        cpu = not torch.cuda.is_available()  # accelerate only forms a CPU (gloo) process group when told
-        world = PartialState(cpu=cpu).num_processes
+        cpu = not torch.cuda.is_available()
+        state_args = accelerator_state_args(cpu)
+        world = PartialState(**state_args).num_processes
         self.accumulation = config.accumulation_steps(world)
         precision = config.mixed_precision
         if precision == "auto":
             precision = "no" if cpu or not torch.cuda.is_bf16_supported() else "bf16"
         self.accelerator = acc = Accelerator(
-            cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=self.accumulation
+            cpu=state_args["cpu"],
+            mixed_precision=precision,
+            gradient_accumulation_steps=self.accumulation,
+            kwargs_handlers=[InitProcessGroupKwargs(backend=state_args["backend"])] if state_args["backend"] else None,
         )
+        if deepspeed_requested() and acc.state.deepspeed_plugin is None:  # never train without it silently
+            raise RuntimeError("accelerate was launched with DeepSpeed but the run did not enable it")
         if acc.state.deepspeed_plugin is not None:  # values DeepSpeed cannot infer without a prepared loader
             ds = acc.state.deepspeed_plugin.deepspeed_config
             ds["train_micro_batch_size_per_gpu"] = config.micro_batch_size
@@ -333,7 +375,9 @@ class Trainer:
             write_text(os.path.join(config.output, CONFIG_NAME), json.dumps(config.to_dict(), indent=2))
         set_seed(config.seed)  # trainable init and dropout; identical on every rank
 
-        self.frozen_dtype = frozen_dtype(config.frozen_dtype, on_gpu=not cpu)
+        plugin = acc.state.deepspeed_plugin
+        self.ds_dtype = deepspeed_param_dtype(plugin.deepspeed_config) if plugin is not None else None
+        self.frozen_dtype = frozen_dtype(config.frozen_dtype, on_gpu=not cpu, deepspeed=self.ds_dtype)
         model = build_training_model(config, self.frozen_dtype)
         self.trained_names = apply_recipe(model, config)
         self.fmt = ChatFormat.from_model(model, config.system_prompt)
@@ -479,7 +523,7 @@ class Trainer:
         if saved["plan"] != self._plan_fingerprint():
             raise ValueError(f"{path}: the corpus or batching changed since this checkpoint ({saved['plan']})")
         if self._is_deepspeed():
-            self.optimizer.load_state_dict(torch.load(os.path.join(path, f"optimizer-rank{self.rank}.pt")))
+            self._load_zero_optimizer(path)
         else:
             self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
@@ -498,6 +542,23 @@ class Trainer:
             self.state.step_in_epoch,
         )
 
+    def _load_zero_optimizer(self, path: str) -> None:
+        """Restore ZeRO's partitioned state, fp32 master weights included, from every rank's file.
+
+        ZeRO reads the files of all ranks (it re-partitions when the world size changed) and,
+        told ``load_from_fp32_weights``, restores the masters exactly instead of rebuilding them
+        from the module's bf16 copy.
+        """
+        files = sorted(
+            (f for f in os.listdir(path) if f.startswith("optimizer-rank")),
+            key=lambda f: int(f.removeprefix("optimizer-rank").removesuffix(".pt")),
+        )
+        if not files:
+            raise FileNotFoundError(f"{path}: no optimizer-rank*.pt (not a DeepSpeed checkpoint)")
+        # DeepSpeed pickles its own classes (the loss scaler) into the state: files this run wrote.
+        states = [torch.load(os.path.join(path, f), map_location="cpu", weights_only=False) for f in files]
+        self.optimizer.optimizer.load_state_dict(states, load_from_fp32_weights=True)
+
     def _plan_fingerprint(self) -> dict[str, Any]:
         return {
             "samples": len(self.dataset),
@@ -508,6 +569,23 @@ class Trainer:
 
     def _is_deepspeed(self) -> bool:
         return self.accelerator.state.deepspeed_plugin is not None
+
+    def _weights_to_save(self) -> dict[str, torch.Tensor] | None:
+        """The trainable weights a checkpoint holds; None: the module's own values.
+
+        DeepSpeed in bf16/fp16 trains fp32 master copies, partitioned over the ranks in its
+        optimizer, and keeps only a rounded copy in the module: the saved weights are the
+        gathered masters. Gathering is a collective, so every rank calls this.
+        """
+        if self.ds_dtype is None:
+            return None
+        from deepspeed.utils import safe_get_full_fp32_param
+
+        state = self.unwrapped.trainable_state_dict()
+        for name, param in self.unwrapped.named_parameters():
+            if param.requires_grad:
+                state[name] = safe_get_full_fp32_param(param)
+        return state
 
     def save_checkpoint(self) -> str:
         """Write ``checkpoints/step-NNNNNNN`` atomically: weights, optimizer, schedule, position, RNG."""
@@ -522,9 +600,10 @@ class Trainer:
         torch.save(_rng_state(), os.path.join(tmp, f"rng-rank{self.rank}.pt"))
         if self._is_deepspeed():  # ZeRO partitions the optimizer state: one file per rank
             torch.save(self.optimizer.state_dict(), os.path.join(tmp, f"optimizer-rank{self.rank}.pt"))
+        weights = self._weights_to_save()
         acc.wait_for_everyone()
         if acc.is_main_process:
-            self.unwrapped.save_pretrained(tmp)
+            self.unwrapped.save_pretrained(tmp, weights)
             torch.save(
                 {
                     "optimizer": None if self._is_deepspeed() else self.optimizer.state_dict(),
@@ -794,8 +873,9 @@ class Trainer:
         if latest_checkpoint(config.output) != os.path.join(config.output, CHECKPOINTS, f"step-{self.state.step:07d}"):
             self.save_checkpoint()
         final = os.path.join(config.output, "final")
+        weights = self._weights_to_save()
         if acc.is_main_process:
-            self.unwrapped.save_pretrained(final)
+            self.unwrapped.save_pretrained(final, weights)
         acc.wait_for_everyone()
         if self.metrics is not None:
             self.metrics.close()

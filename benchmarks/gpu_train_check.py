@@ -324,7 +324,7 @@ def stage_ddp(check: Check, corpus: str, work: str) -> None:
 
 
 def stage_deepspeed(check: Check, corpus: str, work: str, gpus: int) -> None:
-    n = min(gpus, 2)
+    n = min(gpus, 2) if gpus else 2  # --allow-cpu: two CPU processes (DeepSpeed's gloo backend)
     launch = [
         sys.executable,
         "-m",
@@ -336,8 +336,8 @@ def stage_deepspeed(check: Check, corpus: str, work: str, gpus: int) -> None:
     ]
     launch += ["--use_deepspeed", "--deepspeed_config_file", DEEPSPEED_CONFIG, "-m", "alarm.cli"]
     out = os.path.join(work, "deepspeed")
-    env = {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(n))}
-    resume_pair(check, f"DeepSpeed ZeRO-2, {n} GPU(s)", launch, resume_args("tiny-alarm-ca", corpus, out), out, env)
+    env = {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(n))} if gpus else {}
+    resume_pair(check, f"DeepSpeed ZeRO-2, {n} {'GPU(s)' if gpus else 'CPU processes'}", launch, resume_args("tiny-alarm-ca", corpus, out), out, env)
     files = os.listdir(os.path.join(out, "checkpoints", f"step-{STEPS['resume']:07d}"))
     check.expect("per-rank optimizer files", all(f"optimizer-rank{r}.pt" in files for r in range(n)), str(files))
     from alarm.presets import build_model

@@ -75,7 +75,7 @@ def test_stale_or_foreign_caches_are_refused(corpus, model, tmp_path):
     fmt = ChatFormat.from_model(model)
     dataset = TrainingDataset([moved], fmt, audio_root=None, max_seq_len=4096, max_audio_seconds=60, features=cache)
     assert dataset[0].reason == NOT_IN_CACHE
-    with pytest.raises(ValueError, match="other encoders"):
+    with pytest.raises(ValueError, match=r"holds encoders \['w2vbert', 'muq', 'sslam'\] that the model does not have"):
         FeatureCache(tmp_path, build_model("tiny-al-whisper-r"))
 
 
@@ -157,3 +157,49 @@ def test_samples_are_generated_from_the_cache_without_encoders(corpus, model, tm
 
     assert outputs("cached") == outputs("online")
     assert len(outputs("online")) == 2 and all(text for _, text in outputs("online"))
+
+
+def test_partial_cache_runs_the_other_encoders_online(corpus, model, tmp_path):
+    """Whisper and MuQ cached (fp32), W2V-BERT and SSLAM online: the first step equals online training (1e-5)."""
+    root, records = corpus
+    cache_dir = tmp_path / "cache"
+    extract_features(
+        model,
+        records,
+        audio_root=root,
+        out=cache_dir,
+        dtype="float32",
+        num_workers=0,
+        progress=False,
+        encoders=["whisper", "muq"],
+    )
+    cache = FeatureCache(cache_dir, model)
+    assert cache.kinds == ["whisper", "muq"]
+    assert set(cache.load(records[0].id)[1]) == {"whisper", "muq"}
+    fmt = ChatFormat.from_model(model)
+    with pytest.raises(ValueError, match="audio root is needed for the encoders the feature cache lacks"):
+        TrainingDataset(
+            records, fmt, audio_root=None, max_seq_len=4096, max_audio_seconds=60, features=cache, online_rates=[16_000]
+        )
+    with pytest.raises(ValueError, match="not among the model's"):
+        extract_features(model, records, audio_root=root, out=tmp_path / "x", encoders=["clap"], progress=False)
+
+    common = dict(
+        preset=PRESET,
+        corpus=os.path.join(root, "corpus.jsonl"),
+        audio_root=root,
+        max_steps=1,
+        effective_batch_size=4,
+        micro_batch_size=2,
+        num_workers=0,
+        val_split="",
+        save_every=0,
+        progress=False,
+        report_to=(),
+    )
+    online, _ = _first_step(TrainConfig(**common, output=str(tmp_path / "online")))
+    partial, trainer = _first_step(TrainConfig(**common, output=str(tmp_path / "partial"), features=str(cache_dir)))
+    assert partial == pytest.approx(online, rel=1e-5)
+    encoders = trainer.unwrapped.encoders
+    assert [k for k, e in encoders.items() if e.released] == ["whisper", "muq"]
+    assert all(sum(t.numel() for t in encoders[k].state_dict().values()) > 0 for k in ("w2vbert", "sslam"))

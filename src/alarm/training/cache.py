@@ -3,7 +3,8 @@
 The frozen encoders are most of a training step's compute (85-90% of a forward pass in
 docs/benchmarks.md) and give the same output every epoch, so they can run once:
 
-    out/manifest.json                  encoder specs (kind, layers, weights, seed), dtype
+    out/manifest.json                  encoder specs (kind, layers, weights, seed), dtype; all of a
+                                       model's encoders or a subset (the rest run online)
     out/shards/part-RRR-NNNNN.safetensors   tensors "<id>/<kind>": (L, T, D), fp16 by default
     out/shards/part-RRR-NNNNN.json     sidecar: {id: {samples: {rate: n}, source: [path, offset, duration]}}
     out/rejects.jsonl                  samples that could not be read, with the reason
@@ -46,13 +47,33 @@ FORMAT_VERSION = 1
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
-def manifest_for(model: Any, dtype: str) -> dict[str, Any]:
-    """What identifies a cache: the frozen encoders (spec = kind, layers, weights, seed, window)."""
+def manifest_for(model: Any, dtype: str, kinds: Sequence[str] | None = None) -> dict[str, Any]:
+    """What identifies a cache: the frozen encoders it holds (spec = kind, layers, weights, seed, window).
+
+    ``kinds`` (default: all of the model's) may name a subset: a partial cache, e.g. the
+    heavy Whisper states only, with the other encoders run online during training.
+    """
+    chosen = list(model.encoders) if kinds is None else list(kinds)
+    unknown = [k for k in chosen if k not in model.encoders]
+    if unknown or not chosen:
+        raise ValueError(f"encoders {unknown or chosen} are not among the model's {list(model.encoders)}")
     return {
         "format": FORMAT_VERSION,
         "dtype": dtype,
-        "encoders": {kind: enc.spec.to_dict() for kind, enc in model.encoders.items()},
+        "encoders": {kind: model.encoders[kind].spec.to_dict() for kind in chosen},
     }
+
+
+def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest of the cache in ``directory``, checked for this code's format."""
+    path = os.path.join(os.fspath(directory), "manifest.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{os.fspath(directory)} is not a feature cache (no manifest.json)")
+    with open(path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    if manifest.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{os.fspath(directory)}: cache format {manifest.get('format')}, expected {FORMAT_VERSION}")
+    return manifest
 
 
 def _source(record: SourceRecord) -> list[Any]:
@@ -82,17 +103,19 @@ class FeatureCache:
     """Read side of the cache (used by training, also inside DataLoader workers)."""
 
     def __init__(self, directory: str | os.PathLike[str], model: Any | None = None) -> None:
-        """Open ``directory``; with ``model``, refuse a cache of other encoders or layers."""
+        """Open ``directory``; with ``model``, refuse a cache of other encoders or layers.
+
+        The cache may hold a subset of the model's encoders (:attr:`kinds`); each one it
+        holds must be exactly the model's.
+        """
         self.directory = os.fspath(directory)
-        path = os.path.join(self.directory, "manifest.json")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{self.directory} is not a feature cache (no manifest.json)")
-        with open(path, encoding="utf-8") as f:
-            self.manifest = json.load(f)
-        if self.manifest.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{self.directory}: cache format {self.manifest.get('format')}, expected {FORMAT_VERSION}")
+        self.manifest = read_manifest(self.directory)
+        self.kinds: list[str] = list(self.manifest["encoders"])
         if model is not None:
-            ours = manifest_for(model, self.manifest["dtype"])["encoders"]
+            foreign = [k for k in self.kinds if k not in model.encoders]
+            if foreign:
+                raise ValueError(f"{self.directory} holds encoders {foreign} that the model does not have")
+            ours = manifest_for(model, self.manifest["dtype"], self.kinds)["encoders"]
             if ours != self.manifest["encoders"]:
                 raise ValueError(
                     f"{self.directory} was extracted for other encoders: cache {self.manifest['encoders']}, "
@@ -122,7 +145,7 @@ class FeatureCache:
         handle = self._handles.get(shard)
         if handle is None:
             handle = self._handles[shard] = safe_open(shard, framework="pt")
-        states = {kind: handle.get_tensor(f"{sample_id}/{kind}") for kind in self.manifest["encoders"]}
+        states = {kind: handle.get_tensor(f"{sample_id}/{kind}") for kind in self.kinds}
         return {int(rate): int(n) for rate, n in entry["samples"].items()}, states
 
 
@@ -209,9 +232,11 @@ def extract_features(
     rank: int = 0,
     world_size: int = 1,
     progress: bool = True,
+    encoders: Sequence[str] | None = None,
 ) -> ExtractResult:
     """Run the frozen encoders over ``records`` and store their selected layers (see module doc).
 
+    ``encoders`` (default: all) names the encoders to cache; training runs the others online.
     Resumable: ids already in a finished shard are skipped. Returns counts of this run.
     """
     if dtype not in DTYPES:
@@ -219,7 +244,8 @@ def extract_features(
     out = os.fspath(out)
     shard_dir = os.path.join(out, "shards")
     os.makedirs(shard_dir, exist_ok=True)
-    manifest = manifest_for(model, dtype)
+    manifest = manifest_for(model, dtype, encoders)
+    kinds = list(manifest["encoders"])
     manifest_path = os.path.join(out, "manifest.json")
     if os.path.isfile(manifest_path):
         with open(manifest_path, encoding="utf-8") as f:
@@ -236,7 +262,7 @@ def extract_features(
     already = len(mine) - len(todo)
     log.info("feature cache %s: %d rows for rank %d, %d already cached", out, len(mine), rank, already)
 
-    device = next(model.encoders.parameters()).device
+    device = next(model.encoders[kinds[0]].parameters()).device
     rejects = RejectsLog(os.path.join(out, "rejects.jsonl" if world_size == 1 else f"rejects-rank{rank}.jsonl"))
     writer = _ShardWriter(shard_dir, rank, shard_megabytes * 2**20)
     loader = DataLoader(
@@ -255,7 +281,7 @@ def extract_features(
         if not good:
             continue
         audio = AudioBatch.from_waveforms([w for _, w in good], model.sample_rates).to(device)
-        per_kind = {kind: enc.encode(*audio.at(enc.sample_rate)) for kind, enc in model.encoders.items()}
+        per_kind = {kind: model.encoders[kind].encode(*audio.at(model.encoders[kind].sample_rate)) for kind in kinds}
         for b, (record, _) in enumerate(good):
             samples = {rate: int(n[b]) for rate, n in audio.lengths.items()}
             states = {

@@ -110,6 +110,7 @@ def _extract(args: argparse.Namespace) -> int:
         rank=int(os.environ.get("RANK", 0)),
         world_size=int(os.environ.get("WORLD_SIZE", 1)),
         progress=not args.no_progress,
+        encoders=args.encoders,
     )
     print(json.dumps({"out": args.out, **dataclasses.asdict(result)}))
     return 0
@@ -144,6 +145,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", required=True, help="cache directory (created; an existing one is completed)")
     e.add_argument("--split", nargs="+", default=["train", "validation"], help="corpus splits to extract")
     e.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
+    e.add_argument(
+        "--encoders",
+        nargs="+",
+        default=None,
+        metavar="KIND",
+        help="cache only these encoders (e.g. whisper); training runs the others online (default: all)",
+    )
     e.add_argument("--batch-size", type=int, default=8)
     e.add_argument("--shard-mb", type=int, default=1024, help="approximate shard size in MiB")
     e.add_argument("--num-workers", type=int, default=2, help="audio loading processes")

@@ -338,34 +338,49 @@ class TrainingDataset(Dataset):
         max_seq_len: int,
         max_audio_seconds: float,
         features: Any | None = None,
+        online_rates: Sequence[int] = (),
     ) -> None:
-        """``features`` is a :class:`~alarm.training.cache.FeatureCache` or ``None`` (online)."""
-        if features is None and audio_root is None:
-            raise ValueError("an audio root or a feature cache is needed")
+        """``features`` is a :class:`~alarm.training.cache.FeatureCache` or ``None`` (online).
+
+        With a cache that lacks some encoders, ``online_rates`` are the sample rates those
+        encoders read: the audio is loaded at them next to the cached states.
+        """
+        if audio_root is None and (features is None or online_rates):
+            raise ValueError(
+                "an audio root is needed"
+                + (f" for the encoders the feature cache lacks (rates {list(online_rates)})" if features else "")
+            )
         self.records = records
         self.fmt = fmt
         self.audio_root = audio_root
         self.max_seq_len = max_seq_len
         self.max_audio_seconds = max_audio_seconds
         self.features = features
+        self.wave_rates = list(fmt.sample_rates) if features is None else list(online_rates)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, i: int) -> Sample | Rejection:
         record = self.records[i]
+        sample_lengths: dict[int, int] = {}
+        states: dict[str, torch.Tensor] = {}
+        waves: dict[int, torch.Tensor] = {}
         if self.features is not None:
             if not self.features.has(record):
                 return Rejection(record.id, NOT_IN_CACHE, f"{record.id} is not in {self.features.directory}")
             sample_lengths, states = self.features.load(record.id)
-            waves: dict[int, torch.Tensor] = {}
-        else:
+        if self.wave_rates:
             try:
                 wave = self.read_audio(record)
             except AudioError as err:
                 return Rejection(record.id, UNREADABLE_AUDIO, str(err))
-            waves = {rate: wave.resample(rate).to_tensor() for rate in self.fmt.sample_rates}
-            sample_lengths, states = {rate: int(w.numel()) for rate, w in waves.items()}, {}
+            waves = {rate: wave.resample(rate).to_tensor() for rate in self.wave_rates}
+            read = {rate: int(w.numel()) for rate, w in waves.items()}
+            if any(sample_lengths.get(rate, n) != n for rate, n in read.items()):  # the file changed since
+                detail = f"{record.id}: the audio has {read} samples, the feature cache {sample_lengths}"
+                return Rejection(record.id, NOT_IN_CACHE, detail)
+            sample_lengths = {**sample_lengths, **read}
         example = self.fmt.example(record, sample_lengths)
         if len(example.input_ids) > self.max_seq_len:
             detail = f"{len(example.input_ids)} tokens > max_seq_len {self.max_seq_len} (audio longer than planned)"
@@ -457,11 +472,9 @@ class Collator:
             rate: torch.tensor([s.sample_lengths[rate] for s in samples], dtype=torch.long)
             for rate in samples[0].sample_lengths
         }
-        if samples[0].states:
-            audio: AudioBatch = AudioBatch({}, sample_lengths, _pad_states(samples))
-        else:
-            waves = {rate: pad_sequence([s.waves[rate] for s in samples], batch_first=True) for rate in sample_lengths}
-            audio = AudioBatch(waves, sample_lengths)
+        # Cached states for the encoders a feature cache holds, waves for those that run online.
+        waves = {rate: pad_sequence([s.waves[rate] for s in samples], batch_first=True) for rate in samples[0].waves}
+        audio = AudioBatch(waves, sample_lengths, _pad_states(samples))
         return TrainBatch([s.id for s in samples], input_ids, attention_mask, labels, audio, rejections)
 
 

@@ -230,17 +230,23 @@ def encoder_shells(specs: Sequence[Any]) -> dict[str, Any]:
 
 
 def build_training_model(config: TrainConfig, dtype: torch.dtype = torch.float32) -> Any:
-    """The preset with its frozen parts in ``dtype``; with a feature cache, without encoder networks.
+    """The preset with its frozen parts in ``dtype``; encoders a feature cache holds without networks.
 
-    A cache holds every encoder's states for every row it serves (rows it lacks are skipped as
-    ``not_in_feature_cache``), so the encoders never run: the model gets shells that keep
-    their specs and length rules (the cache manifest and the chat layout need them).
+    A cache holds its encoders' states for every row it serves (rows it lacks are skipped as
+    ``not_in_feature_cache``), so those encoders never run: the model gets shells that keep
+    their specs and length rules (the cache manifest and the chat layout need them). Encoders
+    a partial cache lacks are built in full and run online.
     """
     from alarm.presets import resolve
 
     model_config, build = resolve(config.preset)
-    shared = {"encoders": encoder_shells(model_config.encoder_specs())} if config.features else {}
-    return build(frozen_dtype=dtype, **shared)
+    if not config.features:
+        return build(frozen_dtype=dtype)
+    from alarm.training.cache import read_manifest
+
+    cached = read_manifest(config.features)["encoders"]
+    shells = encoder_shells([spec for spec in model_config.encoder_specs() if spec.kind in cached])
+    return build(frozen_dtype=dtype, encoders=shells)
 
 
 def schedule_factor(index: int, *, warmup: int, total: int, kind: str, min_ratio: float) -> float:
@@ -434,7 +440,7 @@ class Trainer:
             sum(p.numel() for p in self.trainable),
             ", ".join(self.trained_names[:3]),
             str(self.frozen_dtype).removeprefix("torch."),
-            "released (feature cache)" if config.features else "loaded",
+            "loaded" if not config.features else f"from the feature cache for {', '.join(self.dataset.features.kinds)}",
             len(self.dataset),
             self.total_steps,
             config.effective_batch_size,
@@ -461,11 +467,13 @@ class Trainer:
 
     def _setup_data(self, model: Any) -> None:
         config = self.config
-        features = None
+        features, online_rates = None, []
         if config.features:
             from alarm.training.cache import FeatureCache
 
             features = FeatureCache(config.features, model)
+            online = [enc for kind, enc in model.encoders.items() if kind not in features.kinds]
+            online_rates = sorted({enc.sample_rate for enc in online})
         records = load_corpus(config.corpus, config.train_split)
         if not records:
             raise ValueError(f"corpus {config.corpus} has no rows in split {config.train_split!r}")
@@ -489,6 +497,7 @@ class Trainer:
             max_seq_len=config.max_seq_len,
             max_audio_seconds=config.max_audio_seconds,
             features=features,
+            online_rates=online_rates,
         )
         self.dataset = TrainingDataset([records[i] for i in kept], self.fmt, **dataset_args)
         self.plan = StepPlan(

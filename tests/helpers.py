@@ -37,3 +37,26 @@ def train_flags(settings: dict[str, Any]) -> list[str]:
 def launch_env() -> dict[str, str]:
     """Environment for multi-process CPU launches in tests: one thread each, offline."""
     return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def two_process_settings(root: str) -> dict[str, Any]:
+    """A tone-corpus run whose micro-batch gives the same numbers on any rank.
+
+    tiny-al-sslam-r: LayerNorm adapter and no dropout. One process accumulates 2 micro-batches
+    of 2; two processes take 1 each: the same effective batch of 4.
+    """
+    return dict(
+        preset="tiny-al-sslam-r",
+        corpus=os.path.join(root, "corpus.jsonl"),
+        audio_root=str(root),
+        effective_batch_size=4,
+        micro_batch_size=2,
+        warmup_steps=1,
+        learning_rate=1e-2,
+        num_workers=0,
+        log_every=1,
+        val_batches=0,
+        num_samples=0,
+        progress=False,
+        report_to=(),
+    )

@@ -79,6 +79,23 @@ def test_stale_or_foreign_caches_are_refused(corpus, model, tmp_path):
         FeatureCache(tmp_path, build_model("tiny-al-whisper-r"))
 
 
+def _one_step(root: str) -> dict:
+    """Settings of a one-step run on the tone corpus (no validation, no checkpoints)."""
+    return dict(
+        preset=PRESET,
+        corpus=os.path.join(root, "corpus.jsonl"),
+        audio_root=root,
+        max_steps=1,
+        effective_batch_size=4,
+        micro_batch_size=2,
+        num_workers=0,
+        val_split="",
+        save_every=0,
+        progress=False,
+        report_to=(),
+    )
+
+
 def _first_step(config: TrainConfig) -> tuple[tuple[float, float], Trainer]:
     records = []
     trainer = Trainer(config, callbacks=[records.append])
@@ -101,19 +118,7 @@ def test_first_step_loss_is_the_same_with_and_without_the_cache(corpus, model, t
     extract_features(
         model, records, audio_root=root, out=tmp_path / "cache", dtype=dtype, num_workers=0, progress=False
     )
-    common = dict(
-        preset=PRESET,
-        corpus=os.path.join(root, "corpus.jsonl"),
-        audio_root=root,
-        max_steps=1,
-        effective_batch_size=4,
-        micro_batch_size=2,
-        num_workers=0,
-        val_split="",
-        save_every=0,
-        progress=False,
-        report_to=(),
-    )
+    common = _one_step(root)
     online, with_encoders = _first_step(TrainConfig(**common, output=str(tmp_path / "online")))
     cached, from_cache = _first_step(
         TrainConfig(**common, output=str(tmp_path / "cached"), features=str(tmp_path / "cache"))
@@ -184,19 +189,7 @@ def test_partial_cache_runs_the_other_encoders_online(corpus, model, tmp_path):
     with pytest.raises(ValueError, match="not among the model's"):
         extract_features(model, records, audio_root=root, out=tmp_path / "x", encoders=["clap"], progress=False)
 
-    common = dict(
-        preset=PRESET,
-        corpus=os.path.join(root, "corpus.jsonl"),
-        audio_root=root,
-        max_steps=1,
-        effective_batch_size=4,
-        micro_batch_size=2,
-        num_workers=0,
-        val_split="",
-        save_every=0,
-        progress=False,
-        report_to=(),
-    )
+    common = _one_step(root)
     online, _ = _first_step(TrainConfig(**common, output=str(tmp_path / "online")))
     partial, trainer = _first_step(TrainConfig(**common, output=str(tmp_path / "partial"), features=str(cache_dir)))
     assert partial == pytest.approx(online, rel=1e-5)

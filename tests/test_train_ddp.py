@@ -12,12 +12,9 @@ from safetensors.torch import load_file
 from alarm.training.config import TrainConfig
 from alarm.training.synthetic import make_tone_corpus
 from alarm.training.trainer import train
-from tests.helpers import launch_env, train_flags
+from tests.helpers import launch_env, train_flags, two_process_settings
 
 torch.set_num_threads(1)
-
-# LayerNorm adapter and no dropout: a micro-batch gives the same numbers on any rank.
-PRESET = "tiny-al-sslam-r"
 
 
 def _rows(path) -> list[dict[str, str]]:
@@ -29,24 +26,7 @@ def test_two_processes_match_one_process_with_accumulation(tmp_path):
     """Tolerance: 1e-5 relative on losses, gradient norms and weights (gloo sums in another order)."""
     root = tmp_path / "tones"
     make_tone_corpus(root, 8, num_validation=3, durations=(0.5, 1.0))
-    settings = dict(
-        preset=PRESET,
-        corpus=str(root / "corpus.jsonl"),
-        audio_root=str(root),
-        max_steps=3,
-        effective_batch_size=4,
-        micro_batch_size=2,  # one process: 2 micro-batches accumulated; two processes: 1 each
-        warmup_steps=1,
-        learning_rate=1e-2,
-        num_workers=0,
-        log_every=1,
-        eval_every=3,
-        val_batches=0,
-        num_samples=0,
-        save_every=0,
-        progress=False,
-        report_to=(),
-    )
+    settings = dict(two_process_settings(root), max_steps=3, eval_every=3, save_every=0)
     train(TrainConfig(**settings, output=str(tmp_path / "one")))
 
     flags = train_flags({**settings, "output": str(tmp_path / "two")})

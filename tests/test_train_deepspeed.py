@@ -18,12 +18,11 @@ from safetensors.torch import load_file
 from alarm.training.config import TrainConfig
 from alarm.training.synthetic import make_tone_corpus
 from alarm.training.trainer import accelerator_state_args, deepspeed_param_dtype, frozen_dtype, train
-from tests.helpers import launch_env, train_flags
+from tests.helpers import launch_env, train_flags, two_process_settings
 
 torch.set_num_threads(1)
 
 ZERO2 = os.path.join(os.path.dirname(__file__), "..", "configs", "deepspeed_zero2.json")
-PRESET = "tiny-al-sslam-r"  # LayerNorm adapter, no dropout: a micro-batch gives the same numbers on any rank
 
 
 def _rows(path) -> list[dict[str, str]]:
@@ -44,21 +43,7 @@ def settings(tmp_path_factory):
     pytest.importorskip("deepspeed", reason="DeepSpeed is optional: pip install 'alarm[deepspeed]'")
     root = tmp_path_factory.mktemp("tones")
     make_tone_corpus(root, 8, num_validation=3, durations=(0.5, 1.0))
-    return dict(
-        preset=PRESET,
-        corpus=str(root / "corpus.jsonl"),
-        audio_root=str(root),
-        effective_batch_size=4,
-        micro_batch_size=2,  # one process: 2 micro-batches accumulated; two processes: 1 each
-        warmup_steps=1,
-        learning_rate=1e-2,
-        num_workers=0,
-        log_every=1,
-        val_batches=0,
-        num_samples=0,
-        progress=False,
-        report_to=(),
-    )
+    return two_process_settings(root)
 
 
 def test_zero2_two_processes_match_one_process(settings, tmp_path):

@@ -17,7 +17,13 @@ from alarm.generation_vllm import add_vllm_arguments
 log = logging.getLogger("alarm")
 
 # Command groups living next to the code they drive; each module has `add_commands(subparsers)`.
-COMMAND_MODULES: tuple[str, ...] = ("alarm.corpus.cli", "alarm.evaluation.cli", "alarm.training.cli", "alarm.demo.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "alarm.corpus.cli",
+    "alarm.evaluation.cli",
+    "alarm.training.cli",
+    "alarm.demo.cli",
+    "alarm.serving.cli",
+)
 
 
 def _presets(args: argparse.Namespace) -> int:

@@ -270,16 +270,28 @@ def answer(
 
 
 def stream(
-    model: Any, waveform: Waveform, prompt: str, config: GenerationConfig = GenerationConfig(), **chat: Any
+    model: Any,
+    waveform: Waveform,
+    prompt: str,
+    config: GenerationConfig = GenerationConfig(),
+    *,
+    outputs: list[GenerationOutput] | None = None,
+    **chat: Any,
 ) -> Iterator[str]:
-    """Yield the text of one answer as it is generated (reasoning, closing sentence, answer)."""
+    """Yield the text of one answer as it is generated (reasoning, closing sentence, answer).
+
+    ``outputs``, when given, receives the finished :class:`GenerationOutput` (token counts,
+    whether the budget was reached or the answer finished) once the last piece is yielded.
+    """
     embeds, mask = prepare_inputs(model, [waveform], [prompt], **chat)
     sink: queue.Queue[list[int] | None] = queue.Queue()
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
-            generate(model.language_model, model.tokenizer, embeds, mask, config, streamer=_QueueStreamer(sink))
+            done = generate(model.language_model, model.tokenizer, embeds, mask, config, streamer=_QueueStreamer(sink))
+            if outputs is not None:
+                outputs.extend(done)
         except BaseException as err:  # surfaced in the consumer's thread below
             failure.append(err)
         finally:

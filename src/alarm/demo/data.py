@@ -1,8 +1,8 @@
 """The demo's world: labelled synthetic clips, their source records, a held-out MMAU-format test.
 
-Every clip is a tone of one of four pitch classes (``alarm.training.synthetic.PITCHES``),
-with its own length, phase, level and a little noise, so no two files are the same and
-the held-out clips are new sounds. The metadata (the textual surrogate A_text) says what is
+Every clip is a one-second tone of one of four pitch classes
+(``alarm.training.synthetic.PITCHES``) with its own phase, level and noise, so no two files
+are the same and the held-out clips are new sounds. The metadata (the textual surrogate A_text) says what is
 audible. The test set is written in MMAU test-mini's release format (a JSON list next to
 ``test-mini-audios/``), so the real loader and scorer read it.
 """
@@ -24,6 +24,7 @@ from alarm.io import write_text
 from alarm.training.synthetic import PITCHES
 
 SAMPLE_RATE = 16_000
+CLIP_SECONDS = 1.0
 QUESTIONS = (
     "What is the pitch of this tone?",
     "How high does this sound?",
@@ -49,8 +50,9 @@ def metadata(name: str) -> str:
 
 
 def _tone(name: str, rng: np.random.Generator) -> np.ndarray:
-    seconds = float(rng.uniform(0.6, 1.6))
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    # One length for all: with lengths that differ, a tiny model learns each training clip's
+    # length (its number of audio tokens) instead of listening, and fails on new clips.
+    t = np.arange(int(CLIP_SECONDS * SAMPLE_RATE)) / SAMPLE_RATE
     level = float(rng.uniform(0.15, 0.4))
     tone = level * np.sin(2 * np.pi * PITCHES[name] * t + rng.uniform(0, 2 * np.pi))
     return (tone + 0.01 * rng.standard_normal(t.size)).astype(np.float32)

@@ -47,7 +47,7 @@ class DemoConfig:
     num_test: int = 32
     num_candidates: int = 6
     rlm_steps: int = 300
-    train_steps: int = 150
+    train_steps: int = 600
     learning_rate: float = 1e-2
     batch_size: int = 8
     max_new_tokens: int = 160
@@ -108,6 +108,7 @@ def stage_corpus(config: DemoConfig) -> dict[str, Any]:
         seed=config.seed,
         progress=config.progress,
     )
+    # The pipeline's own rules play the instruction LLM; the RLM's answers are the demo's (concise).
     summary = build(settings, {"prompter": ScriptedBackend(), "rlm": ScriptedBackend(DemoResponder())})
     if not summary.complete:
         raise RuntimeError(f"the corpus build did not finish: {summary.to_dict()}")

@@ -12,8 +12,11 @@ from alarm.cli import main
 
 def test_presets_lists_every_preset(capsys):
     assert main(["presets"]) == 0
-    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert "alarm-ca" in names and "tiny-alarm-e" in names and len(names) == 16  # every shipped preset
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split()[1] for line in lines[1:] if not line.startswith(" ")}
+    assert "alarm-ca" in rows and "tiny-alarm-e" in rows and len(rows) == 18  # every shipped preset
+    assert rows["tiny-alarm-ca"] == "random" and rows["alarm-ca"] == "missing"  # no hub weights here
+    assert rows["cpu-al-whisper-r"] in ("installed", "missing")  # packaged: `alarm models install`
 
 
 def test_inspect_reports_tokens_and_params(tmp_path, capsys):

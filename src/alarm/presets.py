@@ -40,6 +40,33 @@ def load_preset(name: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def weight_sources(name: str) -> list[str | None]:
+    """Every frozen part a preset reads weights for: RLM, then encoders (``None`` = random init).
+
+    An ensemble lists its members' sources.
+    """
+    data = load_preset(name)
+    if "ensemble" in data:
+        members = data["ensemble"].get("members", [])
+        return [s for m in members if not m.startswith(OFFICIAL_PREFIX) for s in weight_sources(m)]
+    return [data.get("text_model"), *(e.get("pretrained") for e in data.get("encoders", []))]
+
+
+def weights_status(name: str) -> str:
+    """``random`` (tiny twin), ``installed`` (every real weight is here), or what is missing."""
+    from alarm.packaged import get, is_packaged, weights_available
+
+    sources = [s for s in weight_sources(name) if s is not None]
+    if not sources:
+        return "random"
+    missing = [s for s in dict.fromkeys(sources) if not weights_available(s)]
+    if not missing:
+        return "installed"
+    installs = sorted({get(s).install_command for s in missing if is_packaged(s)})
+    others = [s for s in missing if not is_packaged(s)]
+    return "missing: " + "; ".join([*installs, *(f"{s} (hub)" for s in others)])
+
+
 def is_ensemble(name: str) -> bool:
     return "ensemble" in load_preset(name)
 

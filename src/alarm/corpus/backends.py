@@ -142,9 +142,14 @@ class Backend(ABC):
 
     #: may :meth:`complete` be called from several threads at once (used by :class:`ChatServer`)
     thread_safe: bool = False
+    #: whether the model reasons in ``<think>`` blocks; a model that does not (SmolLM2-Instruct)
+    #: has no reasoning to cut, so budgets are not applied and no ``</think>`` is ever inserted.
+    thinks: bool = True
 
     def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         """Completions in request order; budgets applied with two passes where needed."""
+        if not self.thinks:
+            requests = [replace(r, params=replace(r.params, thinking_budget=-1)) for r in requests]
         return complete_with_budget(self.generate, requests)
 
     @abstractmethod
@@ -420,6 +425,9 @@ class TransformersBackend(Backend):
         self.tokenizer = tokenizer
         self.name = name
         self.batch_size = int(batch_size)
+        from alarm.modeling.tokenizer import has_thinking_mode
+
+        self.thinks = has_thinking_mode(tokenizer)
         self._lock = threading.Lock()  # one generate at a time when served over HTTP
 
     @classmethod

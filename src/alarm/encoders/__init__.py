@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 
 from alarm.encoders.base import EncoderSpec, FrozenEncoder
+from alarm.packaged import resolve_weights
 
 # kind -> "module:Class"; imported lazily so a user of one encoder never pays for the others.
 ENCODERS: dict[str, str] = {
@@ -25,8 +27,16 @@ def encoder_class(kind: str) -> type[FrozenEncoder]:
 
 
 def build_encoder(spec: EncoderSpec) -> FrozenEncoder:
-    """Build a frozen encoder from its spec (real weights or seeded random init)."""
-    return encoder_class(spec.kind).from_spec(spec).freeze()
+    """Build a frozen encoder from its spec (real weights or seeded random init).
+
+    ``spec.pretrained`` may name a packaged model (``packaged:whisper-base``): the network is
+    read from its converted directory, while the encoder keeps the spec as written, so saved
+    configs, ensemble sharing and feature caches see the portable name, not a local path.
+    """
+    local = replace(spec, pretrained=resolve_weights(spec.pretrained))
+    encoder = encoder_class(spec.kind).from_spec(local)
+    encoder.spec = spec
+    return encoder.freeze()
 
 
 __all__ = ["ENCODERS", "EncoderSpec", "FrozenEncoder", "build_encoder", "encoder_class"]

@@ -22,6 +22,16 @@ from alarm.encoders.base import EncoderSpec, FrozenEncoder, hf_config, read_chec
 HOP_LENGTH = 160  # samples per mel frame at 16 kHz
 
 
+def quarter_depth_layers(num_blocks: int) -> list[int]:
+    """The paper's Whisper layers scaled to a network of ``num_blocks`` blocks.
+
+    The paper picks the hidden states at each quarter of the depth, counted 1-based over the
+    ``num_blocks + 1`` states (large-v3, 32 blocks: paper 8/16/24/32 = indices 7, 15, 23, 31);
+    the same rule gives base (6 blocks) 1, 2, 4, 5 and tiny (4 blocks) 0, 1, 2, 3.
+    """
+    return [math.floor(k * num_blocks / 4 + 0.5) - 1 for k in range(1, 5)]
+
+
 class WhisperEncoder(FrozenEncoder):
     """Frozen Whisper encoder exposing selected hidden states at 50 Hz."""
 

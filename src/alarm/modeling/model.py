@@ -32,6 +32,7 @@ from alarm.modeling.configuration import AlarmConfig
 from alarm.modeling.fusion import build_fusion
 from alarm.modeling.inputs import AudioBatch
 from alarm.modeling.tokenizer import AUDIO_TOKEN, load_tokenizer, token_id
+from alarm.packaged import resolve_weights
 
 WEIGHTS_NAME = "model.safetensors"
 FROZEN_PREFIXES = ("language_model.", "encoders.")
@@ -62,7 +63,7 @@ def build_language_model(config: AlarmConfig, dtype: torch.dtype | None = None) 
     a tiny twin is initialised in fp32 and cast, so its values do not depend on ``dtype``.
     """
     if config.text_model is not None:
-        return AutoModelForCausalLM.from_pretrained(config.text_model, dtype=dtype or torch.float32)
+        return AutoModelForCausalLM.from_pretrained(resolve_weights(config.text_model), dtype=dtype or torch.float32)
     with seeded(config.text_seed):
         model = Qwen3ForCausalLM(Qwen3Config(**config.text_config))
     return cast_floating(model, dtype) if dtype is not None else model

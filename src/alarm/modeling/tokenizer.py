@@ -13,6 +13,8 @@ from __future__ import annotations
 from tokenizers.pre_tokenizers import ByteLevel
 from transformers import AddedToken, AutoTokenizer, PreTrainedTokenizerBase, Qwen2Tokenizer
 
+from alarm.packaged import resolve_weights
+
 #: Placeholder the chat layer expands to one position per audio embedding (boundaries included).
 AUDIO_TOKEN = "<|audio|>"
 TINY_TOKENIZER = "tiny"
@@ -51,7 +53,10 @@ def tiny_tokenizer() -> Qwen2Tokenizer:
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """The RLM's tokenizer (``"tiny"`` for the byte-level twin) with the audio placeholder added."""
-    tokenizer = tiny_tokenizer() if name_or_path == TINY_TOKENIZER else AutoTokenizer.from_pretrained(name_or_path)
+    if name_or_path == TINY_TOKENIZER:
+        tokenizer = tiny_tokenizer()
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_weights(name_or_path))
     return with_audio_token(tokenizer)
 
 
@@ -68,3 +73,11 @@ def token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
     if not ids or ids[0] is None or ids[0] == tokenizer.unk_token_id:
         raise KeyError(f"tokenizer has no token {token!r}")
     return int(ids[0])
+
+
+def has_thinking_mode(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the model reasons in ``<think>...</think>`` blocks (its vocabulary has ``</think>``).
+
+    Qwen3 and the tiny twins do; SmolLM2-Instruct does not, and then thinking budgets do not apply.
+    """
+    return "</think>" in tokenizer.get_vocab()

@@ -53,8 +53,9 @@ def test_candidates_are_parsed_with_their_tags_and_checks():
 @pytest.mark.parametrize(
     "text,reason",
     [
-        ("1. [en] What do you hear?", "no candidate list"),
-        ("<prompts>\n1. [en] cut off here", "no candidate list"),
+        ("What do you hear? Nothing numbered here.", "no candidate list"),
+        ("2. [en] a list that does not start at one\n3. [en] more", "no candidate list"),
+        ("<prompts>\n1. [en] cut off at max_tokens", "no usable candidate"),  # with truncated=True
         ("<prompts>\n\n</prompts>", "empty candidate list"),
         ("<prompts>\nnot numbered\n</prompts>", "empty candidate list"),
         ("<prompts>\n1. [fr] Bonjour\n2. [zh] hello\n</prompts>", "no usable candidate"),
@@ -62,7 +63,7 @@ def test_candidates_are_parsed_with_their_tags_and_checks():
 )
 def test_unusable_candidate_lists_raise_with_a_reason(text, reason):
     with pytest.raises(ParseError) as err:
-        parse_candidates(text, LANGS, max_chars=100)
+        parse_candidates(text, LANGS, max_chars=100, truncated="cut off" in text)
     assert err.value.reason == reason
 
 
@@ -120,7 +121,7 @@ def test_verdicts():
     text = "<verdicts>\n1. keep\n2. drop: asks about noise\n3. DROP\n1. drop: repeated number is ignored\n</verdicts>"
     assert parse_verdicts(text) == {1: (True, ""), 2: (False, "asks about noise"), 3: (False, "dropped by the judge")}
     with pytest.raises(ParseError, match="no verdict list"):
-        parse_verdicts("1. keep")
+        parse_verdicts("1. The song is a sad ballad.\n2. The genre is folk.")  # answers, not verdicts
     with pytest.raises(ParseError, match="empty verdict list"):
         parse_verdicts("<verdicts>\nall good\n</verdicts>")
 
@@ -181,11 +182,11 @@ def test_choice_is_seeded_by_record_and_uniform():
 
 def test_instructions_are_versioned_and_recorded():
     refs = instructions.refs()
-    assert set(refs) == {"prompts", "filter", "respond", "rephrase"}
+    assert set(refs) == {"prompts", "filter", "respond", "rephrase", "rephrase_answer"}
     for name, ref in refs.items():
         instr = instructions.get(name)
         assert ref == f"{name}/{instr.version}#{instr.sha}" and len(instr.sha) == 12
-    assert len({i.system for i in instructions.INSTRUCTIONS.values()}) == 4  # stages are told apart by system text
+    assert len({i.system for i in instructions.INSTRUCTIONS.values()}) == 5  # stages are told apart by system text
     msgs = instructions.get("respond").messages(metadata="genre: jazz", prompt="Which genre?")
     assert msgs == [
         {"role": "system", "content": instructions.get("respond").system},

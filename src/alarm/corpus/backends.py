@@ -295,7 +295,7 @@ class RulesResponder:
     * filter: keeps everything but requests to guess;
     * respond: reasoning and answer that quote "the description" (R0 exposes the text);
     * rephrase: the same reasoning and answer with the written references replaced by
-      heard ones, after a short reasoning of its own;
+      heard ones, after a short reasoning of its own (rephrase_answer: the answer alone);
     * a request with no system message (a spoken query): a reasoning and an answer that
       repeat the question.
     """
@@ -338,6 +338,9 @@ class RulesResponder:
             )
         if stage == "rephrase":
             return self.rephrase(user)
+        if stage == "rephrase_answer":
+            answer = user.split("\n\nAnswer to rewrite:\n", 1)[1]
+            return answer.replace("From the description:", "I heard:")
         return "I do not know this instruction."
 
     @staticmethod
@@ -370,7 +373,7 @@ class RulesResponder:
         for line in listed.splitlines():
             number, _, text = line.partition(". ")
             drop = text.startswith("Guess")
-            lines.append(f"{number}. drop: cannot be answered from the clip" if drop else f"{number}. keep")
+            lines.append(f"{number}. no: cannot be answered from the clip" if drop else f"{number}. yes")
         return "<verdicts>\n" + "\n".join(lines) + "\n</verdicts>"
 
     @staticmethod

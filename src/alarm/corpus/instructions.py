@@ -48,34 +48,26 @@ class Instruction:
 # -- prompts: Q writes candidate prompts from the metadata --------------------------------------
 
 _PROMPTS_SYSTEM = """\
-You write requests that a person could make after hearing an audio clip. You are given a \
-written account of one clip: what is said in it, what sounds or music it contains, and \
-attributes such as emotion, speaker traits, recording conditions, genre or quality scores. \
-The one who will carry out your requests hears the clip but never sees the written account.
+You write requests that a listener could make after hearing an audio clip. You are told what \
+is in the clip; the listener hears the clip but never reads what you were told.
 
 Rules:
-1. Each request must be answerable by listening to the clip, using only facts that the account \
-settles. Do not ask about anything the account leaves open: ask about background noise only \
-if the account describes it, about age only if it gives an age, and so on.
-2. Refer to the clip as sound: "the recording", "the speaker", "the music", "what you hear". \
-Never refer to the account itself: no mention of metadata, descriptions, captions, labels, \
-annotations, transcripts, fields or any text that was given.
-3. Vary the form: direct questions, commands, open requests (describe, summarise, continue \
-the scene, write something inspired by it), multiple-choice questions with lettered options, \
-yes/no questions, requests for a one-word or for a detailed answer.
-4. Spread the requests over the different facts of the account, and vary length and tone.
-5. Write each request in the language asked for in the user message and start it with that \
-language's ISO 639-1 code in square brackets.
+1. Ask only about what the clip settles: what is said, the voices, the sounds, the music, \
+the mood. Do not ask about anything it leaves open.
+2. Speak of the clip as sound ("the recording", "the speaker", "what you hear"). Never mention \
+a description, metadata, captions, labels, a transcript or any given text.
+3. Vary the form: questions, commands, yes/no questions, multiple choice with lettered \
+options, requests to describe or summarise.
+4. Start each request with its language code in square brackets.
 
-Reply with one block and nothing after it:
+Reply like this:
 <prompts>
-1. [en] a request in English
-2. [fr] une demande en français
-</prompts>
-One request per line, numbered from 1."""
+1. [en] What does the speaker say?
+2. [en] Is the sound loud or quiet?
+</prompts>"""
 
 _PROMPTS_USER = """\
-Written account of the clip:
+The clip:
 {metadata}
 
 Write {num_candidates} requests. {language_rule}"""
@@ -83,25 +75,23 @@ Write {num_candidates} requests. {language_rule}"""
 # -- filter: Q judges every candidate -----------------------------------------------------------
 
 _FILTER_SYSTEM = """\
-You review requests written about an audio clip. You are given the written account of the \
-clip and a numbered list of requests. The one who answers the requests hears the clip and \
-never sees the account.
+You check requests written about an audio clip. You are told what is in the clip. You never \
+answer the requests; you only judge them.
 
-Keep a request only if both are true:
-(a) the account holds everything needed to answer it, so nothing has to be guessed or invented;
-(b) it speaks of the clip as sound and does not reveal that a written account exists (for \
-example by mentioning provided metadata, a given description, labels, captions, a transcript \
-or field names).
+Answer yes for a request if both are true:
+(a) what you are told about the clip is enough to answer it, with nothing guessed;
+(b) it speaks of the clip as sound and does not mention a description, metadata, labels, \
+captions, a transcript or any given text.
+Otherwise answer no, with a short reason.
 
-Reply with one block and nothing after it, one line per request, in order:
+Reply with one line per request, in order:
 <verdicts>
-1. keep
-2. drop: cannot be answered from the clip
-3. drop: mentions the written account
+1. yes
+2. no: cannot be answered from the clip
 </verdicts>"""
 
 _FILTER_USER = """\
-Written account of the clip:
+The clip:
 {metadata}
 
 Requests:
@@ -155,11 +145,28 @@ The request about the clip was:
 </original_answer>"""
 
 
+# -- rephrase, answer only: a non-thinking RLM (no reasoning to rewrite) -------------------------
+
+_REPHRASE_ANSWER_SYSTEM = """\
+You rewrite an answer about an audio clip so that it reads as the words of someone who \
+listened to the clip. The answer was written from a text about the clip, so it may speak of \
+"the description", "the metadata", "the text" or "the label". Replace every such mention \
+with what is heard ("I hear", "the speaker sounds", "the recording has"). Keep the same \
+facts, language and length; add nothing. Reply with the rewritten answer only."""
+
+_REPHRASE_ANSWER_USER = """\
+Request: {prompt}
+
+Answer to rewrite:
+{answer}"""
+
 INSTRUCTIONS: dict[str, Instruction] = {
-    "prompts": Instruction("prompts", "v1", _PROMPTS_SYSTEM, _PROMPTS_USER),
-    "filter": Instruction("filter", "v1", _FILTER_SYSTEM, _FILTER_USER),
+    # v2: shorter rules a 135M instruct model can follow; the judge answers yes/no (v1: keep/drop)
+    "prompts": Instruction("prompts", "v2", _PROMPTS_SYSTEM, _PROMPTS_USER),
+    "filter": Instruction("filter", "v2", _FILTER_SYSTEM, _FILTER_USER),
     "respond": Instruction("respond", "v1", _RESPOND_SYSTEM, _RESPOND_USER),
     "rephrase": Instruction("rephrase", "v1", _REPHRASE_SYSTEM, _REPHRASE_USER),
+    "rephrase_answer": Instruction("rephrase_answer", "v1", _REPHRASE_ANSWER_SYSTEM, _REPHRASE_ANSWER_USER),
 }
 
 
@@ -176,10 +183,16 @@ def refs() -> dict[str, str]:
     return {name: instr.ref for name, instr in INSTRUCTIONS.items()}
 
 
+def num_other_languages(num_candidates: int, multilingual_share: float, languages: tuple[str, ...]) -> int:
+    """How many of the candidates Q is asked to write in languages other than English."""
+    others = [lang for lang in languages if lang != "en"]
+    return round(num_candidates * multilingual_share) if others else 0
+
+
 def language_rule(num_candidates: int, multilingual_share: float, languages: tuple[str, ...]) -> str:
     """The sentence telling Q how many candidates to write in which languages."""
     others = [lang for lang in languages if lang != "en"]
-    n_other = round(num_candidates * multilingual_share) if others else 0
+    n_other = num_other_languages(num_candidates, multilingual_share, languages)
     if n_other == 0:
         return "Write all of them in English ([en])."
     return (

@@ -64,6 +64,7 @@ from alarm.corpus.prompts import (
     is_refusal,
     numbered,
     parse_candidates,
+    parse_rewritten_answer,
     parse_verdicts,
     screen_exposure,
     split_think,
@@ -337,14 +338,19 @@ class Stage:
         return replace(base, seed=seed, **over)
 
 
-def _usable(completion: Completion | None, expects_thinking: bool) -> tuple[str, str]:
-    """(reasoning, answer) of a completion that ended normally, else :class:`StageError`."""
+def _usable(completion: Completion | None, expects_thinking: bool, allow_length: bool = False) -> tuple[str, str]:
+    """(reasoning, answer) of a completion that ended normally, else :class:`StageError`.
+
+    ``allow_length``: a completion cut at ``max_tokens`` may still be used (Q's lists, where a
+    small model's chatter after a complete list is what hits the limit); the caller then checks
+    what was cut and raises :func:`_over_length` when nothing usable is left.
+    """
     if completion is None:
         raise StageError("no completion")
     if completion.error:
         raise StageError("backend error", completion.error)
-    if completion.finish_reason == "length":
-        raise StageError("over-length", f"hit max_tokens after {completion.num_tokens} tokens")
+    if completion.finish_reason == "length" and not allow_length:
+        raise _over_length(completion)
     reason, detail = text_problem(completion.text)
     if reason:
         raise StageError(reason, detail)
@@ -352,6 +358,14 @@ def _usable(completion: Completion | None, expects_thinking: bool) -> tuple[str,
         return split_think(completion.text, expects_thinking)
     except ParseError as err:
         raise StageError(err.reason, err.detail) from None
+
+
+def _over_length(completion: Completion) -> StageError:
+    return StageError("over-length", f"hit max_tokens after {completion.num_tokens} tokens")
+
+
+def _truncated(completion: Completion | None) -> bool:
+    return bool(completion and completion.finish_reason == "length")
 
 
 class AudioStage(Stage):
@@ -433,14 +447,30 @@ class PromptsStage(Stage):
             if not record.metadata.strip():
                 raise StageError("empty transcript", "a spoken query needs its transcript in metadata", retry=False)
             return replace(record, prompt=record.metadata.strip())
-        _, answer = _usable(completion, expects_thinking=False)
+        cfg = self.config
+        _, answer = _usable(completion, expects_thinking=False, allow_length=True)
+        truncated = _truncated(completion)
+        # untagged items are English when every candidate was asked for in English
+        all_english = instructions.num_other_languages(cfg.num_candidates, cfg.multilingual_share, cfg.languages) == 0
         try:
-            candidates = parse_candidates(answer, self.config.languages, self.config.max_prompt_chars)
+            candidates = parse_candidates(
+                answer,
+                cfg.languages,
+                cfg.max_prompt_chars,
+                default_language="en" if all_english else "",
+                truncated=truncated,
+            )
         except ParseError as err:
             if err.reason == "no candidate list" and is_refusal(answer):
                 raise StageError("refusal", answer[:200]) from None
+            if truncated and err.reason in ("no candidate list", "no usable candidate"):
+                raise _over_length(completion) from None  # type: ignore[arg-type]
             raise StageError(err.reason, err.detail) from None
-        provenance = {**record.provenance, "candidate_languages": [c.language for c in candidates]}
+        provenance = {
+            **record.provenance,
+            "candidate_languages": [c.language for c in candidates],
+            "candidate_format": "block" if extract_block(answer, "prompts") is not None else "numbered list",
+        }
         return replace(record, prompt_candidates=tuple(c.as_record() for c in candidates), provenance=provenance)
 
 
@@ -474,20 +504,25 @@ class FilterStage(Stage):
             return record
         candidates = self.screened(record)
         judged = [i for i, c in enumerate(candidates) if c.kept]
+        verdict_format = None
         if judged:
-            _, answer = _usable(completion, expects_thinking=False)
+            _, answer = _usable(completion, expects_thinking=False, allow_length=True)
             try:
-                verdicts = parse_verdicts(answer)
+                verdicts = parse_verdicts(answer, count=len(judged))
             except ParseError as err:
                 if is_refusal(answer):
                     raise StageError("refusal", answer[:200]) from None
+                if _truncated(completion):
+                    raise _over_length(completion) from None  # type: ignore[arg-type]
                 raise StageError(err.reason, err.detail) from None
+            verdict_format = "block" if extract_block(answer, "verdicts") is not None else "bare lines"
             for number, i in enumerate(judged, 1):
                 kept, why = verdicts.get(number, (False, "no verdict from the judge"))
                 if not kept:
                     candidates[i] = candidates[i].dropped(f"judge: {why}" if number in verdicts else why)
         kept = [c for c in candidates if c.kept]
-        out = replace(record, prompt_candidates=tuple(c.as_record() for c in candidates))
+        provenance = {**record.provenance, "verdict_format": verdict_format}
+        out = replace(record, prompt_candidates=tuple(c.as_record() for c in candidates), provenance=provenance)
         if not kept:
             raise StageError("no prompt kept", f"{len(candidates)} candidates, none kept", retry=False)
         chosen = kept[choose([c.text for c in kept], self.config.seed, record.id)]
@@ -525,11 +560,18 @@ class RephraseStage(Stage):
 
     name, role = "rephrase", "rlm"
 
+    def answer_only(self, r0_reasoning: str) -> bool:
+        """A non-thinking RLM's R0 is a plain answer: it is rewritten alone and the target stays plain."""
+        return not self.config.rlm_thinks and not r0_reasoning
+
     def request(self, record: CorpusRecord, attempt: int) -> ChatRequest | None:
         if self.spoken(record):
             return None
         reasoning, answer = split_think(record.response_raw, expects_thinking=False)
-        messages = instructions.get("rephrase").messages(prompt=record.prompt, reasoning=reasoning, answer=answer)
+        if self.answer_only(reasoning):
+            messages = instructions.get("rephrase_answer").messages(prompt=record.prompt, answer=answer)
+        else:
+            messages = instructions.get("rephrase").messages(prompt=record.prompt, reasoning=reasoning, answer=answer)
         params = self.params(self.config.rlm_sampling, record, attempt, thinking_budget=self.config.thinking_budget)
         return ChatRequest(tuple(messages), params)
 
@@ -537,6 +579,31 @@ class RephraseStage(Stage):
         if self.spoken(record):
             return replace(record, response=record.response_raw, rephrase_reasoning="")
         own, rest = _usable(completion, expects_thinking=self.config.rlm_thinks)
+        old_reasoning, _ = split_think(record.response_raw, expects_thinking=False)
+        if self.answer_only(old_reasoning):
+            if is_refusal(rest):
+                raise StageError("refusal", rest[:200])
+            try:
+                target = parse_rewritten_answer(rest)
+            except ParseError as err:
+                raise StageError(err.reason, err.detail) from None
+            rewrite_format = "block" if extract_block(rest, "rewritten_answer") is not None else "plain"
+        else:
+            target = self.rewritten_blocks(rest, old_reasoning)
+            rewrite_format = "blocks"
+        if self.config.rephrase_exposure_check and (hits := exposure_hits(target)):
+            # the same detector the report measures targets with; a new seed may rewrite it cleanly
+            raise StageError("target exposes the text", ", ".join(repr(h) for h in dict.fromkeys(hits)))
+        provenance = {
+            **record.provenance,
+            "rephrase_budget_reached": bool(completion and completion.budget_reached),
+            "rewrite_format": rewrite_format,
+        }
+        return replace(record, response=target, rephrase_reasoning=own, provenance=provenance)
+
+    @staticmethod
+    def rewritten_blocks(rest: str, old_reasoning: str) -> str:
+        """The ``<think>`` target from the two rewritten blocks of a thinking RLM (both required)."""
         new_reasoning = extract_block(rest, "rewritten_reasoning")
         new_answer = extract_block(rest, "rewritten_answer")
         if new_reasoning is None or new_answer is None:
@@ -544,15 +611,9 @@ class RephraseStage(Stage):
                 raise StageError("refusal", rest[:200])
             missing = [t for t, b in (("reasoning", new_reasoning), ("answer", new_answer)) if b is None]
             raise StageError("no rewrite block", f"missing <rewritten_{'> and <rewritten_'.join(missing)}>")
-        old_reasoning, _ = split_think(record.response_raw, expects_thinking=False)
         if not new_answer.strip() or (old_reasoning and not new_reasoning.strip()):
             raise StageError("empty rewrite", "a rewritten block is empty")
-        target = think_text(new_reasoning, new_answer)
-        if self.config.rephrase_exposure_check and (hits := exposure_hits(target)):
-            # the same detector the report measures targets with; a new seed may rewrite it cleanly
-            raise StageError("target exposes the text", ", ".join(repr(h) for h in dict.fromkeys(hits)))
-        provenance = {**record.provenance, "rephrase_budget_reached": bool(completion and completion.budget_reached)}
-        return replace(record, response=target, rephrase_reasoning=own, provenance=provenance)
+        return think_text(new_reasoning, new_answer)
 
 
 # -- files ------------------------------------------------------------------------------------------

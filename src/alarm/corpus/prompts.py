@@ -2,14 +2,16 @@
 
 Everything here is deterministic text processing, so it is tested exactly:
 
-* :func:`parse_candidates` reads Q's ``<prompts>`` block into :class:`Candidate` s, each with
+* :func:`parse_candidates` reads Q's ``<prompts>`` block (or its first numbered list, what a
+  small instruct model writes without the tags) into :class:`Candidate` s, each with
   its language tag checked against the configured languages *and* against the script the
   text is written in (a ``[zh]`` tag on Latin text is a wrong tag);
 * :func:`exposure_hits` is the lexical text-exposure detector: phrases that give away that
   the "audio" was a written account ("provided metadata", "according to the description").
   It runs before Q judges the candidates and is reported as a metric on R0 and on the
   rephrased targets;
-* :func:`parse_verdicts` reads Q's ``<verdicts>`` block;
+* :func:`parse_verdicts` reads Q's ``<verdicts>`` block (or its bare verdict lines);
+* :func:`parse_rewritten_answer` reads an answer-only rephrasing (a non-thinking RLM);
 * :func:`choose` picks one kept candidate uniformly, seeded by (seed, record id), so the
   choice does not depend on batching, sharding or the order records are processed in;
 * :func:`split_think`, :func:`extract_block`, :func:`is_refusal` take model output apart.
@@ -208,31 +210,97 @@ def check_language(tag: str, text: str, languages: Sequence[str]) -> str:
     return ""
 
 
-def parse_candidates(text: str, languages: Sequence[str], max_chars: int) -> list[Candidate]:
-    """Candidates from Q's answer; malformed ones are kept in the list, marked dropped.
+_QUOTES = {'"': '"', "\u201c": "\u201d", "'": "'"}
 
-    Raises :class:`ParseError` with reason "no candidate list" (no ``<prompts>`` block),
-    "empty candidate list" (a block without items) or "no usable candidate" (every item is
-    dropped by the checks: language tag, length, duplicates).
+
+def _unquote(text: str) -> str:
+    """``text`` without one pair of quotes around all of it (small models quote each item)."""
+    text = text.strip()
+    if len(text) >= 2 and _QUOTES.get(text[0]) == text[-1] and text[0] not in text[1:-1]:
+        return text[1:-1].strip()
+    return text
+
+
+def numbered_run(text: str) -> tuple[list[tuple[int, str]], bool]:
+    """(items, runs_to_end) of the first list numbered 1, 2, 3, ... in ``text``.
+
+    What a small model writes when it leaves out the ``<prompts>`` tags: a list, often followed
+    by chatter or by the same list again ("Here are the answers: 1. ..."). The run starts at
+    the first item numbered 1 and ends at an item that does not continue the numbering, or at
+    a non-item line after a blank line (a line right below an item continues it: wrapped text,
+    multiple-choice options). ``runs_to_end`` says nothing came after the list (a completion
+    cut at ``max_tokens`` may have cut its last item).
     """
-    block = extract_block(text, "prompts")
-    if block is None:
-        raise ParseError("no candidate list", "no <prompts>...</prompts> block")
-    items: list[list[str]] = []  # [tag, text]
-    for line in block.splitlines():
+    items: list[tuple[int, str]] = []
+    blank = False
+    for line in text.splitlines():
         match = _ITEM.match(line)
         if match:
+            number = int(match.group(1))
+            if not items and number != 1:
+                continue
+            if items and number != items[-1][0] + 1:
+                return items, False
+            tag = f"[{match.group(2)}] " if match.group(2) else ""
+            items.append((number, tag + match.group(3)))
+            blank = False
+        elif not line.strip():
+            blank = bool(items)
+        elif items:
+            if blank:
+                return items, False
+            items[-1] = (items[-1][0], items[-1][1] + "\n" + line.strip())
+    return items, True
+
+
+def parse_candidates(
+    text: str, languages: Sequence[str], max_chars: int, *, default_language: str = "", truncated: bool = False
+) -> list[Candidate]:
+    """Candidates from Q's answer; malformed ones are kept in the list, marked dropped.
+
+    The answer should hold a ``<prompts>`` block of numbered ``[tag] text`` lines. A small
+    instruct model often leaves out the tags: then the first numbered list of the answer
+    (:func:`numbered_run`) is taken, and so is the text after an unclosed ``<prompts>``.
+    An item without a language tag gets ``default_language`` (the pipeline passes "en" when
+    every candidate was asked for in English), else it is dropped as "missing language tag".
+    Quotes around a whole item are removed. With ``truncated`` (the completion hit
+    ``max_tokens``) the last item is dropped ("cut off at max_tokens") unless the list was
+    closed before the cut.
+
+    Raises :class:`ParseError` with reason "no candidate list" (no block and no numbered
+    list), "empty candidate list" (a block without items) or "no usable candidate" (every item
+    is dropped by the checks: language tag, length, duplicates, cut off).
+    """
+    block = extract_block(text, "prompts")
+    runs_to_end = False
+    items: list[list[str]] = []  # [tag, text]
+    if block is not None:
+        for line in block.splitlines():
+            match = _ITEM.match(line)
+            if match:
+                items.append([(match.group(2) or "").lower(), match.group(3)])
+            elif line.strip() and items:  # a wrapped line (e.g. multiple-choice options) continues the item
+                items[-1][1] += "\n" + line.strip()
+        if not items:
+            raise ParseError("empty candidate list", "the <prompts> block has no numbered items")
+    else:
+        opened = text.rfind("<prompts>")
+        run, runs_to_end = numbered_run(text[opened + len("<prompts>") :] if opened >= 0 else text)
+        if not run:
+            raise ParseError("no candidate list", "no <prompts>...</prompts> block and no list numbered from 1")
+        for _, body in run:
+            match = _ITEM.match(f"1. {body}")
+            assert match is not None  # every item line matches
             items.append([(match.group(2) or "").lower(), match.group(3)])
-        elif line.strip() and items:  # a wrapped line (e.g. multiple-choice options) continues the item
-            items[-1][1] += "\n" + line.strip()
-    if not items:
-        raise ParseError("empty candidate list", "the <prompts> block has no numbered items")
     candidates: list[Candidate] = []
     seen: dict[str, int] = {}
-    for tag, body in items:
-        cand = Candidate(body.strip(), tag)
+    for k, (tag, body) in enumerate(items):
+        tag = tag or default_language
+        cand = Candidate(_unquote(body), tag)
         key = " ".join(cand.text.lower().split())
-        if not cand.text:
+        if truncated and runs_to_end and k == len(items) - 1:
+            cand = cand.dropped("cut off at max_tokens")
+        elif not cand.text:
             cand = cand.dropped("empty")
         elif len(cand.text) > max_chars:
             cand = cand.dropped(f"too long ({len(cand.text)} > {max_chars} characters)")
@@ -260,23 +328,79 @@ def screen_exposure(candidates: Sequence[Candidate]) -> list[Candidate]:
 
 # -- verdicts --------------------------------------------------------------------------------------
 
-_VERDICT = re.compile(r"^\s*(\d{1,3})\s*[.)]\s*(keep|drop)\b\s*:?\s*(.*?)\s*$", re.IGNORECASE)
+_WORDS = {"keep": True, "kept": True, "yes": True, "drop": False, "dropped": False, "no": False}
+# keep/drop may run on into a reason ("2. drop cannot be answered"); yes/no must stand alone or be
+# followed by punctuation, so that an answer such as "1. No one speaks" is not read as a verdict;
+# "1. keep or drop" is the format echoed back, not a verdict
+_VERDICT_WORD = (
+    r"(?:(keep|kept|drop|dropped)\b(?!\s*(?:or|/)\s*(?:keep|drop))|(yes|no)(?=\s*$|\s*[.,:;!\-\u2013\u2014]))"
+    r"[.!]?\s*[:,;\-\u2013\u2014]?\s*(.*?)\s*$"
+)
+_VERDICT = re.compile(
+    r"^\s*(?:[-*]\s*)?\**(?:(?:request|question|candidate|prompt)\s*)?(\d{1,3})\s*[.):\-]?\**\s*" + _VERDICT_WORD,
+    re.IGNORECASE,
+)
+_BARE_VERDICT = re.compile(r"^\s*(?:[-*]\s*)?\**" + _VERDICT_WORD, re.IGNORECASE)
 
 
-def parse_verdicts(text: str) -> dict[int, tuple[bool, str]]:
-    """``{1-based number: (kept, reason)}`` from Q's ``<verdicts>`` block."""
+def parse_verdicts(text: str, count: int | None = None) -> dict[int, tuple[bool, str]]:
+    """``{1-based number: (kept, reason)}`` from Q's verdicts.
+
+    Read from the ``<verdicts>`` block, or from the whole answer when the judge left out the
+    tags (a small instruct model does). A verdict line is a number and a verdict word:
+    ``keep``/``yes`` keeps, ``drop``/``no`` drops, with an optional reason after it
+    (``1. keep``, ``1: Keep``, ``Question 2: no, it is not said``, ``3) drop - vague``). Only
+    when no line is numbered are bare verdict lines (``Keep``, ``No.``) taken in order, at
+    most ``count`` of them. The first verdict for a number counts.
+
+    Raises :class:`ParseError` "no verdict list" (no block and no verdict line: e.g. the judge
+    answered the requests instead of judging them) or "empty verdict list" (a block without
+    verdict lines).
+    """
     block = extract_block(text, "verdicts")
-    if block is None:
-        raise ParseError("no verdict list", "no <verdicts>...</verdicts> block")
+    lines = (block if block is not None else text).splitlines()
     verdicts: dict[int, tuple[bool, str]] = {}
-    for line in block.splitlines():
+    for line in lines:
         match = _VERDICT.match(line)
         if match and int(match.group(1)) not in verdicts:
-            kept = match.group(2).lower() == "keep"
-            verdicts[int(match.group(1))] = (kept, "" if kept else (match.group(3) or "dropped by the judge"))
+            word, why = (match.group(2) or match.group(3)).lower(), match.group(4)
+            verdicts[int(match.group(1))] = (_WORDS[word], "" if _WORDS[word] else (why or "dropped by the judge"))
     if not verdicts:
+        for line in lines:
+            match = _BARE_VERDICT.match(line)
+            if match and (count is None or len(verdicts) < count):
+                word, why = (match.group(1) or match.group(2)).lower(), match.group(3)
+                verdicts[len(verdicts) + 1] = (_WORDS[word], "" if _WORDS[word] else (why or "dropped by the judge"))
+    if not verdicts:
+        if block is None:
+            raise ParseError("no verdict list", "no <verdicts>...</verdicts> block and no numbered keep/drop lines")
         raise ParseError("empty verdict list", "the <verdicts> block has no numbered keep/drop lines")
     return verdicts
+
+
+_REWRITE_LABEL = re.compile(
+    r"^\s*(?:here(?:'s| is) (?:the|my) )?(?:rewritten|rephrased|new) answer\s*(?:is)?\s*[:\-]\s*", re.IGNORECASE
+)
+
+
+def parse_rewritten_answer(text: str) -> str:
+    """The rewritten answer of an answer-only rephrasing (a non-thinking RLM has no reasoning).
+
+    The ``<rewritten_answer>`` block when there is one, else the text after an unclosed
+    ``<rewritten_answer>``, else the whole reply without a leading label ("Rewritten answer:").
+    Raises :class:`ParseError` "empty rewrite" when nothing is left and "echoed the request"
+    when the reply copies the request's own markup back instead of rewriting.
+    """
+    block = extract_block(text, "rewritten_answer")
+    if block is None:
+        opened = text.rfind("<rewritten_answer>")
+        block = text[opened + len("<rewritten_answer>") :] if opened >= 0 else _REWRITE_LABEL.sub("", text, count=1)
+    block = block.strip()
+    if "<original_answer>" in block or "</original_answer>" in block or block.lower().startswith("answer to rewrite"):
+        raise ParseError("echoed the request", block[:200])
+    if not block:
+        raise ParseError("empty rewrite", "the rewritten answer is empty")
+    return block
 
 
 def numbered(texts: Sequence[str]) -> str:

@@ -1,4 +1,5 @@
-"""`alarm demo --quick` end to end: every stage's outputs, the report's numbers, rerun and resume."""
+"""`alarm demo` on the real packaged models, small: every stage's outputs, the report's numbers,
+rerun and resume. Skipped (with the install line) where the packages or espeak-ng are missing."""
 
 import json
 import os
@@ -6,21 +7,37 @@ import os
 import pytest
 import torch
 
+from alarm import packaged
 from alarm.cli import main
 from alarm.corpus.schema import CorpusRecord
 from alarm.demo import STAGES, DemoConfig, done_stages, run_demo
+from alarm.demo.speech import espeak_available
+from alarm.demo.transcripts import score_open_answers, spoken_words
 from alarm.training.data import load_corpus
 
 torch.set_num_threads(1)
 
+SMALL = dict(num_train=12, num_test=6, train_steps=3, batch_size=4, progress=False)
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
+    for name in ("whisper-tiny.en", "smollm2-135m-instruct"):
+        if packaged.missing_files(packaged.get(name)):
+            pytest.skip(f"{name} not installed: {packaged.get(name).install_command}")
+    if not espeak_available():
+        pytest.skip("espeak-ng not installed (apt-get install espeak-ng)")
+    old = os.environ.get("ALARM_CACHE")
+    os.environ["ALARM_CACHE"] = str(tmp_path_factory.mktemp("alarm-cache"))
     out = tmp_path_factory.mktemp("demo") / "run"
-    config = DemoConfig.quick(out=str(out), progress=False)
+    config = DemoConfig.quick(out=str(out), **SMALL)
     lines: list[str] = []
     summary = run_demo(config, echo=lines.append)
-    return config, summary, lines
+    yield config, summary, lines
+    if old is None:
+        os.environ.pop("ALARM_CACHE")
+    else:
+        os.environ["ALARM_CACHE"] = old
 
 
 def _json(path):
@@ -35,37 +52,51 @@ def test_every_stage_leaves_its_outputs(demo):
     assert [line.split(":")[0] for line in lines if line.endswith(" s")] == [
         f"[{i}/{len(STAGES)}] {s}" for i, s in enumerate(STAGES, 1)
     ]
-    # The corpus is the pipeline's contract format, self-generated prompts and rephrased targets included.
-    rows = load_corpus(os.path.join(out, "corpus"), "train")
-    assert len(rows) + len(load_corpus(os.path.join(out, "corpus"), "validation")) == config.num_train
-    assert all(isinstance(r, CorpusRecord) and r.prompt and r.response_raw and r.rephrase_reasoning for r in rows)
-    assert all(r.response.startswith("<think>") and "I heard:" in r.response for r in rows)
-    assert all("description" not in r.response for r in rows)  # the rephrasing removed the written references
-    assert len(rows[0].prompt_candidates) == config.num_candidates
-    # Training ran and lowered the loss; evaluations wrote the scorer's files.
-    metrics = (open(os.path.join(out, "train", "metrics.csv")).read().splitlines())[1:]
-    losses = [float(line.split(",")[2]) for line in metrics]
-    assert len(losses) == config.train_steps and losses[-1] < losses[0]
-    for stage in ("before", "after"):
-        scores = _json(os.path.join(out, f"eval-{stage}", "mmau", "scores.json"))
-        assert scores["accuracies"]["total"] == config.num_test
+    # The corpus is the pipeline's contract format, written by the real SmolLM2; every source
+    # clip is a record or a reject with its stage and reason.
+    rows = load_corpus(os.path.join(out, "corpus"), "train") + load_corpus(os.path.join(out, "corpus"), "validation")
+    rejects = [json.loads(line) for line in open(os.path.join(out, "corpus", "rejects.jsonl"))]
+    assert rows and len(rows) + len(rejects) == config.num_train
+    assert all(r["stage"] and r["reason"] for r in rejects)
+    assert all(isinstance(r, CorpusRecord) and r.prompt and r.response for r in rows)
+    assert all("<think>" not in r.response for r in rows)  # SmolLM2 has no thinking mode: plain targets
+    assert all(r.provenance for r in rows)
+    # Features were cached, training ran on them, evaluations wrote the scorer's files.
+    assert _json(os.path.join(out, ".done", "features.json"))["written"] == len(rows)
+    metrics = open(os.path.join(out, "train", "metrics.csv")).read().splitlines()[1:]
+    assert len(metrics) == config.train_steps
+    for condition in ("text", "metadata", "audio"):
+        scores = _json(os.path.join(out, "eval", condition, "mmau", "scores.json"))
+        assert scores["accuracies"]["total"] == summary["test_questions"]
+        assert os.path.getsize(os.path.join(out, "transcripts", f"{condition}.jsonl")) > 0
     for name in ("report.md", "report.json", "accuracy.png", "train/curves.png", "corpus/report.png"):
         assert os.path.getsize(os.path.join(out, name)) > 0, name
 
 
 def test_report_numbers_are_the_scorers(demo):
     config, summary, _ = demo
-    before = _json(os.path.join(config.out, "eval-before", "mmau", "scores.json"))["accuracies"]["overall"]
-    after = _json(os.path.join(config.out, "eval-after", "mmau", "scores.json"))["accuracies"]["overall"]
-    assert (summary["accuracy_before"], summary["accuracy_after"]) == (before, after)
-    report = open(os.path.join(config.out, "report.md"), encoding="utf-8").read()
-    assert f"accuracy {after:.1f}%" in report and f"accuracy {before:.1f}%" in report
-    assert len(_json(os.path.join(config.out, "report.json"))["examples"]) == 4
+    for key, condition in (("accuracy", "audio"), ("text_only_accuracy", "text"), ("metadata_accuracy", "metadata")):
+        scores = _json(os.path.join(config.out, "eval", condition, "mmau", "scores.json"))
+        assert summary[key] == scores["accuracies"]["overall"]
+    report = _json(os.path.join(config.out, "report.json"))
+    assert report["models"] == {
+        "preset": "cpu-al-whisper-tiny-r",
+        "rlm": "packaged:smollm2-135m-instruct",
+        "encoders": ["packaged:whisper-tiny.en"],
+    }
+    assert 0 < report["chance"] < 100 and report["speech_wer"] is not None
+    assert os.path.isfile(os.path.join(report["model_dir"], "model.safetensors"))
+    # The saved model is loadable by `alarm ask --preset` and answers.
+    clip = os.path.join(config.out, "bench", "test-mini-audios", "demo-0000.wav")
+    assert (
+        main(["ask", clip, "What does the speaker say?", "--preset", report["model_dir"], "--max-new-tokens", "8"]) == 0
+    )
+    text = open(os.path.join(config.out, "report.md"), encoding="utf-8").read()
+    assert f"**{summary['accuracy']:.1f}**" in text and "accuracy.png" in text
 
 
 def test_rerun_skips_and_resume_reruns_only_the_missing_stage(demo, capsys):
     config, _, _ = demo
-    corpus_files = sorted(os.listdir(os.path.join(config.out, "corpus", "data")))
     stamp = os.path.getmtime(os.path.join(config.out, "train", "metrics.csv"))
     lines: list[str] = []
     run_demo(config, echo=lines.append)
@@ -74,17 +105,42 @@ def test_rerun_skips_and_resume_reruns_only_the_missing_stage(demo, capsys):
     lines.clear()
     run_demo(config, echo=lines.append)
     assert [line for line in lines if not line.endswith("skipped")] == ["[7/7] report ...", lines[-1]]
-    assert sorted(os.listdir(os.path.join(config.out, "corpus", "data"))) == corpus_files
     assert os.path.getmtime(os.path.join(config.out, "train", "metrics.csv")) == stamp
-    # Through the CLI, the finished run prints its summary and the report's path.
-    assert main(["demo", "--quick", "--out", config.out, "--no-progress"]) == 0
-    printed = capsys.readouterr().out
-    assert '"accuracy_after"' in printed and "report.md" in printed
 
 
 def test_other_settings_in_the_same_directory_are_refused(demo):
     config, _, _ = demo
     with pytest.raises(ValueError, match="other settings"):
-        run_demo(DemoConfig.quick(out=config.out, progress=False, train_steps=13))
+        run_demo(DemoConfig.quick(out=config.out, **{**SMALL, "train_steps": 4}))
     with pytest.raises(ValueError, match="num_train"):
         DemoConfig(num_train=4, batch_size=8)
+
+
+def test_open_answers_are_scored_on_what_they_quote():
+    assert spoken_words('The speaker says "four two eight".') == "four two eight"
+    assert spoken_words("four two eight") == "four two eight"
+    rows = [
+        {"id": "a", "kind": "digits", "reference": "four two eight"},
+        {"id": "b", "kind": "word", "reference": "apple"},
+    ]
+    scores = score_open_answers(rows, {"a": 'She says "4 2 8".', "b": "The word is pear."})
+    assert scores["digits_exact"] == 100.0 and scores["wer_by_kind"]["digits"] == 0.0
+    assert scores["wer_by_kind"]["word"] == 400.0  # 4 words for 1: "the word is pear"
+    assert scores["wer"] == 100.0  # (0 + 4) edits over 4 reference words
+
+
+def test_world_facts_and_held_out_contents():
+    from alarm.demo.world import Clip, questions_for, sample_clips
+
+    train, test = sample_clips(60, 30, seed=0)
+    kinds = {c.kind for c in train}
+    assert kinds == {"digits", "word", "sentence", "tone", "noise", "clicks"}
+    train_texts = {c.text for c in train if c.kind in ("digits", "sentence")}
+    assert not train_texts & {c.text for c in test if c.kind in ("digits", "sentence")}  # unseen contents
+    clip = Clip("digits", text="four two eight", sex="female", voice="en+f2", rate="slow")
+    assert clip.describe() == 'Speech. A woman says "four two eight", speaking slowly.'
+    import random
+
+    questions = {q.category: q for q in questions_for(clip, random.Random(0))}
+    assert questions["sex"].answer == "a woman" and questions["rate"].answer == "slowly"
+    assert questions["digits"].answer in questions["digits"].choices and questions["transcript"].choices == ()

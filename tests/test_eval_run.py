@@ -183,3 +183,42 @@ def test_engine_is_built_only_when_there_is_work_and_named_in_each_record(tmp_pa
     assert [r["engine"] for r in _lines(store.path)] == ["renamed"] * 3
     again = run_inference(model, items, store, TINY, progress=False, engine=make)
     assert (again.generated, again.skipped, len(built)) == (0, 3, 1)
+
+
+def test_baseline_conditions_answer_from_text_and_metadata_only(tmp_path, model, monkeypatch):
+    """`condition=text` gives the RLM the question alone, `metadata` the item's metadata in the
+    audio's place; neither runs the audio path; both are pinned in run.json."""
+    from alarm.evaluation.benchmarks.base import BenchmarkError
+
+    entries = [dict(e, metadata=f"a tone number {i}") for i, e in enumerate(MMAU_ENTRIES[:3])]
+    build_mmau(tmp_path / "data", entries)
+    seen: list[list[str]] = []
+    import alarm.generation as generation
+
+    real = generation.answer_text
+
+    def spy(m, prompts, config, **chat):
+        seen.append(list(prompts))
+        return real(m, prompts, config, **chat)
+
+    monkeypatch.setattr(generation, "answer_text", spy)
+    monkeypatch.setattr(model, "audio_embeddings", lambda *_: pytest.fail("the audio path ran"))
+    spec = get_benchmark("mmau")
+    for condition in ("text", "metadata"):
+        result, stats = evaluate(
+            spec, tmp_path / "data", PRESET, tmp_path / condition, config=TINY, progress=False, model=model,
+            style="options", condition=condition,
+        )  # fmt: skip
+        assert stats.generated == 3 and result["scores"]["overall"]["total"] == 3
+        run = json.loads((tmp_path / condition / "mmau" / "run.json").read_text())
+        assert run["condition"] == condition
+    text_prompts, metadata_prompts = seen
+    assert all("<audio>" not in p for p in text_prompts)
+    assert [p.startswith(f"<audio>a tone number {i}</audio>") for i, p in enumerate(metadata_prompts)] == [True] * 3
+    assert "Options:\n- " in text_prompts[0]
+    with pytest.raises(BenchmarkError, match="other settings"):  # same folder, other condition
+        evaluate(spec, tmp_path / "data", PRESET, tmp_path / "text", config=TINY, progress=False, model=model)
+    with pytest.raises(BenchmarkError, match="no 'metadata'"):
+        build_mmau(tmp_path / "bare", MMAU_ENTRIES[:1])
+        evaluate(spec, tmp_path / "bare", PRESET, tmp_path / "m2", config=TINY, progress=False, model=model,
+                 condition="metadata")  # fmt: skip

@@ -136,7 +136,11 @@ def test_non_thinking_model_without_budget_answers_plainly():
     lm = ScriptedLM(plain, [["A plain answer." + plain.eos_token]])
     (out,) = generate(lm, plain, torch.randn(1, 3, 4), torch.ones(1, 3, dtype=torch.long), GenerationConfig())
     assert out.answer == "A plain answer." and out.reasoning == "" and out.num_reasoning_tokens == 0
-    with pytest.raises(ValueError, match="needs a tokenizer"):
-        generate(
-            lm, plain, torch.randn(1, 3, 4), torch.ones(1, 3, dtype=torch.long), GenerationConfig(thinking_budget=8)
-        )
+    # With a budget: nothing to cut (no thinking mode), so one pass of the whole max_new_tokens,
+    # no closing sentence, no </think>, and no reasoning tokens counted.
+    lm = ScriptedLM(plain, [["A much longer plain answer than eight tokens." + plain.eos_token]])
+    config = GenerationConfig(thinking_budget=8, max_new_tokens=100)
+    (out,) = generate(lm, plain, torch.randn(1, 3, 4), torch.ones(1, 3, dtype=torch.long), config)
+    assert [c["max_new_tokens"] for c in lm.calls] == [100]
+    assert out.answer == "A much longer plain answer than eight tokens." and out.finished
+    assert out.num_reasoning_tokens == 0 and not out.budget_reached and "</think>" not in out.text

@@ -257,6 +257,27 @@ def prepare_inputs(
     return embeds, batch.attention_mask.to(device)
 
 
+def answer_text(
+    model: Any,
+    prompts: Sequence[str],
+    config: GenerationConfig = GenerationConfig(),
+    *,
+    system: str | None = None,
+    context: Sequence[dict[str, str]] = (),
+) -> list[GenerationOutput]:
+    """The frozen RLM alone answering text prompts (no audio path): the text-only and metadata baselines.
+
+    Same chat layout, system prompt and thinking budget as :func:`answer`, without audio slots.
+    """
+    system = model.config.system_prompt if system is None else system
+    examples = [build_example(model.tokenizer, [p], system=system or None, context=context) for p in prompts]
+    batch = collate(examples, int(model.tokenizer.pad_token_id), padding_side="left")
+    device = model.language_model.device
+    with torch.no_grad():
+        embeds = model.language_model.get_input_embeddings()(batch.input_ids.to(device))
+    return generate(model.language_model, model.tokenizer, embeds, batch.attention_mask.to(device), config)
+
+
 def answer(
     model: Any,
     waveforms: Sequence[Waveform],

@@ -1,124 +1,95 @@
-"""The demo's world: labelled synthetic clips, their source records, a held-out MMAU-format test.
+"""The demo's files: training clips with their source records, held-out clips with their questions.
 
-Every clip is a one-second tone of one of four pitch classes
-(``alarm.training.synthetic.PITCHES``) with its own phase, level and noise, so no two files
-are the same and the held-out clips are new sounds. The metadata (the textual surrogate A_text) says what is
-audible. The test set is written in MMAU test-mini's release format (a JSON list next to
-``test-mini-audios/``), so the real loader and scorer read it.
+Layout under the demo directory::
+
+    audio/train-NNNN.wav                 training clips (demo/world.py renders them)
+    sources.jsonl                        their source records (metadata = what is audible)
+    bench/mmau-test-mini.json            held-out multiple-choice questions in MMAU test-mini's
+                                         release format (plus each clip's `metadata`, for the
+                                         metadata baseline), read by the real MMAU loader
+    bench/test-mini-audios/NNNN.wav      the held-out clips
+    bench/open_questions.jsonl           "What does the speaker say?" with the words spoken
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import random
+from typing import Any
 
-import numpy as np
 import soundfile as sf
+from tqdm.auto import tqdm
 
-from alarm.corpus import instructions
-from alarm.corpus.backends import ChatRequest, RulesResponder
-from alarm.corpus.prompts import THINK_END
 from alarm.corpus.schema import SourceRecord, write_jsonl
+from alarm.demo.world import SAMPLE_RATE, Clip, questions_for, render, sample_clips
+from alarm.io import write_jsonl as write_rows
 from alarm.io import write_text
-from alarm.training.synthetic import PITCHES
 
-SAMPLE_RATE = 16_000
-CLIP_SECONDS = 1.0
-QUESTIONS = (
-    "What is the pitch of this tone?",
-    "How high does this sound?",
-    "Which register is the tone in?",
-)
 TEST_FILE = "mmau-test-mini.json"  # the MMAU release's name, so `alarm eval mmau --data` reads it too
+OPEN_FILE = "open_questions.jsonl"
+DATASET = "demo_world"
 
 
-@dataclass(frozen=True)
-class ClipSet:
-    """Where the demo's data went."""
-
-    sources: str  # JSONL of the training clips' source records
-    benchmark: str  # directory holding the MMAU-format test
-    num_train: int
-    num_test: int
+def _write_clip(clip: Clip, path: str) -> float:
+    wave = render(clip)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sf.write(path, wave, SAMPLE_RATE)
+    return round(len(wave) / SAMPLE_RATE, 6)
 
 
-def metadata(name: str) -> str:
-    # The pitch comes last: the scripted prompter quotes a clip's first words in its requests,
-    # and a request that names the pitch would let the model answer without listening.
-    return f"one steady tone, {name} in pitch"
-
-
-def _tone(name: str, rng: np.random.Generator) -> np.ndarray:
-    # One length for all: with lengths that differ, a tiny model learns each training clip's
-    # length (its number of audio tokens) instead of listening, and fails on new clips.
-    t = np.arange(int(CLIP_SECONDS * SAMPLE_RATE)) / SAMPLE_RATE
-    level = float(rng.uniform(0.15, 0.4))
-    tone = level * np.sin(2 * np.pi * PITCHES[name] * t + rng.uniform(0, 2 * np.pi))
-    return (tone + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
-
-
-def make_clips(root: str, num_train: int, num_test: int, seed: int = 0) -> ClipSet:
-    """Write the clips under ``root`` (``audio/``, ``bench/test-mini-audios/``), the sources and the test."""
-    rng = np.random.default_rng(seed)
-    names = list(PITCHES)
-    os.makedirs(os.path.join(root, "audio"), exist_ok=True)
+def write_world(root: str, num_train: int, num_test: int, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Render the clips, write the sources, the MMAU-format test and the open questions under ``root``."""
+    train, test = sample_clips(num_train, num_test, seed=seed)
     sources = []
-    for i in range(num_train):
-        name = names[i % len(names)]
+    for i, clip in enumerate(tqdm(train, desc="training clips", disable=not progress)):
         rel = f"audio/train-{i:04d}.wav"
-        wave = _tone(name, rng)
-        sf.write(os.path.join(root, rel), wave, SAMPLE_RATE)
+        seconds = _write_clip(clip, os.path.join(root, rel))
         sources.append(
             SourceRecord(
-                id=f"demo_tones/{i:04d}",
-                dataset="demo_tones",
-                category="sound",
+                id=f"{DATASET}/{i:04d}",
+                dataset=DATASET,
+                category=clip.category,
                 split="train",
                 audio_path=rel,
                 offset_s=0.0,
-                duration_s=round(len(wave) / SAMPLE_RATE, 6),
-                metadata=metadata(name),
+                duration_s=seconds,
+                metadata=clip.describe(),
             )
         )
-    sources_path = os.path.join(root, "sources.jsonl")
-    write_jsonl(sources, sources_path)
+    write_jsonl(sources, os.path.join(root, "sources.jsonl"))
 
     bench = os.path.join(root, "bench")
-    os.makedirs(os.path.join(bench, "test-mini-audios"), exist_ok=True)
-    entries = []
-    for i in range(num_test):
-        name = names[i % len(names)]
+    rng = random.Random(seed + 1)
+    entries, open_rows = [], []
+    for i, clip in enumerate(tqdm(test, desc="held-out clips", disable=not progress)):
         clip_id = f"demo-{i:04d}"
-        sf.write(os.path.join(bench, "test-mini-audios", f"{clip_id}.wav"), _tone(name, rng), SAMPLE_RATE)
-        entries.append(
-            {
-                "id": clip_id,
-                "audio_id": f"./test-mini-audios/{clip_id}.wav",
-                "question": QUESTIONS[i % len(QUESTIONS)],
-                "choices": names,
-                "answer": name,
-                "task": "sound",
-                "difficulty": "easy",
-                "category": "pitch",
-                "sub-category": name,  # so the scorer's per-group table is per pitch class
-            }
-        )
+        _write_clip(clip, os.path.join(bench, "test-mini-audios", f"{clip_id}.wav"))
+        for question in questions_for(clip, rng):
+            base = {"audio_id": f"./test-mini-audios/{clip_id}.wav", "metadata": clip.describe(), "kind": clip.kind}
+            if not question.choices:
+                open_rows.append({"id": f"{clip_id}-{question.category}", **base, "question": question.question,
+                                  "reference": question.answer})  # fmt: skip
+                continue
+            entries.append(
+                {
+                    "id": f"{clip_id}-{question.category}",
+                    **base,
+                    "question": question.question,
+                    "choices": list(question.choices),
+                    "answer": question.answer,
+                    "task": clip.category,
+                    "difficulty": "easy",
+                    "category": question.category,  # the scorer's per-group table: per question type
+                    "sub-category": clip.kind,
+                }
+            )
     write_text(os.path.join(bench, TEST_FILE), json.dumps(entries, indent=1) + "\n")
-    return ClipSet(sources_path, bench, num_train, num_test)
-
-
-class DemoResponder(RulesResponder):
-    """The scripted stand-in for the instruction LLM and the RLM, with concise responses.
-
-    Prompts, the filter and the rephrasing are :class:`RulesResponder`'s; R0 answers from the
-    metadata without repeating the request, so the target the audio path learns is what the
-    clip sounds like (the tiny RLM of the demo cannot copy long requests).
-    """
-
-    def __call__(self, request: ChatRequest, call_index: int) -> str:
-        system, user = request.messages[0]["content"], request.messages[-1]["content"]
-        if system == instructions.get("respond").system:
-            described = user.partition("</audio>")[0].replace("<audio>", "", 1).strip()
-            return f"The description says: {described}.{THINK_END}\n\nFrom the description: {described}."
-        return super().__call__(request, call_index)
+    write_rows(os.path.join(bench, OPEN_FILE), open_rows)
+    return {
+        "train_clips": len(train),
+        "test_clips": len(test),
+        "mc_questions": len(entries),
+        "open_questions": len(open_rows),
+        "train_seconds": round(sum(s.duration_s for s in sources), 1),
+    }

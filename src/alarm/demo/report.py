@@ -1,4 +1,10 @@
-"""The demo's report: what each stage made, accuracy before and after alignment, examples."""
+"""The demo's report: the aligned model against chance, text only and the metadata bound.
+
+``report.json`` holds the numbers (``accuracy``, ``chance``, ``text_only_accuracy``,
+``metadata_accuracy``, ``per_category``, ``speech_wer``, ``models``, ``model_dir``, timings);
+``report.md`` shows them with ``accuracy.png`` (accuracy by method and question type), the
+training curves, the corpus report and example answers with their reasoning.
+"""
 
 from __future__ import annotations
 
@@ -6,137 +12,227 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from alarm.io import write_text
+from alarm.io import write_json, write_text
 
 if TYPE_CHECKING:
     from alarm.demo.run import DemoConfig
 
-NUM_EXAMPLES = 4
+NUM_EXAMPLES = 6
+METHODS = {"text": "text only (no audio)", "metadata": "metadata instead of audio", "audio": "aligned model (audio)"}
+COLOURS = {"chance": "#bbbbbb", "text": "#999999", "metadata": "#e0a030", "audio": "#3b7dd8"}
 
 
-def _examples(predictions: str, bench: str, n: int) -> list[dict[str, str]]:
-    """The first ``n`` answered test questions with the model's reasoning and answer."""
+def chance_levels(bench: str) -> dict[str, Any]:
+    """Expected accuracy of uniform guessing, overall and per question type (1 / number of options)."""
+    from alarm.demo.data import TEST_FILE
+
+    with open(os.path.join(bench, TEST_FILE), encoding="utf-8") as f:
+        entries = json.load(f)
+    per: dict[str, list[float]] = {}
+    for e in entries:
+        per.setdefault(e["category"], []).append(100.0 / len(e["choices"]))
+    overall = sum(sum(v) for v in per.values()) / sum(len(v) for v in per.values())
+    return {"overall": round(overall, 2), "category": {k: round(sum(v) / len(v), 2) for k, v in per.items()}}
+
+
+def plot_accuracy(results: dict[str, dict[str, Any]], chance: dict[str, Any], png: str) -> None:
+    """Accuracy by method (bars) for all questions and each question type, chance marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    categories = sorted(chance["category"])
+    labels = ["all", *categories]
+    series = {"chance": [chance["overall"], *[chance["category"][c] for c in categories]]}
+    for method in METHODS:
+        acc = results[method]
+        series[method] = [acc["overall"], *[acc.get("category", {}).get(c, 0.0) for c in categories]]
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(labels) + 2), 3.8))
+    width = 0.8 / len(series)
+    for j, (name, values) in enumerate(series.items()):
+        offset = (j - (len(series) - 1) / 2) * width
+        label = "chance" if name == "chance" else METHODS[name]
+        ax.bar([i + offset for i in range(len(labels))], values, width=width, label=label, color=COLOURS[name])
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Held-out questions (MMAU format), frozen SmolLM2-135M")
+    ax.legend(fontsize=7, loc="upper right", ncol=2)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def _examples(run_dir: str, bench: str, n: int) -> list[dict[str, str]]:
+    """Answered test questions of the aligned model, with reasoning, answer and the truth."""
     from alarm.demo.data import TEST_FILE
     from alarm.generation import split_reasoning
 
     with open(os.path.join(bench, TEST_FILE), encoding="utf-8") as f:
         truth = {e["id"]: e for e in json.load(f)}
     rows = []
-    with open(predictions, encoding="utf-8") as f:
+    with open(os.path.join(run_dir, "mmau", "predictions.jsonl"), encoding="utf-8") as f:
         for line in f:
             row = json.loads(line)
-            reasoning, answer = split_reasoning(row["output"])
+            reasoning, answer = split_reasoning(row["output"]) if "</think>" in row["output"] else ("", row["output"])
             entry = truth[row["id"]]
             rows.append(
                 {
                     "id": row["id"],
                     "question": entry["question"],
+                    "choices": " / ".join(entry["choices"]),
                     "truth": entry["answer"],
-                    "reasoning": reasoning,
-                    "answer": answer,
+                    "heard": entry["metadata"],
+                    "reasoning": reasoning.strip(),
+                    "answer": answer.strip(),
                 }
             )
-    return sorted(rows, key=lambda r: r["id"])[:n]
+    rows.sort(key=lambda r: r["id"])
+    # one example per question type first, so the table shows the whole range
+    seen, picked = set(), []
+    for row in rows:
+        kind = row["id"].rsplit("-", 1)[-1]
+        if kind not in seen:
+            seen.add(kind)
+            picked.append(row)
+    return picked[:n]
 
 
-def plot_accuracy(before: dict[str, Any], after: dict[str, Any], png: str) -> None:
-    """Overall and per-pitch accuracy before and after alignment, with the chance level."""
-    import matplotlib
+def _open_examples(path: str, questions: str, n: int) -> list[dict[str, str]]:
+    with open(questions, encoding="utf-8") as f:
+        refs = {r["id"]: r for r in map(json.loads, f)}
+    with open(path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [{"id": r["id"], "said": refs[r["id"]]["reference"], "answer": r["answer"].strip()} for r in rows[:n]]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    classes = list(after.get("sub-category", {}))  # the demo's test puts the pitch class there
-    labels = ["overall", *classes]
-    b = [before["overall"], *[before.get("sub-category", {}).get(c, 0.0) for c in classes]]
-    a = [after["overall"], *[after.get("sub-category", {}).get(c, 0.0) for c in classes]]
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    x = range(len(labels))
-    ax.bar([i - 0.2 for i in x], b, width=0.4, label="before alignment", color="#bbbbbb")
-    ax.bar([i + 0.2 for i in x], a, width=0.4, label="after alignment", color="#3b7dd8")
-    ax.axhline(25.0, color="#aa3333", linestyle="--", linewidth=1, label="chance (4 options)")
-    ax.set_xticks(list(x), labels)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title("Held-out pitch questions (MMAU format)")
-    ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+def _records(counts: dict[str, int]) -> str:
+    return " + ".join(f"{n} {split}" for split, n in counts.items())
+
+
+def _cell(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split()).replace("|", "/")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def write_demo_report(config: DemoConfig, stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Write ``report.md``, ``report.json`` and ``accuracy.png`` under ``config.out``; return the summary."""
+    """Write report.md, report.json and accuracy.png; return the report's summary."""
+    from alarm.presets import load_preset
+
     out = os.path.abspath(config.out)
-    before, after = stages["before"], stages["after"]
-    plot_accuracy(before, after, os.path.join(out, "accuracy.png"))
-    examples = _examples(
-        os.path.join(out, "eval-after", "mmau", "predictions.jsonl"), os.path.join(out, "bench"), NUM_EXAMPLES
-    )
+    bench = os.path.join(out, "bench")
+    results = {m: stages["evaluate"][m] for m in METHODS}
+    transcripts = {m: stages["transcripts"][m] for m in METHODS}
+    chance = chance_levels(bench)
+    plot_accuracy(results, chance, os.path.join(out, "accuracy.png"))
+    preset = load_preset(config.preset)
+    categories = sorted(chance["category"])
     summary = {
-        "accuracy_before": before["overall"],
-        "accuracy_after": after["overall"],
-        "test_questions": after["total"],
-        "corpus_records": stages["corpus"]["records"],
-        "train_steps": stages["train"]["steps"],
-        "train_last_loss": stages["train"]["last_loss"],
-        "rlm_loss": [stages["rlm"]["loss_first"], stages["rlm"]["loss_last"]],
-        "seconds": {name: s["seconds"] for name, s in stages.items()},
-        "examples": examples,
+        "accuracy": results["audio"]["overall"],
+        "chance": chance["overall"],
+        "text_only_accuracy": results["text"]["overall"],
+        "metadata_accuracy": results["metadata"]["overall"],
+        "per_category": {
+            c: {
+                "chance": chance["category"][c],
+                **{m: results[m].get("category", {}).get(c) for m in METHODS},
+            }
+            for c in categories
+        },
+        "speech_wer": transcripts["audio"].get("wer"),
+        "speech_wer_text_only": transcripts["text"].get("wer"),
+        "speech_wer_metadata": transcripts["metadata"].get("wer"),
+        "digits_exact": {m: transcripts[m].get("digits_exact") for m in METHODS},
+        "transcripts": transcripts,
+        "test_questions": results["audio"]["total"],
+        "models": {
+            "preset": config.preset,
+            "rlm": preset.get("text_model"),
+            "encoders": [e.get("pretrained") for e in preset.get("encoders", [])],
+        },
+        "model_dir": os.path.join(out, "train", "final"),
+        "corpus": {k: stages["corpus"].get(k) for k in ("records", "rejects")},
+        "training": {k: stages["train"].get(k) for k in ("steps", "last_loss")},
+        "timings_s": {stage: info.get("seconds") for stage, info in stages.items()},
     }
-    write_text(os.path.join(out, "report.json"), json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    write_text(os.path.join(out, "report.md"), _markdown(config, stages, summary))
-    return {k: v for k, v in summary.items() if k != "examples"}
+    summary["timings_s"]["total"] = round(sum(v or 0 for v in summary["timings_s"].values()), 1)
+    write_json(os.path.join(out, "report.json"), summary)
+    write_text(os.path.join(out, "report.md"), _markdown(config, summary, out, bench))
+    return summary
 
 
-def _markdown(config: DemoConfig, stages: dict[str, dict[str, Any]], summary: dict[str, Any]) -> str:
-    corpus, rlm, train = stages["corpus"], stages["rlm"], stages["train"]
+def _markdown(config: DemoConfig, s: dict[str, Any], out: str, bench: str) -> str:
     lines = [
-        "# alarm demo",
+        "# alarm demo: a real LLM learns to hear",
         "",
-        f"Preset `{config.preset}` on a taught tiny RLM, {config.num_train} training clips, "
-        f"{summary['test_questions']} held-out questions.",
+        f"Frozen RLM `{s['models']['rlm']}`, frozen encoder `{', '.join(s['models']['encoders'])}` "
+        f"(preset `{config.preset}`); only the audio path trained ({s['training']['steps']} steps, "
+        f"last loss {s['training']['last_loss']:.3f}) on a corpus the same RLM wrote about the training clips "
+        f"({_records(s['corpus']['records'])} records, {s['corpus']['rejects']} clips rejected with their reasons).",
         "",
-        "| stage | result | seconds |",
-        "|---|---|---:|",
-        f"| clips | {stages['clips']['num_train']} training tones, {stages['clips']['num_test']} test tones | "
-        f"{stages['clips']['seconds']:.1f} |",
-        f"| corpus | {corpus['records']} records, {corpus['rejects']} rejected ([report](corpus/report.md)) | "
-        f"{corpus['seconds']:.1f} |",
-        f"| rlm | text-only lessons: loss {rlm['loss_first']:.3f} -> {rlm['loss_last']:.3f} | {rlm['seconds']:.1f} |",
-        f"| before | accuracy {summary['accuracy_before']:.1f}% ([scores](eval-before/mmau/scores.md)) | "
-        f"{stages['before']['seconds']:.1f} |",
-        f"| train | {train['steps']} steps, last loss {train['last_loss']:.3f} ([metrics](train/metrics.csv)) | "
-        f"{train['seconds']:.1f} |",
-        f"| after | accuracy {summary['accuracy_after']:.1f}% ([scores](eval-after/mmau/scores.md)) | "
-        f"{stages['after']['seconds']:.1f} |",
+        "## Held-out questions (MMAU format, real loader and scorer)",
         "",
-        "![accuracy before and after alignment](accuracy.png)",
+        "![accuracy](accuracy.png)",
+        "",
+        "| question type | chance | text only | metadata instead of audio | aligned model (audio) |",
+        "|---|---:|---:|---:|---:|",
+        f"| **all ({s['test_questions']})** | {s['chance']:.1f} | {s['text_only_accuracy']:.1f} | "
+        f"{s['metadata_accuracy']:.1f} | **{s['accuracy']:.1f}** |",
+    ]
+    for c, row in s["per_category"].items():
+        cells = " | ".join("-" if row[m] is None else f"{row[m]:.1f}" for m in METHODS)
+        lines.append(f"| {c} | {row['chance']:.1f} | {cells} |")
+    t = s["transcripts"]
+    lines += [
+        "",
+        '## "What does the speaker say?" (word error rate, lower is better)',
+        "",
+        "| | text only | metadata instead of audio | aligned model (audio) |",
+        "|---|---:|---:|---:|",
+        f"| WER, all speech (%) | {t['text'].get('wer')} | {t['metadata'].get('wer')} | **{t['audio'].get('wer')}** |",
+        f"| digit strings said exactly (%) | {t['text'].get('digits_exact')} | {t['metadata'].get('digits_exact')} | "
+        f"**{t['audio'].get('digits_exact')}** |",
+        "",
+        "| said | aligned model's answer |",
+        "|---|---|",
+    ]
+    for ex in _open_examples(
+        os.path.join(out, "transcripts", "audio.jsonl"), os.path.join(bench, "open_questions.jsonl"), NUM_EXAMPLES
+    ):
+        lines.append(f"| {_cell(ex['said'])} | {_cell(ex['answer'])} |")
+    lines += [
+        "",
+        "## Example answers of the aligned model",
+        "",
+        "| question | options | truth | answer |",
+        "|---|---|---|---|",
+    ]
+    for ex in _examples(os.path.join(out, "eval", "audio"), bench, NUM_EXAMPLES):
+        reasoning = f" (reasoning: {_cell(ex['reasoning'], 120)})" if ex["reasoning"] else ""
+        lines.append(
+            f"| {_cell(ex['question'])} | {_cell(ex['choices'])} | {ex['truth']} | {_cell(ex['answer'])}{reasoning} |"
+        )
+    lines += [
+        "",
+        "SmolLM2-135M-Instruct has no thinking mode, so its answers carry no reasoning block and the thinking "
+        f"budget ({config.thinking_budget} tokens) has nothing to cut; with a thinking RLM the same code shows it.",
+        "",
+        "## Training and corpus",
         "",
         "![training curves](train/curves.png)",
         "",
-        "![corpus](corpus/report.png)",
+        "Corpus report (prompts, filter verdicts, rejects by stage and reason, exposure): "
+        "[corpus/report.md](corpus/report.md).",
         "",
-        "## Examples after alignment",
+        f'The trained model: `{s["model_dir"]}` (`alarm ask --preset {s["model_dir"]} CLIP.wav "What does the '
+        'speaker say?"`).',
         "",
-    ]
-    for ex in summary["examples"]:
-        lines += [
-            f"**{ex['id']}** — {ex['question']} (truth: {ex['truth']})",
-            "",
-            f"> thinking: {ex['reasoning'].strip() or '(none)'}",
-            ">",
-            f"> answer: {ex['answer'].strip() or '(none)'}",
-            "",
-        ]
-    lines += [
-        "## What this shows",
+        "## Timings (s)",
         "",
-        "Every stage is the library's own: clips read through `alarm.audio`, the corpus built by the",
-        "self-generation pipeline (a rules-based stand-in plays the instruction LLM and the RLM),",
-        "the audio path trained with the frozen encoder and frozen RLM, and the questions scored",
-        "by the MMAU loader and scorer with a thinking budget. The RLM is a tiny stand-in taught",
-        "to answer from text first: a random tiny RLM cannot be steered by any input.",
+        "| stage | seconds |",
+        "|---|---:|",
+        *[f"| {k} | {v} |" for k, v in s["timings_s"].items()],
         "",
     ]
     return "\n".join(lines)

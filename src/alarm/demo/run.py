@@ -1,20 +1,26 @@
-"""``alarm demo``: the whole system on a laptop CPU, no downloads, in a few minutes.
+"""``alarm demo``: the whole system on real pretrained models, on a laptop CPU, nothing downloaded.
 
-Stages (each writes ``.done/<stage>.json`` atomically after its outputs; a rerun skips
-finished stages, and the stages that resume by themselves, corpus and training, pick up a
-killed run where it stopped):
+The frozen RLM is the real SmolLM2-135M-Instruct and the frozen encoder the real Whisper
+(``cpu-al-whisper-r``: base; ``--quick``: ``cpu-al-whisper-tiny-r``, tiny.en), both from
+registry packages (``alarm models``). Stages (each writes ``.done/<stage>.json`` atomically
+after its outputs; a rerun skips finished stages, and the stages that resume by themselves,
+corpus, features, training and evaluation, pick up a killed run where it stopped):
 
-    clips     labelled tones (4 pitch classes) -> sources.jsonl; held-out MMAU-format test
-    corpus    the real self-generation pipeline (prompts, filter, respond, rephrase, split)
-              with the scripted instruction LLM / RLM -> merged corpus + report (PNG)
-    rlm       the stand-in RLM learns, text only, to answer from metadata (see rlm.py)
-    before    the benchmark scored with the audio path untrained
-    train     the audio path aligned on the corpus (frozen RLM and encoder) -> curves.png
-    after     the benchmark scored with the trained audio path
-    report    report.md / report.json / accuracy.png, with examples
+    clips       espeak-ng speech and numpy sounds with known facts (demo/world.py)
+                -> sources.jsonl; held-out clips -> an MMAU-format test + open questions
+    corpus      the real self-generation pipeline with SmolLM2 as instruction LLM and RLM
+                (prompts, filter, R0 from metadata, self-rephrasing, split) -> corpus/
+    features    the frozen Whisper's selected layers for every training clip (feature cache)
+    train       the audio path aligned on the corpus (frozen RLM and encoder) -> train/final
+    evaluate    the MMAU-format test under three conditions: the RLM with the question alone
+                (text), with the clip's metadata instead of the audio (metadata, the bound),
+                and the aligned model with the audio; the real loader, extraction and scorer
+    transcripts "What does the speaker say?" under the same three conditions, scored by WER
+    report      report.md / report.json / accuracy.png, with examples and their reasoning
 
 Everything runs through the library's own entry points (``corpus.pipeline.build``,
-``training.train``, ``evaluation.evaluate``): the demo adds only the data and the glue.
+``training.cache.extract_features``, ``training.train``, ``evaluation.evaluate``): the demo
+adds only the data and the glue.
 """
 
 from __future__ import annotations
@@ -33,36 +39,37 @@ from alarm.io import write_text
 
 log = logging.getLogger(__name__)
 
-STAGES = ("clips", "corpus", "rlm", "before", "train", "after", "report")
+STAGES = ("clips", "corpus", "features", "train", "evaluate", "transcripts", "report")
+CONDITIONS = ("text", "metadata", "audio")
 DONE_DIR = ".done"
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The demo's knobs; the defaults finish in a few minutes on 2 CPU cores."""
+    """The demo's knobs; the defaults take about half an hour on 2 CPU cores."""
 
     out: str = "alarm-demo"
-    preset: str = "tiny-al-sslam-r"
-    num_train: int = 64
-    num_test: int = 32
-    num_candidates: int = 6
-    rlm_steps: int = 300
-    train_steps: int = 600
-    learning_rate: float = 1e-2
+    preset: str = "cpu-al-whisper-r"
+    num_train: int = 160
+    num_test: int = 48
+    num_candidates: int = 3
+    train_steps: int = 200
+    learning_rate: float = 2e-3
     batch_size: int = 8
-    max_new_tokens: int = 160
-    thinking_budget: int = 96
+    max_new_tokens: int = 40
+    corpus_max_tokens: int = 80
+    thinking_budget: int = 64
     seed: int = 0
     progress: bool = True
 
     @classmethod
     def quick(cls, **overrides: Any) -> DemoConfig:
-        """A smaller run for tests and a first look (well under a minute)."""
-        settings = dict(num_train=16, num_test=8, num_candidates=4, rlm_steps=60, train_steps=12, max_new_tokens=96)
+        """A smaller run (a few minutes): the tiny.en encoder, fewer clips and steps."""
+        settings = dict(preset="cpu-al-whisper-tiny-r", num_train=32, num_test=12, train_steps=30)
         return cls(**{**settings, **overrides})
 
     def __post_init__(self) -> None:
-        for name in ("num_train", "num_test", "num_candidates", "rlm_steps", "train_steps", "batch_size"):
+        for name in ("num_train", "num_test", "num_candidates", "train_steps", "batch_size", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.num_train < self.batch_size:
@@ -86,94 +93,71 @@ def done_stages(config: DemoConfig) -> list[str]:
 
 
 def stage_clips(config: DemoConfig) -> dict[str, Any]:
-    from alarm.demo.data import make_clips
+    from alarm.demo.data import write_world
 
-    clips = make_clips(_path(config), config.num_train, config.num_test, seed=config.seed)
-    return asdict(clips)
+    return write_world(_path(config), config.num_train, config.num_test, seed=config.seed, progress=config.progress)
+
+
+def _backend(config: DemoConfig) -> Any:
+    from alarm.corpus.backends import TransformersBackend
+
+    return TransformersBackend.from_name(config.preset, batch_size=config.batch_size)
 
 
 def stage_corpus(config: DemoConfig) -> dict[str, Any]:
-    from alarm.corpus.backends import ScriptedBackend
+    from alarm.corpus.backends import SamplingParams
     from alarm.corpus.pipeline import BuildConfig, build, merge
     from alarm.corpus.report import write_report
-    from alarm.demo.data import DemoResponder
 
     build_dir, corpus_dir = _path(config, "corpus-build"), _path(config, "corpus")
+    backend = _backend(config)  # the real SmolLM2 plays both roles, as the one RLM of the preset
+    limit = config.corpus_max_tokens
     settings = BuildConfig(
         sources=(_path(config, "sources.jsonl"),),
         output=build_dir,
         audio_root=_path(config),
         num_candidates=config.num_candidates,
+        multilingual_share=0.0,  # a 135M model writes English only
+        thinking_budget=config.thinking_budget,
+        rlm_thinks=backend.thinks,
         validation_fraction=0.1,
         seed=config.seed,
+        # Short limits and two attempts: a 135M model that rambles past them rarely recovers,
+        # and each over-length try costs the whole limit (rejects keep the reason).
+        max_attempts=2,
+        prompter_sampling=SamplingParams(max_tokens=limit, temperature=0.7, top_p=0.8, top_k=20),
+        rlm_sampling=SamplingParams(max_tokens=limit, temperature=0.6, top_p=0.95, top_k=20),
+        chunk_size=4 * config.batch_size,
         progress=config.progress,
     )
-    # The pipeline's own rules play the instruction LLM; the RLM's answers are the demo's (concise).
-    summary = build(settings, {"prompter": ScriptedBackend(), "rlm": ScriptedBackend(DemoResponder())})
+    summary = build(settings, {"prompter": backend, "rlm": backend})
     if not summary.complete:
         raise RuntimeError(f"the corpus build did not finish: {summary.to_dict()}")
     info = merge([build_dir], corpus_dir)
+    if not sum(info["records"].values()):
+        raise RuntimeError(f"the corpus build kept no record; see {build_dir} (rejects by stage and reason)")
     report = write_report(corpus_dir)
     return {"records": info["records"], "rejects": info["rejects"], "stages": report.get("stages")}
 
 
-def _lessons(config: DemoConfig) -> list[Any]:
-    """Text-only lessons: every training row of the corpus, plus the benchmark's question format.
-
-    The format lessons take one benchmark item's layout (options, instruction) with each demo
-    question and pair it with a training row's metadata and response: no test answer is used.
-    """
-    import dataclasses
-
-    from alarm.demo.data import QUESTIONS
-    from alarm.demo.rlm import Lesson
-    from alarm.evaluation import prompts
-    from alarm.evaluation.benchmarks import get_benchmark, load_items
+def stage_features(config: DemoConfig) -> dict[str, Any]:
+    from alarm.presets import build_model
+    from alarm.training.cache import extract_features
     from alarm.training.data import load_corpus
 
-    rows = load_corpus(_path(config, "corpus"), "train")
-    lessons = [Lesson(r.metadata, r.prompt, r.response) for r in rows]
-    layout = load_items(get_benchmark("mmau"), _path(config, "bench"), "test-mini")[0]
-    by_metadata = {r.metadata: r.response for r in rows}  # one response per pitch class
-    for described, response in sorted(by_metadata.items()):
-        for question in QUESTIONS:
-            asked = prompts.user_prompt(dataclasses.replace(layout, question=question), "letters")
-            lessons.append(Lesson(described, asked, response))
-    return lessons
-
-
-def stage_rlm(config: DemoConfig) -> dict[str, Any]:
-    from alarm.demo.rlm import teach_rlm, write_preset
-    from alarm.presets import preset_config
-
-    system = preset_config(config.preset).system_prompt
-    lessons = _lessons(config)
-    losses = teach_rlm(lessons, _path(config, "rlm"), system=system, steps=config.rlm_steps, progress=config.progress)
-    write_preset(config.preset, _path(config, "rlm"), _path(config, "preset.json"))
-    return {"lessons": len(lessons), "loss_first": losses[0], "loss_last": losses[-1]}
-
-
-def _evaluate(config: DemoConfig, model_ref: str, out: str) -> dict[str, Any]:
-    from alarm.evaluation.benchmarks import get_benchmark
-    from alarm.evaluation.evaluate import evaluate
-    from alarm.generation import GenerationConfig
-
-    generation = GenerationConfig(max_new_tokens=config.max_new_tokens, thinking_budget=config.thinking_budget)
-    result, _ = evaluate(
-        get_benchmark("mmau"),
-        _path(config, "bench"),
-        model_ref,
-        out,
-        config=generation,
-        style="letters",
+    model = build_model(config.preset)
+    rows = [r for split in ("train", "validation") for r in load_corpus(_path(config, "corpus"), split)]
+    result = extract_features(
+        model,
+        rows,
+        audio_root=_path(config),
+        out=_path(config, "features"),
+        dtype="float32",
         batch_size=config.batch_size,
+        num_workers=0,
         progress=config.progress,
     )
-    return result["accuracies"]
-
-
-def stage_before(config: DemoConfig) -> dict[str, Any]:
-    return _evaluate(config, _path(config, "preset.json"), _path(config, "eval-before"))
+    return asdict(result)
 
 
 def stage_train(config: DemoConfig) -> dict[str, Any]:
@@ -182,19 +166,20 @@ def stage_train(config: DemoConfig) -> dict[str, Any]:
 
     output = _path(config, "train")
     settings = TrainConfig(
-        preset=_path(config, "preset.json"),
+        preset=config.preset,
         corpus=_path(config, "corpus"),
         audio_root=_path(config),
+        features=_path(config, "features"),
         output=output,
         max_steps=config.train_steps,
         learning_rate=config.learning_rate,
-        warmup_steps=max(1, config.train_steps // 15),
+        warmup_steps=max(1, config.train_steps // 10),
         effective_batch_size=config.batch_size,
         micro_batch_size=config.batch_size,
         num_workers=0,
         log_every=1,
-        eval_every=max(1, config.train_steps // 5),
-        save_every=max(1, config.train_steps // 3),
+        eval_every=max(1, config.train_steps // 4),
+        save_every=max(1, config.train_steps // 4),
         num_samples=2,
         sample_max_new_tokens=config.max_new_tokens,
         sample_thinking_budget=config.thinking_budget,
@@ -206,8 +191,60 @@ def stage_train(config: DemoConfig) -> dict[str, Any]:
     return {"steps": result.steps, "last_loss": result.last_loss, "final_model": result.final_model}
 
 
-def stage_after(config: DemoConfig) -> dict[str, Any]:
-    return _evaluate(config, _path(config, "train", "final"), _path(config, "eval-after"))
+def _generation(config: DemoConfig) -> Any:
+    from alarm.generation import GenerationConfig
+
+    return GenerationConfig(max_new_tokens=config.max_new_tokens, thinking_budget=config.thinking_budget)
+
+
+def _model(config: DemoConfig, condition: str) -> tuple[str, Any]:
+    """The reference and the built model a condition answers with (the baselines use the RLM alone)."""
+    from alarm.presets import build_model
+
+    ref = _path(config, "train", "final") if condition == "audio" else config.preset
+    return ref, build_model(ref)
+
+
+def stage_evaluate(config: DemoConfig) -> dict[str, Any]:
+    from alarm.evaluation.benchmarks import get_benchmark
+    from alarm.evaluation.evaluate import evaluate
+
+    results = {}
+    for condition in CONDITIONS:
+        ref, model = _model(config, condition)
+        result, _ = evaluate(
+            get_benchmark("mmau"),
+            _path(config, "bench"),
+            ref,
+            _path(config, "eval", condition),
+            config=_generation(config),
+            style="options",  # a 135M model mislabels letters but copies option texts (prompts.py)
+            batch_size=config.batch_size,
+            progress=config.progress,
+            model=model,
+            condition=condition,
+        )
+        results[condition] = result["accuracies"]
+    return results
+
+
+def stage_transcripts(config: DemoConfig) -> dict[str, Any]:
+    from alarm.demo.transcripts import answer_open_questions
+
+    results = {}
+    for condition in CONDITIONS:
+        _, model = _model(config, condition)
+        results[condition] = answer_open_questions(
+            model,
+            _path(config, "bench", "open_questions.jsonl"),
+            _path(config, "bench"),
+            _path(config, "transcripts", f"{condition}.jsonl"),
+            condition=condition,
+            config=_generation(config),
+            batch_size=config.batch_size,
+            progress=config.progress,
+        )
+    return results
 
 
 def stage_report(config: DemoConfig) -> dict[str, Any]:
@@ -219,10 +256,10 @@ def stage_report(config: DemoConfig) -> dict[str, Any]:
 STAGE_FUNCTIONS: dict[str, Callable[[DemoConfig], dict[str, Any]]] = {
     "clips": stage_clips,
     "corpus": stage_corpus,
-    "rlm": stage_rlm,
-    "before": stage_before,
+    "features": stage_features,
     "train": stage_train,
-    "after": stage_after,
+    "evaluate": stage_evaluate,
+    "transcripts": stage_transcripts,
     "report": stage_report,
 }
 
@@ -246,11 +283,25 @@ def _check_settings(config: DemoConfig) -> None:
         write_text(path, json.dumps(ours, indent=2) + "\n")
 
 
+def check_requirements(config: DemoConfig) -> None:
+    """Fail early, with the fix, when the preset's packaged weights or espeak-ng are missing."""
+    from alarm.demo.speech import INSTALL_HINT, SpeechUnavailable, espeak_available
+    from alarm.presets import weights_status
+
+    state = weights_status(config.preset)
+    if state.startswith("missing"):
+        raise RuntimeError(f"preset {config.preset} {state}; run `alarm models install`")
+    if not espeak_available():
+        raise SpeechUnavailable(f"the demo's speech clips need espeak-ng: {INSTALL_HINT}")
+
+
 def run_demo(config: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every unfinished stage in order; return the report's summary."""
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
     os.makedirs(_path(config, DONE_DIR), exist_ok=True)
     _check_settings(config)
+    if not os.path.exists(_marker(config, "report")):
+        check_requirements(config)
     for number, stage in enumerate(STAGES, start=1):
         header = f"[{number}/{len(STAGES)}] {stage}"
         if os.path.exists(_marker(config, stage)):

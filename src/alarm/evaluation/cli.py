@@ -40,6 +40,7 @@ def _run(args: argparse.Namespace) -> int:
             engine=args.engine,
             vllm=settings_from_args(args) if args.engine == "vllm" else None,
             audio_cache=args.audio_cache,
+            condition=args.condition,
         )
     except (BenchmarkError, VLLMNotInstalled) as err:
         print(f"alarm eval: {err}", file=sys.stderr)
@@ -163,9 +164,18 @@ def _add_run_arguments(p: argparse.ArgumentParser, name: str) -> None:
         help="where the clips of a Parquet release (MMSU) are extracted; default: inside --data",
     )
     p.add_argument(
-        "--prompt", choices=("alarm", "letters"), default="alarm", help="question format (docs/evaluation.md)"
+        "--prompt",
+        choices=("alarm", "letters", "options"),
+        default="alarm",
+        help="question format (docs/evaluation.md)",
     )
     p.add_argument("--extraction", choices=("strict", "alarm"), default="strict", help="answer extraction rule")
+    p.add_argument(
+        "--condition",
+        choices=("audio", "text", "metadata"),
+        default="audio",
+        help="baselines: the RLM with the question alone (text) or with each item's 'metadata' instead of the audio",
+    )
     p.set_defaults(func=_run)
 
 

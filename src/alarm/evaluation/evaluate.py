@@ -33,7 +33,16 @@ from alarm.evaluation.benchmarks.base import (
 )
 from alarm.evaluation.published import paper_model, published
 from alarm.evaluation.report import markdown, plot_categories, write_summary
-from alarm.evaluation.runner import PredictionStore, RunStats, build_engine, engine_settings, run_inference
+from alarm.evaluation.runner import (
+    CONDITIONS,
+    PredictionStore,
+    RunStats,
+    TextEngine,
+    build_engine,
+    engine_settings,
+    metadata_prompt,
+    run_inference,
+)
 from alarm.evaluation.scoring import Scores, choose, score
 from alarm.io import write_json, write_text
 
@@ -54,7 +63,17 @@ def paper_config() -> GenerationConfig:
 
 
 # Settings that change what the model writes: a run directory holds predictions of one setting.
-PINNED = ("benchmark", "split", "model", "style", "system", "max_new_tokens", "thinking_budget", "do_sample")
+PINNED = (
+    "benchmark",
+    "split",
+    "model",
+    "style",
+    "system",
+    "max_new_tokens",
+    "thinking_budget",
+    "do_sample",
+    "condition",
+)
 
 
 def run_dir_name(spec: BenchmarkSpec, split: str) -> str:
@@ -147,8 +166,13 @@ def evaluate(
     engine: str = "transformers",
     vllm: VLLMSettings | None = None,
     audio_cache: str | os.PathLike[str] | None = None,
+    condition: str = "audio",
 ) -> tuple[dict[str, Any], RunStats]:
     """Answer every item of a benchmark split with a model, then score and report.
+
+    ``condition`` says what the RLM gets about each clip: ``audio`` (the model as built), or
+    for the baselines ``text`` (the question alone) or ``metadata`` (the item's ``metadata``
+    text in place of the audio), answered by the model's frozen RLM with the same prompt.
 
     ``model`` may be passed already built (tests); otherwise ``model_ref`` (preset name,
     preset JSON, saved directory or ``official:<checkpoint>``) is built. ``engine`` decodes:
@@ -176,13 +200,24 @@ def evaluate(
         "extraction": extraction,
         "limit": limit,
         **engine_settings(engine, vllm),
+        **({"condition": condition} if condition != "audio" else {}),  # old run.json files have none
     }
+    if condition not in CONDITIONS:
+        raise BenchmarkError(f"unknown condition {condition!r}; known: {', '.join(CONDITIONS)}")
+    if condition != "audio" and engine != "transformers":
+        raise BenchmarkError(f"the {condition} condition runs on the transformers engine only")
     check_settings(run_dir / "run.json", settings)
     if model is None:
         from alarm.presets import build_model
 
         model = build_model(model_ref)
     store = PredictionStore(run_dir / "predictions.jsonl")
+    answerer = functools.partial(build_engine, engine, model, vllm)
+    prompt = None
+    if condition != "audio":
+        answerer = functools.partial(TextEngine, model)
+        system = system if system is not None else prompts.system_prompt(style)
+        prompt = functools.partial(_condition_prompt, condition=condition, style=style)
     stats = run_inference(
         model,
         items,
@@ -193,12 +228,18 @@ def evaluate(
         batch_size=batch_size,
         rejects=PredictionStore(run_dir / "rejects.jsonl"),
         progress=progress,
-        engine=functools.partial(build_engine, engine, model, vllm),
+        engine=answerer,
+        prompt=prompt,
     )
     records = store.load()
     outputs = {i: r["output"] for i, r in records.items()}
     schemes = {i: prompts.scheme(r.get("style", style)) for i, r in records.items()}
     return finish(spec, items, outputs, schemes, run_dir, split, settings, extraction=extraction), stats
+
+
+def _condition_prompt(item: Item, condition: str, style: str) -> str:
+    question = prompts.user_prompt(item, style)
+    return metadata_prompt(item, question) if condition == "metadata" else question
 
 
 def read_predictions(

@@ -13,13 +13,18 @@ e.g. the official text, verbatim).
 
 ``letters``: the format of the MMSU and AIR-Bench reference inference scripts: one line asking
 for the letter only, the question, then ``A. <text>`` lines with the official letters.
+
+``options``: the options as a plain list, and the answer asked for in the option's own words.
+For small instruct models (SmolLM2-135M): given letters, they write a letter that does not
+match the option text they write next to it ("B. speech" when speech is C); given no letters,
+they copy the option text, which extraction reads exactly.
 """
 
 from __future__ import annotations
 
 from alarm.evaluation.benchmarks.base import Item
 
-STYLES = ("alarm", "letters")
+STYLES = ("alarm", "letters", "options")
 
 ALARM_SYSTEM = (
     "You are a model that listens to audio. Each request gives you an audio clip, a question about "
@@ -56,6 +61,9 @@ def user_prompt(item: Item, style: str) -> str:
             f"<question>\n{item.question}\n</question>\n\n"
             f"<options>\n{options}</options>\n\n"
         )
+    if style == "options":
+        listed = "\n".join(f"- {text}" for text in item.choices)
+        return f"{item.question}\nOptions:\n{listed}\nAnswer with one of the options, in its own words."
     listed = ", ".join(item.letters[:-1]) + f" or {item.letters[-1]}"
     options = "\n".join(f"{letter}. {text}" for letter, text in zip(item.letters, item.choices))
     instruction = f"Choose the best answer to the question from the options {listed}; reply with the letter only."

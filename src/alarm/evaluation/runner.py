@@ -123,6 +123,39 @@ class TransformersEngine:
         return answer(self.model, waveforms, prompts, config, **chat)
 
 
+@dataclass
+class TextEngine:
+    """The model's frozen RLM alone, audio ignored (:func:`alarm.generation.answer_text`).
+
+    For the baselines every aligned model is compared with: the question with no audio at all
+    (``text``), and the clip's metadata in place of the audio (``metadata``, the bound the
+    alignment aims for).
+    """
+
+    model: Any
+    name: str = "transformers-text"
+
+    def answer(
+        self, waveforms: Sequence[Waveform], prompts: Sequence[str], config: GenerationConfig, **chat: Any
+    ) -> list[GenerationOutput]:
+        from alarm.generation import answer_text
+
+        return answer_text(self.model, prompts, config, **chat)
+
+
+#: What the RLM is given about the clip: the audio (the aligned model), nothing, or the metadata.
+CONDITIONS = ("audio", "text", "metadata")
+
+
+def metadata_prompt(item: Item, question: str) -> str:
+    """The question with the clip's metadata where the audio would be, laid out as the corpus
+    pipeline's respond stage shows metadata to the RLM (``<audio>...</audio>``)."""
+    text = item.record.get("metadata")
+    if not isinstance(text, str) or not text.strip():
+        raise BenchmarkError(f"item {item.id!r} has no 'metadata' text: the metadata condition needs one per item")
+    return f"<audio>{text.strip()}</audio>\n\n{question}"
+
+
 def engine_settings(name: str, vllm: VLLMSettings | None = None) -> dict[str, Any]:
     """What a run records about its engine (``run.json``); an unknown engine is an error.
 

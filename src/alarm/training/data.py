@@ -83,14 +83,21 @@ def worker_context(method: str, num_workers: int) -> Any:
 
 
 def find_shards(corpus: str | os.PathLike[str]) -> list[str]:
-    """The shard files of a corpus: the file itself, or every .jsonl/.parquet under a directory."""
+    """The shard files of a corpus: the file itself, or every .jsonl/.parquet under a directory.
+
+    ``rejects*.jsonl`` files (what ``alarm corpus merge`` writes next to the shards) are logs,
+    not shards, and are left out.
+    """
     corpus = os.fspath(corpus)
     if os.path.isfile(corpus):
         return [corpus]
     if not os.path.isdir(corpus):
         raise FileNotFoundError(f"corpus {corpus!r} is neither a shard file nor a directory")
     shards = sorted(
-        p for ext in ("jsonl", "parquet") for p in glob.glob(os.path.join(corpus, "**", f"*.{ext}"), recursive=True)
+        p
+        for ext in ("jsonl", "parquet")
+        for p in glob.glob(os.path.join(corpus, "**", f"*.{ext}"), recursive=True)
+        if not os.path.basename(p).startswith("rejects")
     )
     if not shards:
         raise FileNotFoundError(f"corpus directory {corpus!r} holds no .jsonl or .parquet shards")

@@ -59,6 +59,7 @@ from alarm.corpus.prompts import (
     Candidate,
     ParseError,
     choose,
+    echoed_markup,
     exposure_hits,
     extract_block,
     is_refusal,
@@ -66,6 +67,8 @@ from alarm.corpus.prompts import (
     parse_candidates,
     parse_rewritten_answer,
     parse_verdicts,
+    rewriting_talk,
+    screen_copies,
     screen_exposure,
     split_think,
     stable_seed,
@@ -466,6 +469,9 @@ class PromptsStage(Stage):
             if truncated and err.reason in ("no candidate list", "no usable candidate"):
                 raise _over_length(completion) from None  # type: ignore[arg-type]
             raise StageError(err.reason, err.detail) from None
+        candidates = screen_copies(candidates, record.metadata)
+        if not any(c.kept for c in candidates):
+            raise StageError("no usable candidate", "every candidate is dropped or copies the written account")
         provenance = {
             **record.provenance,
             "candidate_languages": [c.language for c in candidates],
@@ -550,6 +556,8 @@ class RespondStage(Stage):
             raise StageError("empty answer", "nothing after </think>")
         if is_refusal(answer):
             raise StageError("refusal", answer[:200])
+        if tag := echoed_markup(f"{reasoning}\n{answer}"):
+            raise StageError("echoed the request", f"{tag} in the response")
         raw = think_text(reasoning, answer) if (reasoning or self.config.rlm_thinks) else answer
         provenance = {**record.provenance, "respond_budget_reached": bool(completion and completion.budget_reached)}
         return replace(record, response_raw=raw, provenance=provenance)
@@ -591,6 +599,12 @@ class RephraseStage(Stage):
         else:
             target = self.rewritten_blocks(rest, old_reasoning)
             rewrite_format = "blocks"
+        if tag := echoed_markup(target):
+            raise StageError("echoed the request", f"{tag} in the rewrite")
+        if is_refusal(target):
+            raise StageError("refusal", target[:200])
+        if phrase := rewriting_talk(target, f"{record.prompt}\n{record.response_raw}"):
+            raise StageError("talks about the rewriting", repr(phrase))
         if self.config.rephrase_exposure_check and (hits := exposure_hits(target)):
             # the same detector the report measures targets with; a new seed may rewrite it cleanly
             raise StageError("target exposes the text", ", ".join(repr(h) for h in dict.fromkeys(hits)))

@@ -140,6 +140,10 @@ _REFUSALS = [
         r"^\W*i (?:can(?:'|no)?t|am unable to|am not able to|won'?t|will not) "
         r"(?:help|assist|answer|comply|provide|do that|fulfil)",
         r"\bas an ai\b",
+        # a small model's self-description in the middle of an answer ("as a model, I don't have
+        # the ability to create music"): no model that listened would write it
+        r"\bas an? (?:ai|language model|text model|model)\b",
+        r"\bi(?:'m| am) (?:just |only )?(?:an? )?(?:ai|language model|text model|model)\b",
         r"\bi (?:can(?:'|no)?t|am unable to|am not able to|do not have the ability to|don'?t have the ability to) "
         r"(?:listen|hear|play|process|access|perceive)\b",
     )
@@ -149,6 +153,50 @@ _REFUSALS = [
 def is_refusal(answer: str) -> bool:
     """Whether an answer declines the request (generic refusals, "I cannot listen to audio")."""
     return any(p.search(answer) for p in _REFUSALS)
+
+
+_MARKUP = ("<audio>", "</audio>", "<original_reasoning>", "<original_answer>", "</original_answer>", "<prompts>")
+_MARKUP += ("<verdicts>",)
+
+
+def echoed_markup(text: str) -> str:
+    """The first request tag (``<audio>``, ``<original_answer>``, ...) a reply copied back, or ""."""
+    return next((tag for tag in _MARKUP if tag in text), "")
+
+
+_REWRITING = re.compile(
+    r"\brewrit(?:e|es|ten|ing)\b|\brephras(?:e|ed|ing)\b|\bthe original (?:text|answer|reasoning)\b", re.IGNORECASE
+)
+
+
+def rewriting_talk(target: str, source: str) -> str:
+    """A phrase of ``target`` that talks about the rewriting itself (not already in ``source``), or ""."""
+    return next((m.group(0) for m in _REWRITING.finditer(target) if m.group(0).lower() not in source.lower()), "")
+
+
+def _words_of(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def copies_account(text: str, metadata: str, min_words: int = 3) -> bool:
+    """Whether a candidate is (nearly) a copy of the written account rather than a request.
+
+    A small model sometimes writes out the metadata (``Good morning everyone, speaking
+    quietly.``): every word run of ``text`` appears in ``metadata`` in order. Such a "prompt"
+    gives the account away and asks nothing.
+    """
+    words = _words_of(text)
+    if len(words) < min_words:
+        return False
+    return f" {' '.join(words)} " in f" {' '.join(_words_of(metadata))} "
+
+
+def screen_copies(candidates: Sequence[Candidate], metadata: str) -> list[Candidate]:
+    """Drop kept candidates that copy the written account (:func:`copies_account`)."""
+    return [
+        c.dropped("copies the written account") if c.kept and copies_account(c.text, metadata) else c
+        for c in candidates
+    ]
 
 
 # -- the lexical exposure detector --------------------------------------------------------------

@@ -11,6 +11,10 @@ Works on a build directory (``corpus/``, ``stages/``, ``rejects/``) and on a mer
 * exposure: share of responses whose text gives away a written account (the lexical
   detector of :mod:`alarm.corpus.prompts`), R0 vs the rephrased target, on the records
   that went through rephrasing; the paper's claim is that rephrasing removes it;
+* formats: how the LLM outputs of the kept records were read (Q's candidates from a
+  ``<prompts>`` block or a bare numbered list, verdicts from a ``<verdicts>`` block or bare
+  lines, rewrites from tagged blocks or plain text): how much the lenient parsing a small
+  instruct model needs was used;
 * lengths: words of prompts, R0 and target reasoning/answers, rephrasing reasoning;
 * retries: LLM-output retries and transport (HTTP) retries per stage, thinking budgets hit.
 """
@@ -144,6 +148,18 @@ def _exposure(records: Sequence[CorpusRecord]) -> dict[str, Any]:
     }
 
 
+FORMAT_KEYS = {"candidates": "candidate_format", "verdicts": "verdict_format", "rewrites": "rewrite_format"}
+
+
+def _formats(records: Sequence[CorpusRecord]) -> dict[str, dict[str, int]]:
+    """``{candidates|verdicts|rewrites: {form: records}}`` over the records whose stage recorded one."""
+    out: dict[str, dict[str, int]] = {}
+    for name, key in FORMAT_KEYS.items():
+        counts = Counter(r.provenance[key] for r in records if r.provenance.get(key))
+        out[name] = dict(counts.most_common())
+    return out
+
+
 def _parts(text: str) -> tuple[str, str]:
     """(reasoning, answer) of a stored target; a malformed one counts as all answer."""
     try:
@@ -203,6 +219,7 @@ def build_report(directory: str) -> tuple[dict[str, Any], dict[str, list[int]]]:
         "languages": _languages(records),
         "candidates": _candidates(records, rejects),
         "exposure": _exposure(records),
+        "formats": _formats(records),
         "lengths_words": {k: _stats(v) for k, v in lengths.items()},
         "retries": _retries(records, rejects),
     }
@@ -236,6 +253,11 @@ def to_markdown(report: dict[str, Any]) -> str:
         out.append("R0 phrases: " + ", ".join(f"`{p}` ({n})" for p, n in ex["r0_top_phrases"].items()) + "\n")
     if ex["target_top_phrases"]:
         out.append("Target phrases: " + ", ".join(f"`{p}` ({n})" for p, n in ex["target_top_phrases"].items()) + "\n")
+    formats = {k: v for k, v in report.get("formats", {}).items() if v}
+    if formats:
+        out.append("\n## Output forms (how the kept records' LLM outputs were read)\n")
+        out.append("| output | forms (records) |\n|---|---|")
+        out.extend(f"| {k} | {', '.join(f'{f} ({n})' for f, n in v.items())} |" for k, v in formats.items())
     cand = report["candidates"]
     out.append("\n## Candidates\n")
     out.append(

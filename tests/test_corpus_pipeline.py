@@ -644,3 +644,124 @@ def test_killed_and_resumed_tiny_model_build_samples_the_same_text(fixture, tmp_
     assert rejects("whole") == rejects("killed")
     # the spoken queries need no Q: all four reached the sampling RLM (passed or rejected there)
     assert len(a) + sum(r[1] == "respond" for r in rejects("whole")) == 4
+
+
+# -- a small non-thinking instruct model (SmolLM2-135M-Instruct) as both Q and the RLM -------------------
+
+SMOL = {  # (stage, case) -> what SmolLM2 wrote in a real build (docs/corpus.md), or close to it
+    ("prompts", "smol"): "1. What is the tone of the sound?\n2. Is the sound loud or quiet?\n3. What is the tone of "
+    "the sound?\n\nThe answer to this question will be the answer to the next question.",
+    ("filter", "smol"): "1. Yes.\n2. No.",
+    ("respond", "smol"): "The tone is indeed high, with a high-pitched quality.",
+    ("rephrase_answer", "smol"): "The tone is high-pitched.",
+    ("prompts", "copy"): "1. A dog barks.\n2. A dog barks.",  # the metadata written out, twice
+    ("prompts", "echo"): "1. Does a dog bark?",
+    ("filter", "echo"): "1. Yes.",
+    ("respond", "echo"): "A:\n\n<audio>case echo: a dog barks</audio>\n\nIn this example, the audio clip is a dog.",
+    ("prompts", "meta"): "1. Does a dog bark?",
+    ("filter", "meta"): "Yes.",
+    ("respond", "meta"): "A dog barks in the audio clip.",
+    ("rephrase_answer", "meta"): "This is a rewritten version of the original text. A dog barks.",
+    ("prompts", "judged"): "1. Does a dog bark?\n2. Is it raining?",
+    ("filter", "judged"): "1. Does a dog bark?\n2. Is it raining?\n\nI'm sorry for any confusion, I'm here to assist.",
+}
+
+
+class Smol:
+    """What a small non-thinking model writes, by stage and case; a case not scripted is a plain answer."""
+
+    def __call__(self, request, index):
+        system = request.messages[0]["content"]
+        stage = next(n for n, i in instructions.INSTRUCTIONS.items() if i.system == system)
+        user = request.messages[-1]["content"]
+        if stage == "rephrase_answer":  # the request holds R0, not the metadata: find the case by its R0
+            case = next(c for (st, c), text in SMOL.items() if st == "respond" and text in user)
+        else:
+            case = re.search(r"case (\w+)", user).group(1)
+        return SMOL.get((stage, case), "A dog barks.")
+
+
+def test_a_non_thinking_model_builds_plain_targets_and_bad_output_is_rejected_with_reasons(tmp_path):
+    config = _cases(tmp_path, ["smol", "copy", "echo", "meta", "judged"])
+    config = BuildConfig.from_dict({**config.__dict__, "multilingual_share": 0.0, "rlm_thinks": False})
+    backend = ScriptedBackend(Smol())
+    backend.thinks = False
+    assert build(config, {"prompter": backend, "rlm": backend}).complete
+    records = corpus(config.output)
+    assert sorted(records) == ["cases/smol"]
+    r = records["cases/smol"]
+    assert [(c["text"], c["kept"], c["reason"]) for c in r.prompt_candidates] == [
+        ("What is the tone of the sound?", True, ""),
+        ("Is the sound loud or quiet?", False, "judge: dropped by the judge"),
+        ("What is the tone of the sound?", False, "duplicate of candidate 1"),
+    ]
+    assert r.prompt == "What is the tone of the sound?" and r.provenance["prompt_language"] == "en"
+    # a non-thinking RLM: R0 and the target are plain answers, no empty <think></think>
+    assert r.response_raw == "The tone is indeed high, with a high-pitched quality."
+    assert r.response == "The tone is high-pitched." and r.rephrase_reasoning == ""
+    assert {k: r.provenance[k] for k in ("candidate_format", "verdict_format", "rewrite_format")} == {
+        "candidate_format": "numbered list",
+        "verdict_format": "bare lines",
+        "rewrite_format": "plain",
+    }
+    rejects = {x["id"]: (x["stage"], x["reason"], x["attempts"]) for x in reject_rows(config.output)}
+    assert rejects == {
+        "cases/copy": ("prompts", "no usable candidate", 3),
+        "cases/echo": ("respond", "echoed the request", 3),
+        "cases/meta": ("rephrase", "talks about the rewriting", 3),
+        "cases/judged": ("filter", "no verdict list", 3),
+    }
+    report, _ = build_report(config.output)
+    assert report["formats"] == {
+        "candidates": {"numbered list": 1},
+        "verdicts": {"bare lines": 1},
+        "rewrites": {"plain": 1},
+    }
+    assert report["rejects_by_reason"]["respond"] == {"echoed the request": 1}
+
+
+def test_real_smollm2_builds_a_corpus_end_to_end(tmp_path):
+    """SmolLM2-135M-Instruct as Q and RLM on 3 records: each ends in the corpus or the rejects, one is kept."""
+    import numpy as np
+    import soundfile as sf
+
+    from alarm import packaged
+
+    if packaged.missing_files(packaged.get("smollm2-135m-instruct")):
+        pytest.skip("SmolLM2-135M-Instruct is not installed (alarm models install smollm2-135m-instruct)")
+    from alarm.corpus.backends import TransformersBackend
+
+    metas = [
+        'Speech. A female voice says "four two eight one", speaking slowly.',
+        "A steady high-pitched tone.",
+        "White noise, a hissing sound.",
+    ]
+    records = []
+    for i, meta in enumerate(metas):
+        sf.write(tmp_path / f"{i}.wav", np.zeros(16000, dtype="float32"), 16000)
+        records.append(SourceRecord(f"smol/{i}", "smol", "sound", "train", f"{i}.wav", 0.0, 1.0, meta))
+    write_jsonl(records, tmp_path / "sources.jsonl")
+    backend = TransformersBackend.from_name("cpu-al-whisper-tiny-r", batch_size=8, num_threads=1)
+    assert not backend.thinks
+    config = BuildConfig(
+        sources=(str(tmp_path / "sources.jsonl"),),
+        output=str(tmp_path / "out"),
+        audio_root=str(tmp_path),
+        num_candidates=4,
+        multilingual_share=0.0,
+        rlm_thinks=backend.thinks,
+        validation_fraction=0.0,
+        seed=0,
+        prompter_sampling=SamplingParams(max_tokens=96, temperature=0.7, top_p=0.8, top_k=20),
+        rlm_sampling=SamplingParams(max_tokens=96, temperature=0.6, top_p=0.95, top_k=20),
+        max_attempts=2,
+        progress=False,
+    )
+    assert build(config, {"prompter": backend, "rlm": backend}).complete
+    kept = corpus(config.output)
+    rejects = reject_rows(config.output)
+    assert sorted([*kept, *(r["id"] for r in rejects)]) == [r.id for r in records]  # each exactly once
+    assert all(r["stage"] and r["reason"] for r in rejects)
+    assert kept, f"no record kept; rejects: {[(r['stage'], r['reason']) for r in rejects]}"
+    for r in kept.values():
+        assert "<think>" not in r.response and r.response.strip() and r.prompt.strip()

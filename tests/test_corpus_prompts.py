@@ -10,11 +10,17 @@ from alarm.corpus.prompts import (
     ParseError,
     check_language,
     choose,
+    copies_account,
+    echoed_markup,
     exposure_hits,
     extract_block,
     is_refusal,
+    numbered_run,
     parse_candidates,
+    parse_rewritten_answer,
     parse_verdicts,
+    rewriting_talk,
+    screen_copies,
     screen_exposure,
     split_think,
     text_problem,
@@ -203,3 +209,168 @@ def test_language_rule():
     )
     assert instructions.language_rule(20, 0.2, ("en",)) == "Write all of them in English ([en])."
     assert instructions.language_rule(3, 0.1, ("en", "de")) == "Write all of them in English ([en])."
+
+
+# -- what SmolLM2-135M-Instruct actually wrote (copied from a real build, see docs/corpus.md) -----------
+
+SMOL_PROMPTS = (  # prompts v1: no <prompts> block, no language tags, quoted statements, duplicates
+    '1. "A woman with a baby is singing in the background"\n'
+    '2. "A woman with a baby is singing"\n'
+    '3. "A woman is singing"\n'
+    '4. "A woman with a baby is singing"'
+)
+SMOL_PROMPTS_CHATTER = (  # a list, then chatter that repeats it, cut at max_tokens
+    "1. What's the song about?\n2. How long is the song?\n3. What's the style of music?\n4. What's the genre?\n\n"
+    "Here are the answers:\n1. What's the song about?\n2. How long is the song?\n3. What's the style of music?\n"
+    "4. What's the genre?\n\nThese are just a few examples of how you can ask follow-up questions to help the "
+    "listener understand what you're talking about. You can ask a lot of questions and they'll just keep asking you"
+)
+
+
+def test_an_untagged_numbered_list_is_read_with_the_default_language():
+    cands = parse_candidates(SMOL_PROMPTS, ("en",), max_chars=400, default_language="en")
+    assert [(c.text, c.language, c.kept, c.reason) for c in cands] == [
+        ("A woman with a baby is singing in the background", "en", True, ""),
+        ("A woman with a baby is singing", "en", True, ""),
+        ("A woman is singing", "en", True, ""),
+        ("A woman with a baby is singing", "en", False, "duplicate of candidate 2"),
+    ]
+    with pytest.raises(ParseError) as err:  # no default (candidates were asked in several languages): strict
+        parse_candidates(SMOL_PROMPTS, LANGS, max_chars=400)
+    assert (err.value.reason, err.value.detail) == ("no usable candidate", "4x missing language tag")
+
+
+def test_the_first_numbered_run_ends_at_chatter_and_survives_a_cut():
+    cands = parse_candidates(SMOL_PROMPTS_CHATTER, ("en",), 400, default_language="en", truncated=True)
+    # the list ended before the cut: nothing of it is dropped; the repeated list is not read
+    assert [c.text for c in cands if c.kept] == [
+        "What's the song about?",
+        "How long is the song?",
+        "What's the style of music?",
+        "What's the genre?",
+    ]
+    cut = parse_candidates(
+        "1. What is the tone?\n2. Is the sound loud or", ("en",), 400, default_language="en", truncated=True
+    )
+    assert [(c.text, c.kept, c.reason) for c in cut] == [
+        ("What is the tone?", True, ""),
+        ("Is the sound loud or", False, "cut off at max_tokens"),
+    ]
+
+
+def test_a_list_running_into_the_cut_loses_its_last_item_and_tags_still_count():
+    text = "<prompts>\n1. [en] What is the tone?\n2. [de] Ist der Ton hoch?\n3. [en] Is the sound loud or"
+    cands = parse_candidates(text, LANGS, 400, truncated=True)
+    assert [(c.language, c.kept, c.reason) for c in cands] == [
+        ("en", True, ""),
+        ("de", True, ""),
+        ("en", False, "cut off at max_tokens"),
+    ]
+    assert [c.kept for c in parse_candidates(text, LANGS, 400)] == [True, True, True]  # not cut: kept
+
+
+def test_numbered_run_rules():
+    assert numbered_run("Sure:\n1. a\n(A) x\n\n2. b\nmore text\n3. c\n\nThe end.\n1. again") == (
+        [(1, "a\n(A) x"), (2, "b\nmore text"), (3, "c")],
+        False,
+    )
+    assert numbered_run("1. a\n2. b") == ([(1, "a"), (2, "b")], True)
+    assert numbered_run("1. a\n3. skipped a number") == ([(1, "a")], False)
+
+
+@pytest.mark.parametrize(
+    "text,count,expected",
+    [
+        (
+            "1. Yes.\n2. Yes.\n3. No.",
+            None,
+            {1: (True, ""), 2: (True, ""), 3: (False, "dropped by the judge")},
+        ),  # SmolLM2
+        ("1. Yes.\n2. No.", 3, {1: (True, ""), 2: (False, "dropped by the judge")}),  # SmolLM2: one missing
+        (
+            "2. no: cannot be answered from the clip\n3. no: cannot be answered from the clip",
+            1,
+            {
+                2: (False, "cannot be answered from the clip"),
+                3: (False, "cannot be answered from the clip"),
+            },
+        ),  # SmolLM2 numbering from 2: request 1 gets no verdict
+        (
+            "1: keep\nQuestion 2: no, it is not said\n3) drop - vague",
+            None,
+            {
+                1: (True, ""),
+                2: (False, "it is not said"),
+                3: (False, "vague"),
+            },
+        ),
+        ("Keep\nDrop: vague\nKeep", 2, {1: (True, ""), 2: (False, "vague")}),  # bare lines, in order, at most count
+        ("No.", 1, {1: (False, "dropped by the judge")}),  # SmolLM2 judging one request
+        (
+            "<verdicts>\n1. yes\n2. no: asks about the weather\n</verdicts>",
+            None,
+            {
+                1: (True, ""),
+                2: (False, "asks about the weather"),
+            },
+        ),
+    ],
+)
+def test_verdicts_in_the_forms_a_small_model_writes(text, count, expected):
+    assert parse_verdicts(text, count) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1. Keep or Drop\n2. Keep or Drop\n3. Keep or Drop\nQuestion: Is the sound loud or quiet?\n"
+        "Answer: The clip is loud.",
+        "1. The song about a classic ballad with a dark and ominous sound.\n2. The style of music is a mix of jazz.",
+        "1. No one is speaking in the clip.\n2. Yes it is a piano",  # answers that begin with yes/no words
+        "1. What's the music?\n2. What's the sound?\n\nI'm sorry for any confusion, I'm here to assist you.",
+    ],
+)
+def test_answers_and_echoed_formats_are_not_verdicts(text):
+    with pytest.raises(ParseError) as err:
+        parse_verdicts(text, 3)
+    assert err.value.reason == "no verdict list"
+
+
+def test_answer_only_rewrites():
+    assert parse_rewritten_answer("The tone is high-pitched.") == "The tone is high-pitched."  # SmolLM2, untagged
+    assert parse_rewritten_answer("Rewritten answer: I hear a tone.") == "I hear a tone."
+    assert parse_rewritten_answer("<rewritten_answer>\nI hear rain.\n</rewritten_answer>\nDone.") == "I hear rain."
+    assert parse_rewritten_answer("<rewritten_answer>\nI hear rain.") == "I hear rain."  # unclosed
+    for text, reason in [
+        ("   ", "empty rewrite"),
+        ("<rewritten_answer>\n</rewritten_answer>", "empty rewrite"),
+        ("Answer to rewrite:\nThe metadata says piano.", "echoed the request"),
+        ("<original_answer>\nThe metadata says piano.\n</original_answer>", "echoed the request"),
+    ]:
+        with pytest.raises(ParseError) as err:
+            parse_rewritten_answer(text)
+        assert err.value.reason == reason
+
+
+def test_copies_markup_rewriting_talk_and_mid_answer_self_descriptions():
+    meta = 'Speech. An old man says "good morning everyone", speaking quietly.'
+    assert copies_account("Good morning everyone, speaking quietly.", meta)  # SmolLM2's "request"
+    assert not copies_account("What does the old man say?", meta)
+    assert not copies_account("Speech.", meta)  # too short to tell
+    kept = screen_copies(
+        [Candidate("Good morning everyone, speaking quietly.", "en"), Candidate("Who speaks?", "en")], meta
+    )
+    assert [(c.kept, c.reason) for c in kept] == [(False, "copies the written account"), (True, "")]
+    smol_r0 = (
+        'A:\n\n<audio>Speech. A well-known person says "good morning everyone", speaking quietly.</audio>\n\nIn this'
+    )
+    assert echoed_markup(smol_r0) == "<audio>" and echoed_markup("I hear a man.") == ""
+    smol_target = "This is a rewritten version of the original text."
+    assert rewriting_talk(smol_target, "The audio clip is a speech.") == "rewritten"
+    assert rewriting_talk("Rewrite the lyrics: la la.", "Rewrite the lyrics of the song") == ""  # the request's word
+    assert is_refusal(
+        "The sound of the recording is a hissing sound. I'm sorry for any misunderstanding, but as a model, "
+        "I don't have the ability to create music or perform music."
+    )
+    assert is_refusal("I'm a model. I'm designed to assist users with audio content.")
+    assert not is_refusal("The model of the car in the recording sounds old.")

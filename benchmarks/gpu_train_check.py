@@ -337,7 +337,14 @@ def stage_deepspeed(check: Check, corpus: str, work: str, gpus: int) -> None:
     launch += ["--use_deepspeed", "--deepspeed_config_file", DEEPSPEED_CONFIG, "-m", "alarm.cli"]
     out = os.path.join(work, "deepspeed")
     env = {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(n))} if gpus else {}
-    resume_pair(check, f"DeepSpeed ZeRO-2, {n} {'GPU(s)' if gpus else 'CPU processes'}", launch, resume_args("tiny-alarm-ca", corpus, out), out, env)
+    resume_pair(
+        check,
+        f"DeepSpeed ZeRO-2, {n} {'GPU(s)' if gpus else 'CPU processes'}",
+        launch,
+        resume_args("tiny-alarm-ca", corpus, out),
+        out,
+        env,
+    )
     files = os.listdir(os.path.join(out, "checkpoints", f"step-{STEPS['resume']:07d}"))
     check.expect("per-rank optimizer files", all(f"optimizer-rank{r}.pt" in files for r in range(n)), str(files))
     from alarm.presets import build_model

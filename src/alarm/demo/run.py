@@ -134,8 +134,11 @@ def stage_corpus(config: DemoConfig) -> dict[str, Any]:
     if not summary.complete:
         raise RuntimeError(f"the corpus build did not finish: {summary.to_dict()}")
     info = merge([build_dir], corpus_dir)
-    if not sum(info["records"].values()):
-        raise RuntimeError(f"the corpus build kept no record; see {build_dir} (rejects by stage and reason)")
+    if not info["records"].get("train"):
+        raise RuntimeError(
+            f"the corpus build kept no training record ({info['records']}); see {corpus_dir}/rejects.jsonl "
+            "for each clip's stage and reason, and use more clips (--quick keeps about a third)"
+        )
     report = write_report(corpus_dir)
     return {"records": info["records"], "rejects": info["rejects"], "stages": report.get("stages")}
 

@@ -18,6 +18,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from alarm.audio import load_audio
+from alarm.evaluation.prompts import with_metadata
 from alarm.evaluation.runner import PredictionStore
 from alarm.evaluation.wer import DIGIT_WORDS, normalize_words, word_error_rate
 
@@ -35,9 +36,7 @@ def digits_of(text: str) -> list[str]:
 
 
 def _prompt(row: dict[str, Any], condition: str) -> str:
-    if condition == "metadata":  # the layout the corpus pipeline shows metadata in
-        return f"<audio>{row['metadata']}</audio>\n\n{row['question']}"
-    return row["question"]
+    return with_metadata(row["metadata"], row["question"]) if condition == "metadata" else row["question"]
 
 
 def answer_open_questions(

@@ -70,6 +70,12 @@ def user_prompt(item: Item, style: str) -> str:
     return f"{instruction}\n\nQuestion: {item.question}\n\n{options}"
 
 
+def with_metadata(metadata: str, question: str) -> str:
+    """A question with a clip's metadata where the audio would be: the metadata baseline's layout,
+    the one the corpus pipeline's respond stage shows the RLM (``<audio>...</audio>``)."""
+    return f"<audio>{metadata.strip()}</audio>\n\n{question}"
+
+
 def _check(style: str) -> None:
     if style not in STYLES:
         raise ValueError(f"prompt style is one of {STYLES}, got {style!r}")

@@ -153,7 +153,7 @@ def metadata_prompt(item: Item, question: str) -> str:
     text = item.record.get("metadata")
     if not isinstance(text, str) or not text.strip():
         raise BenchmarkError(f"item {item.id!r} has no 'metadata' text: the metadata condition needs one per item")
-    return f"<audio>{text.strip()}</audio>\n\n{question}"
+    return prompts.with_metadata(text, question)
 
 
 def engine_settings(name: str, vllm: VLLMSettings | None = None) -> dict[str, Any]:

@@ -106,6 +106,8 @@ def _candidates(records: Sequence[CorpusRecord], rejects: Sequence[dict[str, Any
     for c in all_cands:
         if not c["kept"]:
             reason = str(c["reason"])
+            if reason.startswith("duplicate of candidate"):
+                reason = "duplicate"
             reasons[reason.split(":")[0] if reason.startswith(("judge", "exposes")) else reason.split(" (")[0]] += 1
     lexical = sum(1 for c in all_cands if str(c["reason"]).startswith("exposes the text"))
     return {

@@ -2,7 +2,8 @@
 
 One process per measurement that needs its own memory figure; everything else in this one.
 Prints, per preset: conversion time of each packaged model (into a fresh cache), model load
-time, training step time with the feature cache vs the encoder online (and their ratio),
+time, training step time with the feature cache vs the encoder online (and their ratio), the
+trainer's target-positions-only loss vs logits at every position (and their ratio),
 greedy generation tokens/s (batch 1 and batch 8), and peak RSS.
 
     python benchmarks/real_presets.py                      # both cpu-* presets, 2 threads
@@ -42,6 +43,8 @@ def measure(preset: str, steps: int, threads: int) -> dict:
     from alarm.generation import GenerationConfig, answer
     from alarm.modeling.inputs import AudioBatch
     from alarm.presets import build_model
+    from alarm.training.data import TrainBatch
+    from alarm.training.trainer import token_loss_sum
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
@@ -60,7 +63,7 @@ def measure(preset: str, steps: int, threads: int) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
 
-    def step(cached: bool) -> float:
+    def step(cached: bool, full_logits: bool = False) -> float:
         start = time.perf_counter()
         a = audio
         if cached:  # what the feature cache hands the model: the encoders' states, precomputed
@@ -68,8 +71,12 @@ def measure(preset: str, steps: int, threads: int) -> dict:
                 states = {k: e.encode(*audio.at(e.sample_rate)) for k, e in model.encoders.items()}
             a = AudioBatch(audio.waves, audio.lengths, encoder_states=states)
             start = time.perf_counter()
-        out = model(batch.input_ids, batch.attention_mask, audio=a, labels=batch.labels, use_cache=False)
-        out.loss.backward()
+        if full_logits:  # the baseline: logits (and fp32 log-softmax) at every position
+            loss = model(batch.input_ids, batch.attention_mask, audio=a, labels=batch.labels, use_cache=False).loss
+        else:  # what the trainer runs: logits at target positions only
+            train_batch = TrainBatch([], batch.input_ids, batch.attention_mask, batch.labels, a, [])
+            loss = token_loss_sum(model, train_batch) / train_batch.num_target_tokens
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return time.perf_counter() - start
@@ -77,6 +84,7 @@ def measure(preset: str, steps: int, threads: int) -> dict:
     step(True)  # warm-up
     cached = [step(True) for _ in range(steps)]
     online = [step(False) for _ in range(steps)]
+    full = [step(True, full_logits=True) for _ in range(steps)]
     model.eval()
     config = GenerationConfig(max_new_tokens=32)
     rates = {}
@@ -92,6 +100,8 @@ def measure(preset: str, steps: int, threads: int) -> dict:
         "step_s_cached": round(statistics.median(cached), 2),
         "step_s_online": round(statistics.median(online), 2),
         "online_over_cached": round(statistics.median(online) / statistics.median(cached), 2),
+        "step_s_cached_full_logits": round(statistics.median(full), 2),
+        "full_logits_over_targets": round(statistics.median(full) / statistics.median(cached), 2),
         **rates,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }

@@ -324,3 +324,29 @@ def test_recipe_errors_name_the_problem(tones, ca_cache, tmp_path):
         Trainer(_config(tones, tmp_path / "x", **base, train_modules=("fusoin",)))
     with pytest.raises(ValueError, match="init_branches names 'clap'"):
         Trainer(_config(tones, tmp_path / "y", **base, init_branches={"clap": str(tmp_path)}))
+
+
+# -- loss on target positions only ------------------------------------------------------------
+
+
+def test_loss_on_target_positions_equals_the_full_logit_loss_with_uneven_rows(tones):
+    """The loss asks the RLM for target positions only; it must match CE over every logit."""
+    from alarm.training.trainer import target_positions, token_loss_sum
+
+    set_seed(0)
+    model = build_model("tiny-al-sslam-r")
+    fmt = ChatFormat.from_model(model, system="")
+    records = load_corpus(os.path.join(tones, "corpus.jsonl"), "train")[:3]
+    # Targets of different lengths put each row's target span at other positions.
+    records = [dataclasses.replace(r, response="x" * (3 + 9 * i)) for i, r in enumerate(records)]
+    dataset = TrainingDataset(records, fmt, audio_root=tones, max_seq_len=4096, max_audio_seconds=60)
+    batch = Collator(fmt.pad_token_id)([dataset[i] for i in range(len(records))])
+    with torch.no_grad():
+        logits = model(batch.input_ids, batch.attention_mask, audio=batch.audio).logits
+        full = torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1), batch.labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        kept = token_loss_sum(model, batch)
+    positions = target_positions(batch.labels)
+    assert 0 < len(positions) < batch.input_ids.shape[1] - 1
+    assert torch.allclose(kept, full, rtol=1e-5)

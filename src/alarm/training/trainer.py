@@ -277,11 +277,28 @@ def build_optimizer(model: Any, config: TrainConfig) -> torch.optim.Optimizer:
     )
 
 
-def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Sum of next-token cross-entropies over target positions (fp32)."""
-    return F.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+def target_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Input positions whose next token is a target in at least one row, shape ``(K,)``.
+
+    Only these positions' logits enter the loss. With a ~50k vocabulary the LM head and its
+    fp32 log-softmax over every audio and prompt position cost about as much as the rest of a
+    small RLM's forward, so the loss asks the RLM for these positions alone (``logits_to_keep``).
+    """
+    return (labels[:, 1:] != IGNORE_INDEX).any(0).nonzero().squeeze(1)
+
+
+def token_loss_sum(model: torch.nn.Module, batch: TrainBatch) -> torch.Tensor:
+    """Sum of next-token cross-entropies (fp32) over ``batch``'s target tokens."""
+    positions = target_positions(batch.labels)
+    out = model(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        audio=batch.audio,
+        use_cache=False,
+        logits_to_keep=positions,
     )
+    targets = batch.labels[:, 1:].index_select(1, positions)  # (B, K); rows without a target there: ignored
+    return F.cross_entropy(out.logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
 
 
 # -- checkpoints ---------------------------------------------------------------------------
@@ -663,13 +680,7 @@ class Trainer:
                 if batch is not None:
                     self._last_batch = batch
                     batch = batch.to(acc.device)
-                    out = self.model(
-                        input_ids=batch.input_ids,
-                        attention_mask=batch.attention_mask,
-                        audio=batch.audio,
-                        use_cache=False,
-                    )
-                    ce = token_loss_sum(out.logits, batch.labels)
+                    ce = token_loss_sum(self.model, batch)
                     acc.backward(ce * scale)
                     loss_sum += float(ce.detach())
                 if acc.sync_gradients:
@@ -726,10 +737,7 @@ class Trainer:
                 continue
             batch = batch.to(acc.device)
             with acc.autocast():
-                out = self.unwrapped(
-                    input_ids=batch.input_ids, attention_mask=batch.attention_mask, audio=batch.audio, use_cache=False
-                )
-            loss_sum += float(token_loss_sum(out.logits, batch.labels))
+                loss_sum += float(token_loss_sum(self.unwrapped, batch))
             tokens += batch.num_target_tokens
         set_train_mode(self.unwrapped, self.config.train_modules)
         loss_sum, tokens = self._reduce([loss_sum, tokens])

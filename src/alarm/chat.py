@@ -19,24 +19,13 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
+# AudioSlot / UserPart live below the model (the model makes them, this module renders them);
+# they stay importable from here.
+from alarm.modeling.inputs import AudioSlot, UserPart
 from alarm.modeling.tokenizer import AUDIO_TOKEN, token_id
 
 IGNORE_INDEX = -100
 THINK_OPEN = "<think>"
-
-
-@dataclass(frozen=True)
-class AudioSlot:
-    """Room for ``size`` audio embeddings (boundary embeddings included) in a user turn."""
-
-    size: int
-
-    def __post_init__(self) -> None:
-        if self.size < 1:
-            raise ValueError(f"an audio slot needs at least one position, got {self.size}")
-
-
-UserPart = str | AudioSlot
 
 
 @dataclass(frozen=True)

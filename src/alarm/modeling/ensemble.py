@@ -17,8 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from alarm.chat import AudioSlot, UserPart
-from alarm.modeling.inputs import AudioBatch
+from alarm.modeling.inputs import AudioBatch, AudioSlot, UserPart
 from alarm.modeling.model import AlarmForConditionalGeneration, embed_with_audio
 
 

@@ -1,4 +1,10 @@
-"""AudioBatch: a batch of waveforms resampled once per encoder sample rate, with true lengths."""
+"""What enters the model: audio batches and the parts of a user turn.
+
+``AudioBatch`` is a batch of waveforms resampled once per encoder sample rate, with true
+lengths. ``AudioSlot`` / ``UserPart`` describe where audio goes in a user turn; the model
+(``audio_slots``, ``user_parts``) produces them and the chat layer (``alarm.chat``) renders
+them, so they live here, below both, and imports run one way (modeling -> chat).
+"""
 
 from __future__ import annotations
 
@@ -52,3 +58,17 @@ class AudioBatch:
             {r: n.to(device) for r, n in self.lengths.items()},
             {k: (h.to(device), n.to(device)) for k, (h, n) in self.encoder_states.items()},
         )
+
+
+@dataclass(frozen=True)
+class AudioSlot:
+    """Room for ``size`` audio embeddings (boundary embeddings included) in a user turn."""
+
+    size: int
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError(f"an audio slot needs at least one position, got {self.size}")
+
+
+UserPart = str | AudioSlot

@@ -23,14 +23,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase, Qwen3Config, Qwen3ForCausalLM
 
-from alarm.chat import AudioSlot, UserPart
 from alarm.encoders import FrozenEncoder, build_encoder
 from alarm.encoders.base import module_shell, seeded
 from alarm.io import atomic_path
 from alarm.modeling.adapters import AudioBranch, length_mask
 from alarm.modeling.configuration import AlarmConfig
 from alarm.modeling.fusion import build_fusion
-from alarm.modeling.inputs import AudioBatch
+from alarm.modeling.inputs import AudioBatch, AudioSlot, UserPart
 from alarm.modeling.tokenizer import AUDIO_TOKEN, load_tokenizer, token_id
 from alarm.packaged import resolve_weights
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from alarm.corpus.collect import CollectOptions, Collector, hash_split
+from alarm.corpus.collection import CollectOptions, Collector, hash_split
 from alarm.corpus.collectors import all_specs, get_spec
 
 RATE = 8000

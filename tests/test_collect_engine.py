@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from alarm.corpus import collect
-from alarm.corpus.collect import (
+from alarm.corpus import collection
+from alarm.corpus.collection import (
     CollectError,
     CollectOptions,
     Collector,
@@ -133,6 +134,38 @@ def test_spec_from_json_refuses_unknown_keys_and_runs(tmp_path: Path) -> None:
     assert [r.metadata for r in records] == ["[00:00.0-00:00.5] dog\nduration: 0.5 s; label again: DOG"]
 
 
+@dataclass(frozen=True)
+class IdListOptions:
+    ids: tuple[str, ...]
+
+
+def test_a_new_layout_is_one_registered_reader(tmp_path: Path) -> None:
+    """A reader registered by name is usable from any spec; a name is taken only once."""
+
+    @collection.register("test_id_list", IdListOptions)
+    def read_id_list(root: Path, opts: IdListOptions):
+        yield from ({"id": i} for i in opts.ids)
+
+    try:
+        wav(tmp_path / "a.wav", 1.0)
+        wav(tmp_path / "b.wav", 0.5)
+        spec = DatasetSpec(
+            name="listed",
+            title="t",
+            category="sound",
+            source=Source("test_id_list", {"ids": ["a", "b"]}),
+            id="{id}",
+            audio="{id}.wav",
+            text="{id}",
+        )
+        records, _ = run(spec, tmp_path)
+        assert [(r.id, r.duration_s) for r in records] == [("listed/a", 1.0), ("listed/b", 0.5)]
+        with pytest.raises(ValueError, match="two readers are named 'test_id_list'"):
+            collection.register("test_id_list", IdListOptions)(read_id_list)
+    finally:
+        del collection.READERS["test_id_list"]
+
+
 def test_wrong_root_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CollectError, match="clips.csv"):
         run(toy_spec(), tmp_path)
@@ -187,9 +220,11 @@ def test_parts_are_timed_lines_and_a_missing_one_rejects_the_entry(tmp_path: Pat
     for name in ("m1", "m2", "m3"):
         wav(tmp_path / f"{name}.wav", 1.0)
     reads = []
-    real = collect.READERS["table"]
-    counting = collect.ReaderKind(real.options, lambda root, opts: (reads.append(opts.files), real.read(root, opts))[1])
-    monkeypatch.setitem(collect.READERS, "table", counting)
+    real = collection.READERS["table"]
+    counting = collection.ReaderKind(
+        real.options, lambda root, opts: (reads.append(opts.files), real.read(root, opts))[1]
+    )
+    monkeypatch.setitem(collection.READERS, "table", counting)
 
     records, collector = run(mixture_spec(), tmp_path)
     assert [r.metadata for r in records] == [

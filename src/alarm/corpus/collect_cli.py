@@ -1,4 +1,4 @@
-"""`alarm corpus collect` and `alarm corpus stats`: thin wrappers over :mod:`alarm.corpus.collect`."""
+"""`alarm corpus collect` and `alarm corpus stats`: thin wrappers over :mod:`alarm.corpus.collection`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from alarm.corpus.collect import (
+from alarm.corpus.collection import (
     CollectError,
     CollectOptions,
     DatasetSpec,

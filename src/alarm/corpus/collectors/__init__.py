@@ -10,7 +10,7 @@ import importlib
 import pkgutil
 from functools import cache
 
-from alarm.corpus.collect import DatasetSpec, SpecError
+from alarm.corpus.collection import DatasetSpec, SpecError
 
 
 @cache

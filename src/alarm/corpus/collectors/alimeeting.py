@@ -1,6 +1,6 @@
 """AliMeeting: Mandarin meetings (far-field array), cut into windows at the TextGrid times."""
 
-from alarm.corpus.collect import DatasetSpec, Join, Source, Windowing
+from alarm.corpus.collection import DatasetSpec, Join, Source, Windowing
 from alarm.corpus.collectors._common import GENDER
 
 SPEC = DatasetSpec(

@@ -1,6 +1,6 @@
 """AMI Meeting Corpus: meetings cut into windows of utterances at the manual segment times."""
 
-from alarm.corpus.collect import DatasetSpec, Source, Windowing
+from alarm.corpus.collection import DatasetSpec, Source, Windowing
 from alarm.corpus.collectors._common import GENDER
 
 

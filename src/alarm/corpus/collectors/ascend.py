@@ -1,6 +1,6 @@
 """ASCEND: spontaneous Chinese-English code-switched conversation (training split, Hugging Face Parquet)."""
 
-from alarm.corpus.collect import DatasetSpec, Source
+from alarm.corpus.collection import DatasetSpec, Source
 
 SPEC = DatasetSpec(
     name="ascend",

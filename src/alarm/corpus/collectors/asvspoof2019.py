@@ -1,6 +1,6 @@
 """ASVspoof 2019 logical access: bona fide and spoofed (TTS / voice conversion) speech, training set."""
 
-from alarm.corpus.collect import DatasetSpec, Source
+from alarm.corpus.collection import DatasetSpec, Source
 
 # The spoofing systems of the LA training set (ASVspoof 2019 evaluation plan), in our words.
 SYSTEMS = {

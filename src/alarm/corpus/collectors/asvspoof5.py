@@ -1,6 +1,6 @@
 """ASVspoof 5: bona fide and spoofed speech from many TTS systems, training set."""
 
-from alarm.corpus.collect import DatasetSpec, Source
+from alarm.corpus.collection import DatasetSpec, Source
 from alarm.corpus.collectors._common import GENDER
 
 # The attacks of the ASVspoof 5 training set (ASVspoof 5 evaluation plan), in our words.

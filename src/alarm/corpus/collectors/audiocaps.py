@@ -1,6 +1,6 @@
 """AudioCaps: human captions of 10-second AudioSet clips (training split, one caption each)."""
 
-from alarm.corpus.collect import DatasetSpec, Source
+from alarm.corpus.collection import DatasetSpec, Source
 
 SPEC = DatasetSpec(
     name="audiocaps",

@@ -1,6 +1,6 @@
 """AudioSet: 10-second YouTube clips labelled with the AudioSet ontology (balanced + unbalanced train)."""
 
-from alarm.corpus.collect import DatasetSpec, Source, TableMap
+from alarm.corpus.collection import DatasetSpec, Source, TableMap
 
 SPEC = DatasetSpec(
     name="audioset",

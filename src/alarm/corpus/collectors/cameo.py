@@ -1,6 +1,6 @@
 """CAMEO: emotional speech in eight languages gathered from 13 corpora (Hugging Face Parquet)."""
 
-from alarm.corpus.collect import DatasetSpec, Source
+from alarm.corpus.collection import DatasetSpec, Source
 
 SPEC = DatasetSpec(
     name="cameo",

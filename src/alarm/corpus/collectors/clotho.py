@@ -1,6 +1,6 @@
 """Clotho: 15-30 s Freesound clips, five captions each (development split), plus Freesound tags."""
 
-from alarm.corpus.collect import DatasetSpec, Join, Source, Variant
+from alarm.corpus.collection import DatasetSpec, Join, Source, Variant
 
 SPEC = DatasetSpec(
     name="clotho",

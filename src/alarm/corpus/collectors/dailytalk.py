@@ -1,6 +1,6 @@
 """DailyTalk: DailyDialog conversations re-recorded by voice actors, one WAV file per turn."""
 
-from alarm.corpus.collect import DatasetSpec, Source
+from alarm.corpus.collection import DatasetSpec, Source
 
 # DailyDialog's dialogue-act and emotion codes; metadata.json may hold the names or the numbers.
 ACTS = {"1": "inform", "2": "question", "3": "directive", "4": "commissive"}

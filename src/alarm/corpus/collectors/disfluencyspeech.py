@@ -1,6 +1,6 @@
 """DisfluencySpeech: one speaker re-enacting Switchboard turns, with disfluencies annotated in the text."""
 
-from alarm.corpus.collect import DatasetSpec, Source
+from alarm.corpus.collection import DatasetSpec, Source
 
 # The annotation marks used in transcript_annotated (Switchboard conventions), in our words.
 MARKS = (

@@ -1,6 +1,6 @@
 """ESC-50: 2,000 five-second environmental recordings in 50 classes (all five folds used)."""
 
-from alarm.corpus.collect import DatasetSpec, Source
+from alarm.corpus.collection import DatasetSpec, Source
 
 SPEC = DatasetSpec(
     name="esc50",

@@ -1,6 +1,6 @@
 """FMA (Free Music Archive): 30-second clips with genre, title, artist, album and tags (training split)."""
 
-from alarm.corpus.collect import DatasetSpec, Source
+from alarm.corpus.collection import DatasetSpec, Source
 
 _TRACK = "{track_id|zfill:6|head:3}/{track_id|zfill:6}.mp3"
 

@@ -1,6 +1,6 @@
 """FSD50K: Freesound clips with AudioSet-ontology labels (the dev set's training part)."""
 
-from alarm.corpus.collect import DatasetSpec, Source
+from alarm.corpus.collection import DatasetSpec, Source
 
 SPEC = DatasetSpec(
     name="fsd50k",

@@ -1,6 +1,6 @@
 """GLOBE V3: Common Voice English with accent, age and gender, quality-filtered (Hugging Face Parquet)."""
 
-from alarm.corpus.collect import DatasetSpec, Source
+from alarm.corpus.collection import DatasetSpec, Source
 
 SPEC = DatasetSpec(
     name="globe_v3",

@@ -1,6 +1,6 @@
 """GTZAN: 1,000 thirty-second music excerpts in ten genres (folder per genre)."""
 
-from alarm.corpus.collect import DatasetSpec, Source
+from alarm.corpus.collection import DatasetSpec, Source
 
 SPEC = DatasetSpec(
     name="gtzan",

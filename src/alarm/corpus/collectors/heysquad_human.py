@@ -1,6 +1,6 @@
 """HeySQuAD (human): SQuAD questions read aloud; each is used twice, with and without its passage."""
 
-from alarm.corpus.collect import DatasetSpec, Source, Variant
+from alarm.corpus.collection import DatasetSpec, Source, Variant
 
 SPEC = DatasetSpec(
     name="heysquad_human",

@@ -1,6 +1,6 @@
 """InstructS2S-200K: spoken multi-turn instructions; every spoken user turn with the text before it."""
 
-from alarm.corpus.collect import DatasetSpec, Source
+from alarm.corpus.collection import DatasetSpec, Source
 
 SPEC = DatasetSpec(
     name="instructs2s",

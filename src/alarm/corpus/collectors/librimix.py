@@ -1,6 +1,6 @@
 """LibriMix: two or three LibriSpeech utterances read at once, mixed into one file (training sets)."""
 
-from alarm.corpus.collect import DatasetSpec, Join, Part, Source
+from alarm.corpus.collection import DatasetSpec, Join, Part, Source
 from alarm.corpus.collectors._common import GENDER
 
 MAX_SOURCES = 3  # Libri2Mix and Libri3Mix

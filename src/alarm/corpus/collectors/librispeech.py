@@ -1,6 +1,6 @@
 """LibriSpeech: read English audiobooks; the three training subsets."""
 
-from alarm.corpus.collect import DatasetSpec, Join, Source
+from alarm.corpus.collection import DatasetSpec, Join, Source
 from alarm.corpus.collectors._common import GENDER
 
 SPEAKERS = Join(

@@ -1,6 +1,6 @@
 """MELD: utterances from the TV series Friends with emotion and sentiment labels (training split)."""
 
-from alarm.corpus.collect import DatasetSpec, Source
+from alarm.corpus.collection import DatasetSpec, Source
 
 SPEC = DatasetSpec(
     name="meld",

@@ -1,6 +1,6 @@
 """Multilingual LibriSpeech: read audiobooks in eight languages (training partitions)."""
 
-from alarm.corpus.collect import DatasetSpec, Join, Source
+from alarm.corpus.collection import DatasetSpec, Join, Source
 from alarm.corpus.collectors._common import GENDER
 
 SPEAKERS = Join(

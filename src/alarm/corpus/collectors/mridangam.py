@@ -1,6 +1,6 @@
 """Mridangam stroke dataset: single strokes of the South Indian drum, by tonic and stroke name."""
 
-from alarm.corpus.collect import DatasetSpec, Source
+from alarm.corpus.collection import DatasetSpec, Source
 
 SPEC = DatasetSpec(
     name="mridangam",

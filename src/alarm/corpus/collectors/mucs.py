@@ -1,6 +1,6 @@
 """MUCS 2021: Hindi-English and Bengali-English code-switched lectures, Kaldi-style segments."""
 
-from alarm.corpus.collect import DatasetSpec, Join, Source
+from alarm.corpus.collection import DatasetSpec, Join, Source
 
 TEXT = Join(
     name="txt",

@@ -1,6 +1,6 @@
 """NISQA corpus: degraded speech with crowdsourced quality scores (the two training sets)."""
 
-from alarm.corpus.collect import DatasetSpec, Source
+from alarm.corpus.collection import DatasetSpec, Source
 
 SPEC = DatasetSpec(
     name="nisqa",

@@ -1,6 +1,6 @@
 """Noisy VCTK (Valentini): VCTK sentences with added noise at known SNRs, and their clean originals."""
 
-from alarm.corpus.collect import DatasetSpec, Join, Source, Variant
+from alarm.corpus.collection import DatasetSpec, Join, Source, Variant
 
 TEXTS = Join(
     name="txt",

@@ -1,6 +1,6 @@
 """NSynth: four-second single notes of 1,006 instruments, with pitch, velocity and timbre labels."""
 
-from alarm.corpus.collect import DatasetSpec, Source
+from alarm.corpus.collection import DatasetSpec, Source
 
 # The note qualities of the NSynth dataset page, each with what it sounds like (our wording).
 QUALITIES = {

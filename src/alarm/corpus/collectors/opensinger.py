@@ -1,6 +1,6 @@
 """OpenSinger: Chinese singing by 66 singers, one lyric line per clip, grouped by song."""
 
-from alarm.corpus.collect import DatasetSpec, Join, Source
+from alarm.corpus.collection import DatasetSpec, Join, Source
 
 LYRICS = Join(
     name="lyrics",

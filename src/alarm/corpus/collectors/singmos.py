@@ -1,6 +1,6 @@
 """SingMOS: real and synthesized singing with listener MOS (the SingMOS training list)."""
 
-from alarm.corpus.collect import DatasetSpec, Join, Source
+from alarm.corpus.collection import DatasetSpec, Join, Source
 
 SPEC = DatasetSpec(
     name="singmos",

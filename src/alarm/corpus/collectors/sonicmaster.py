@@ -1,6 +1,6 @@
 """SonicMaster: Jamendo music clips degraded on purpose (reverb, EQ, level, dynamics, stereo), training split."""
 
-from alarm.corpus.collect import DatasetSpec, Source
+from alarm.corpus.collection import DatasetSpec, Source
 
 # What each degradation did to the clip, in our words, after the descriptions in the official
 # ALARM script (which follow the SonicMaster paper). Keys: degradation_tracking[<kind>][0].

@@ -1,6 +1,6 @@
 """VCTK: 110 English speakers reading newspaper sentences, with speaker age, gender, accent."""
 
-from alarm.corpus.collect import DatasetSpec, Join, Source
+from alarm.corpus.collection import DatasetSpec, Join, Source
 from alarm.corpus.collectors._common import GENDER
 
 # speaker-info.txt: whitespace columns; REGION is free text and may end in a "(comment)".

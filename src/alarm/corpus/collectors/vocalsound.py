@@ -1,6 +1,6 @@
 """VocalSound: laughs, sighs, coughs, throat clearing, sneezes and sniffs from 3,365 speakers."""
 
-from alarm.corpus.collect import DatasetSpec, Join, Source
+from alarm.corpus.collection import DatasetSpec, Join, Source
 
 SPEC = DatasetSpec(
     name="vocalsound",

@@ -1,6 +1,6 @@
 """VoxCeleb1: celebrity interview speech with speaker gender and nationality (development set)."""
 
-from alarm.corpus.collect import DatasetSpec, Join, Source
+from alarm.corpus.collection import DatasetSpec, Join, Source
 from alarm.corpus.collectors._common import GENDER
 
 SPEC = DatasetSpec(

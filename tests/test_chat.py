@@ -56,3 +56,24 @@ def test_bad_chat_input(tok):
         build_example(tok, ["q"], context=[{"role": "robot", "content": "x"}])
     with pytest.raises(ValueError, match="at least one"):
         AudioSlot(0)
+
+
+def test_several_clips_where_they_stand_and_audio_in_an_earlier_turn(tok):
+    context = [
+        {"role": "user", "content": [AudioSlot(2), "Remember this one."]},
+        {"role": "assistant", "content": "Done."},
+    ]
+    user = ["Compare ", AudioSlot(3), " with ", AudioSlot(1), "."]
+    text, slots = render_prompt(tok, user, context=context)
+    assert [s.size for s in slots] == [2, 3, 1]  # earlier turn first, then left to right
+    assert f"<|im_start|>user\n{AUDIO_TOKEN}Remember this one.<|im_end|>" in text
+    assert f"<|im_start|>user\nCompare {AUDIO_TOKEN} with {AUDIO_TOKEN}.<|im_end|>" in text
+    ids = build_example(tok, user, context=context).input_ids
+    audio_id = token_id(tok, AUDIO_TOKEN)
+    is_audio = [t == audio_id for t in ids]
+    runs = [len(r) for r in "".join("a" if a else " " for a in is_audio).split()]
+    assert runs == [2, 3, 1]
+    with pytest.raises(ValueError, match="only user turns"):
+        render_prompt(tok, ["q"], context=[{"role": "assistant", "content": [AudioSlot(1)]}])
+    with pytest.raises(ValueError, match="placeholder"):
+        render_prompt(tok, ["q"], context=[{"role": "user", "content": f"old {AUDIO_TOKEN}"}])

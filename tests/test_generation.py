@@ -4,10 +4,24 @@ import pytest
 import torch
 from torch import nn
 
-from alarm.generation import GenerationConfig, answer, generate, split_reasoning, stream
+from alarm.chat import build_example, collate
+from alarm.generation import (
+    GenerationConfig,
+    answer,
+    answer_chat,
+    build_inputs,
+    embed,
+    generate,
+    prepare_inputs,
+    split_reasoning,
+    stream,
+    stream_chat,
+)
+from alarm.modeling.inputs import AudioBatch
+from alarm.modeling.model import splice_audio
 from alarm.modeling.tokenizer import load_tokenizer, token_id
 from alarm.presets import build_model
-from tests.helpers import chirp_wave
+from tests.helpers import chirp_wave, noise_wave
 
 torch.set_num_threads(1)
 
@@ -144,3 +158,145 @@ def test_non_thinking_model_without_budget_answers_plainly():
     assert [c["max_new_tokens"] for c in lm.calls] == [100]
     assert out.answer == "A much longer plain answer than eight tokens." and out.finished
     assert out.num_reasoning_tokens == 0 and not out.budget_reached and "</think>" not in out.text
+
+
+# -- several clips per request, audio in earlier turns ------------------------------------------
+
+_MODELS: dict[str, object] = {}
+
+
+def _model(name: str):
+    if name not in _MODELS:
+        _MODELS[name] = build_model(name).eval()
+    return _MODELS[name]
+
+
+def _runs(ids: torch.Tensor, audio_id: int) -> list[tuple[int, int]]:
+    """(start, length) of each run of audio placeholders in one row of ids."""
+    runs, start = [], None
+    for i, is_audio in enumerate((ids == audio_id).tolist() + [False]):
+        if is_audio and start is None:
+            start = i
+        elif not is_audio and start is not None:
+            runs.append((start, i - start))
+            start = None
+    return runs
+
+
+def _alone(model, wave) -> torch.Tensor:
+    """One clip's audio positions (boundaries included) computed on its own."""
+    with torch.no_grad():
+        audio, valid = model.audio_embeddings(AudioBatch.from_waveforms([wave], model.sample_rates))
+    return audio[valid]
+
+
+@pytest.mark.parametrize("name", ["tiny-al-whisper-r", "tiny-alarm-e"])
+def test_single_clip_prompt_is_unchanged(name):
+    """The old path (model.user_parts + build_example) gives the very same ids and embeddings."""
+    model = _model(name)
+    waves, prompts = [chirp_wave(1.0), noise_wave(2.3)], ["What is this?", "Describe it."]
+    context = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]
+    audio = AudioBatch.from_waveforms(waves, model.sample_rates)
+    examples = [
+        build_example(model.tokenizer, model.user_parts(p, slots), system="Be brief.", context=context)
+        for p, slots in zip(prompts, model.audio_slots(audio.lengths))
+    ]
+    old = collate(examples, int(model.tokenizer.pad_token_id), padding_side="left")
+    with torch.no_grad():
+        old_embeds = model.embed_inputs(old.input_ids, audio)
+    conversations = [
+        [{"role": "system", "content": "Be brief."}, *context, {"role": "user", "content": [w, p]}]
+        for w, p in zip(waves, prompts)
+    ]
+    new = build_inputs(model, conversations)
+    assert torch.equal(new.input_ids, old.input_ids) and torch.equal(new.attention_mask, old.attention_mask)
+    assert new.clips_per_prompt == [1, 1]
+    embeds, mask = prepare_inputs(model, waves, prompts, system="Be brief.", context=context)
+    assert torch.equal(embeds, old_embeds) and torch.equal(mask, old.attention_mask)
+
+
+def test_two_clips_in_one_message_are_spliced_where_they_stand():
+    model = _model("tiny-al-whisper-r")
+    a, b, c = chirp_wave(1.0), noise_wave(2.0, seed=1), noise_wave(0.6, seed=2)
+    two = [{"role": "user", "content": [{"type": "text", "text": "Compare"}, a, "with", {"type": "input_audio", "input_audio": b}, "Which is", "louder?"]}]  # fmt: skip
+    one = [{"role": "user", "content": [c, "And this?"]}]
+    inputs = build_inputs(model, [two, one])
+    assert inputs.clips_per_prompt == [2, 1] and inputs.audio.batch_size == 3
+    embeds, _ = embed(model, inputs)
+    for row, waves in ((0, [a, b]), (1, [c])):
+        runs = _runs(inputs.input_ids[row], model.audio_token_id)
+        assert len(runs) == len(waves)
+        for (start, size), wave in zip(runs, waves):
+            assert torch.allclose(embeds[row, start : start + size], _alone(model, wave), atol=1e-5)
+    text = model.tokenizer.decode(inputs.input_ids[0][inputs.attention_mask[0].bool()])
+    assert "Compare<|audio|>" in text and "<|audio|>with<|audio|>" in text and "<|audio|>Which is\nlouder?" in text
+    assert text.count("<|audio|>") == sum(size for _, size in _runs(inputs.input_ids[0], model.audio_token_id))
+
+
+def test_audio_in_an_earlier_turn_and_ensemble_layout():
+    model = _model("tiny-alarm-e")
+    first, second = chirp_wave(1.2), noise_wave(0.8)
+    conversation = [
+        {"role": "user", "content": [first, "What is this?"]},
+        {"role": "assistant", "content": "A rising tone."},
+        {"role": "user", "content": ["And now this one:", second]},
+    ]
+    inputs = build_inputs(model, [conversation])
+    embeds, _ = embed(model, inputs)
+    runs = _runs(inputs.input_ids[0], model.audio_token_id)
+    assert len(runs) == 4  # two members per clip (ALARM-E), earlier turn first
+    with torch.no_grad():
+        for wave, member_runs in ((first, runs[:2]), (second, runs[2:])):
+            audio = AudioBatch.from_waveforms([wave], model.sample_rates)
+            for member, (start, size) in zip(model.members, member_runs):
+                emb, valid = member.audio_embeddings(audio)
+                assert torch.allclose(embeds[0, start : start + size], emb[valid], atol=1e-5)
+    text = model.tokenizer.decode(inputs.input_ids[0])
+    assert text.count(model.instructions.headers[0]) == 2
+    assert text.index("What is this?") < text.index("A rising tone.") < text.index("And now this one:")
+
+
+def test_clip_counts_that_disagree_are_loud():
+    model = _model("tiny-al-whisper-r")
+    inputs = build_inputs(model, [[{"role": "user", "content": [chirp_wave(1.0), "q", noise_wave(1.0), "q"]}]])
+    fewer = AudioBatch.from_waveforms([chirp_wave(1.0)], model.sample_rates)
+    with pytest.raises(ValueError, match="disagree"):
+        model.embed_inputs(inputs.input_ids, fewer)
+    # Equal totals but split across prompts the wrong way: a clip would spill into the next prompt.
+    h = 4
+    ids = torch.tensor([[9, 1, 1, 1, 1, 1], [9, 9, 9, 1, 1, 1]])  # 5 then 3 placeholders
+    audio, valid = torch.randn(2, 5, h), torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]).bool()  # clips of 3, 5
+    with pytest.raises(ValueError, match=r"\[5, 3\] positions.*\[3, 5\]"):
+        splice_audio(torch.zeros(2, 6, h), ids, 1, audio, valid)
+    swapped = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]).bool()
+    assert splice_audio(torch.zeros(2, 6, h), ids, 1, audio, swapped).shape == (2, 6, h)
+
+
+def test_bad_messages_name_the_problem():
+    model = _model("tiny-al-whisper-r")
+    wave = chirp_wave(0.5)
+    cases = [
+        ([], "non-empty"),
+        ([{"role": "assistant", "content": "hi"}], "last message"),
+        ([{"role": "assistant", "content": [wave]}, {"role": "user", "content": "q"}], "only user messages"),
+        ([{"role": "user", "content": [wave, 3]}], r"content\[1\]"),
+        ([{"role": "robot", "content": "q"}], "role"),
+    ]
+    for messages, reason in cases:
+        with pytest.raises(ValueError, match=reason):
+            build_inputs(model, [messages])
+
+
+def test_answer_takes_several_clips_per_question():
+    model = _model("tiny-al-whisper-r")
+    config = GenerationConfig(max_new_tokens=6, thinking_budget=2)
+    a, b, c = chirp_wave(0.8), noise_wave(1.1), noise_wave(0.5, seed=3)
+    outs = answer(model, [[a, b], c], ["Compare them.", "What is it?"], config)
+    chat = answer_chat(
+        model,
+        [[{"role": "user", "content": [a, b, "Compare them."]}], [{"role": "user", "content": [c, "What is it?"]}]],
+        config,
+    )
+    assert [o.token_ids for o in outs] == [o.token_ids for o in chat]
+    streamed = "".join(stream_chat(model, [{"role": "user", "content": [a, b, "Compare them."]}], config))
+    assert streamed == "".join(stream(model, [a, b], "Compare them.", config)) == outs[0].text

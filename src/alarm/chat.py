@@ -1,11 +1,13 @@
-"""Chat layout: the RLM's own chat template with audio spliced into the (last) user turn.
+"""Chat layout: the RLM's own chat template with audio spliced into user turns.
 
 A user turn is a sequence of parts: text, and :class:`AudioSlot` s that reserve a number of
 positions for audio embeddings. The template is rendered with one ``<|audio|>`` placeholder
-per slot, tokenized, and each placeholder is expanded to the slot's size; the model later
-fills all placeholder positions of a batch with one ``masked_scatter``. Earlier turns
-(``context``) are plain text; only the last user turn carries audio (the paper's layout, and
-InstructS2S's "earlier turns as text, last query spoken").
+per slot where the slot stands, tokenized, and each placeholder is expanded to the slot's
+size; the model later fills all placeholder positions of a batch, in order, with one
+``masked_scatter``. The paper trains with one clip before the text of the last user turn
+(earlier turns, ``context``, as text: InstructS2S's "earlier turns as text, last query
+spoken"); at inference a user turn may hold several clips, and earlier user turns may hold
+clips too (a context turn whose content is a list of parts).
 
 Labels are -100 everywhere except the target: its reasoning (``<think>...</think>``), its
 answer and the end-of-turn token, so the loss is computed on what the RLM must produce.
@@ -13,7 +15,7 @@ answer and the end-of-turn token, so the loss is computed on what the RLM must p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -50,31 +52,52 @@ class ChatBatch:
     lengths: torch.Tensor  # (B,)
 
 
+#: An earlier turn, ``{"role": "user" | "assistant" | "system", "content": ...}``. Content is
+#: text, or for a user turn a list of parts (text and audio slots) like the last user turn's.
+ContextTurn = Mapping[str, "str | Sequence[UserPart]"]
+
+
 def render_prompt(
     tokenizer: PreTrainedTokenizerBase,
     user: Sequence[UserPart],
     *,
     system: str | None = None,
-    context: Sequence[dict[str, str]] = (),
+    context: Sequence[ContextTurn] = (),
 ) -> tuple[str, list[AudioSlot]]:
     """Render the chat template up to the assistant's generation prompt.
 
-    Returns the prompt text (one ``<|audio|>`` per slot) and the slots in order.
+    Returns the prompt text (one ``<|audio|>`` where each slot stands) and the slots in the
+    order they appear in it: earlier user turns' first, then the last user turn's.
     """
-    for part in user:
-        if isinstance(part, str) and AUDIO_TOKEN in part:
-            raise ValueError(f"user text may not contain the audio placeholder {AUDIO_TOKEN!r}")
+    slots: list[AudioSlot] = []
+    messages: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
     for turn in context:
         if set(turn) != {"role", "content"} or turn["role"] not in ("user", "assistant", "system"):
             raise ValueError(f"context turns are {{role, content}} with role user/assistant/system, got {turn!r}")
-    messages: list[dict[str, str]] = []
-    if system:
-        messages.append({"role": "system", "content": system})
-    messages.extend(dict(turn) for turn in context)
-    content = "".join(AUDIO_TOKEN if isinstance(p, AudioSlot) else p for p in user)
-    messages.append({"role": "user", "content": content})
+        content = turn["content"]
+        if not isinstance(content, str) and turn["role"] != "user":
+            raise ValueError(f"only user turns may hold audio, got a {turn['role']} turn with parts: {turn!r}")
+        parts = [content] if isinstance(content, str) else content
+        messages.append({"role": turn["role"], "content": _render_parts(parts, slots)})
+    messages.append({"role": "user", "content": _render_parts(user, slots)})
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return text, [p for p in user if isinstance(p, AudioSlot)]
+    return text, slots
+
+
+def _render_parts(parts: Sequence[UserPart], slots: list[AudioSlot]) -> str:
+    """A turn's text with one placeholder per slot; the slots are appended to ``slots`` in order."""
+    pieces = []
+    for part in parts:
+        if isinstance(part, AudioSlot):
+            slots.append(part)
+            pieces.append(AUDIO_TOKEN)
+        elif isinstance(part, str):
+            if AUDIO_TOKEN in part:
+                raise ValueError(f"chat text may not contain the audio placeholder {AUDIO_TOKEN!r}")
+            pieces.append(part)
+        else:
+            raise TypeError(f"a turn's parts are text or AudioSlot, got {type(part).__name__}")
+    return "".join(pieces)
 
 
 def build_example(
@@ -82,7 +105,7 @@ def build_example(
     user: Sequence[UserPart],
     *,
     system: str | None = None,
-    context: Sequence[dict[str, str]] = (),
+    context: Sequence[ContextTurn] = (),
     target: str | None = None,
 ) -> ChatExample:
     """Tokenize one conversation; with ``target`` the labels cover the target only.
@@ -93,9 +116,12 @@ def build_example(
     """
     text, slots = render_prompt(tokenizer, user, system=system, context=context)
     audio_id = token_id(tokenizer, AUDIO_TOKEN)
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    if ids.count(audio_id) != len(slots):  # a template that drops or rewrites turns would misplace audio
+        raise ValueError(f"the chat template kept {ids.count(audio_id)} of {len(slots)} audio placeholders")
     prompt_ids: list[int] = []
     slot_sizes = iter(slots)
-    for tok in tokenizer(text, add_special_tokens=False).input_ids:
+    for tok in ids:
         prompt_ids.extend([audio_id] * next(slot_sizes).size if tok == audio_id else [tok])
 
     if target is None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from alarm.audio import Waveform
 from alarm.chat import build_example, collate
-from alarm.modeling.inputs import AudioBatch
+from alarm.modeling.inputs import AudioBatch, AudioSlot, UserPart
 from alarm.modeling.tokenizer import token_id
 
 THINK_END = "</think>"
@@ -233,28 +233,158 @@ def generate(
     )
 
 
+#: One part of a message's content: text, or a decoded clip. The OpenAI shapes are accepted
+#: too, with the audio already decoded: ``{"type": "text", "text": str}`` and
+#: ``{"type": "input_audio", "input_audio": Waveform}``.
+MessagePart = str | Waveform | Mapping[str, Any]
+
+#: ``{"role": "system" | "user" | "assistant", "content": str | Sequence[MessagePart]}``.
+Message = Mapping[str, Any]
+
+#: What one request or one request's clips may be: a clip, or the clips in order.
+Clips = Waveform | Sequence[Waveform]
+
+
+@dataclass
+class ModelInputs:
+    """A batch of prompts ready for the model (:func:`build_inputs`); :func:`embed` splices it."""
+
+    input_ids: torch.Tensor  # (B, S) left-padded, each clip's placeholder expanded to its size
+    attention_mask: torch.Tensor  # (B, S)
+    audio: AudioBatch | None  # every clip of the batch, in placeholder order; None when there is none
+    clips_per_prompt: list[int]
+
+
+@dataclass
+class _Conversation:
+    """A conversation read from messages: the system prompt and each turn's text and clips."""
+
+    system: str | None
+    turns: list[tuple[str, list[str | Waveform]]]
+
+    @property
+    def clips(self) -> list[Waveform]:
+        return [item for _, items in self.turns for item in items if isinstance(item, Waveform)]
+
+
+def _content_items(content: Any, where: str) -> list[str | Waveform]:
+    """A message's content as text and clips in order; adjacent text parts are joined by a newline."""
+    if isinstance(content, str):
+        return [content]
+    if not isinstance(content, Sequence):
+        raise ValueError(f"{where}: content must be text or a list of parts, got {type(content).__name__}")
+    items: list[str | Waveform] = []
+    for i, part in enumerate(content):
+        if isinstance(part, Mapping):  # the OpenAI shapes, audio already decoded
+            part = part.get("text") if part.get("type") == "text" else part.get("input_audio", part)
+        if isinstance(part, str) and items and isinstance(items[-1], str):
+            items[-1] += "\n" + part  # separate text parts read as separate lines (as vLLM joins them)
+        elif isinstance(part, (str, Waveform)):
+            items.append(part)
+        else:
+            raise ValueError(f"{where}: content[{i}] is neither text nor a decoded clip (Waveform): {part!r:.80}")
+    return items
+
+
+def _read_conversation(messages: Sequence[Message], default_system: str | None, where: str) -> _Conversation:
+    if not messages or not all(isinstance(m, Mapping) for m in messages):
+        raise ValueError(f"{where}: a non-empty list of {{role, content}} messages is needed")
+    system, turns = default_system, []
+    for i, message in enumerate(messages):
+        role, items = message.get("role"), _content_items(message.get("content"), f"{where}, message {i}")
+        if role not in ("system", "user", "assistant"):
+            raise ValueError(f"{where}, message {i}: role must be system, user or assistant, got {role!r}")
+        if role != "user" and not all(isinstance(item, str) for item in items):
+            raise ValueError(f"{where}, message {i}: only user messages may hold audio, not a {role} message")
+        if role == "system" and i == 0:
+            system = "".join(items)  # type: ignore[arg-type]  (text only, checked above)
+        else:
+            turns.append((role, items))
+    if not turns or turns[-1][0] != "user":
+        raise ValueError(f"{where}: the last message must be the user's")
+    return _Conversation(system or None, turns)
+
+
+def _clip_parts(model: Any, slots: Sequence[AudioSlot]) -> list[UserPart]:
+    """How ``model`` lays out one clip: its ``user_parts`` with no question after the audio.
+
+    A single model gives ``[slot]``; ALARM-E its instruction and a header before each member.
+    """
+    return [part for part in model.user_parts("", slots) if part != ""]
+
+
+def build_inputs(model: Any, conversations: Sequence[Sequence[Message]]) -> ModelInputs:
+    """Prompt ids and audio for a batch of OpenAI-style conversations whose clips are decoded.
+
+    Each conversation is a list of messages ending with the user's. A first system message
+    replaces the model's system prompt (empty text: none); without one the model's own is
+    used. User messages, the last and earlier ones, may hold any number of clips among their
+    text parts, each spliced where it stands and laid out as the model lays out its audio
+    (ALARM-E: its instruction and member headers around each clip). The clips of the whole
+    batch form one flat :class:`AudioBatch` in placeholder order, which the model fills with
+    one ``masked_scatter``. A clip before the text of the last user message is the paper's
+    layout: ``[clip, question]`` gives exactly the prompt the model was trained on.
+    """
+    if not conversations:
+        raise ValueError("build_inputs needs at least one conversation")
+    default = model.config.system_prompt
+    read = [_read_conversation(messages, default, f"conversation {b}") for b, messages in enumerate(conversations)]
+    clips = [clip for conversation in read for clip in conversation.clips]
+    audio = AudioBatch.from_waveforms(clips, model.sample_rates) if clips else None
+    slots = iter(model.audio_slots(audio.lengths) if audio is not None else [])
+
+    def parts(items: list[str | Waveform]) -> list[UserPart]:
+        """A user turn's parts: each clip replaced by its slots (taken in order) and their text."""
+        out: list[UserPart] = []
+        for item in items:
+            out += _clip_parts(model, next(slots)) if isinstance(item, Waveform) else [item]
+        return out
+
+    examples = []
+    for conversation in read:
+        *context, user = [
+            {"role": role, "content": parts(items) if role == "user" else "".join(items)}  # type: ignore[arg-type]
+            for role, items in conversation.turns
+        ]
+        examples.append(build_example(model.tokenizer, user["content"], system=conversation.system, context=context))
+    batch = collate(examples, int(model.tokenizer.pad_token_id), padding_side="left")
+    return ModelInputs(batch.input_ids, batch.attention_mask, audio, [len(c.clips) for c in read])
+
+
+def embed(model: Any, inputs: ModelInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded prompt embeddings (B, S, H) with the audio spliced in, and the attention mask."""
+    device = model.language_model.device
+    audio = inputs.audio.to(device) if inputs.audio is not None else None
+    with torch.no_grad():
+        embeds = model.embed_inputs(inputs.input_ids.to(device), audio)
+    return embeds, inputs.attention_mask.to(device)
+
+
+def as_conversation(
+    clips: Clips, prompt: str, *, system: str | None = None, context: Sequence[dict[str, str]] = ()
+) -> list[Message]:
+    """The messages of one question about one or more clips: the clips, then the question."""
+    clips = [clips] if isinstance(clips, Waveform) else list(clips)
+    head = [{"role": "system", "content": system}] if system is not None else []
+    return [*head, *context, {"role": "user", "content": [*clips, prompt]}]
+
+
 def prepare_inputs(
     model: Any,
-    waveforms: Sequence[Waveform],
+    waveforms: Sequence[Clips],
     prompts: Sequence[str],
     *,
     system: str | None = None,
     context: Sequence[dict[str, str]] = (),
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded prompt embeddings (B, S, H) and attention mask for (audio, prompt) pairs."""
+    """Left-padded prompt embeddings (B, S, H) and attention mask for (clips, prompt) pairs.
+
+    Each request's clips (one waveform, or a list) go before its prompt in the last user turn.
+    """
     if len(waveforms) != len(prompts):
         raise ValueError(f"{len(waveforms)} audio inputs but {len(prompts)} prompts")
-    audio = AudioBatch.from_waveforms(waveforms, model.sample_rates)
-    system = model.config.system_prompt if system is None else system
-    examples = [
-        build_example(model.tokenizer, model.user_parts(p, slots), system=system or None, context=context)
-        for p, slots in zip(prompts, model.audio_slots(audio.lengths))
-    ]
-    batch = collate(examples, int(model.tokenizer.pad_token_id), padding_side="left")
-    device = model.language_model.device
-    with torch.no_grad():
-        embeds = model.embed_inputs(batch.input_ids.to(device), audio.to(device))
-    return embeds, batch.attention_mask.to(device)
+    conversations = [as_conversation(w, p, system=system, context=context) for w, p in zip(waveforms, prompts)]
+    return embed(model, build_inputs(model, conversations))
 
 
 def answer_text(
@@ -280,19 +410,27 @@ def answer_text(
 
 def answer(
     model: Any,
-    waveforms: Sequence[Waveform],
+    waveforms: Sequence[Clips],
     prompts: Sequence[str],
     config: GenerationConfig = GenerationConfig(),
     **chat: Any,
 ) -> list[GenerationOutput]:
-    """Batched answers to questions about sounds, with the thinking budget."""
+    """Batched answers to questions about sounds (one clip or a list per question), with the thinking budget."""
     embeds, mask = prepare_inputs(model, waveforms, prompts, **chat)
+    return generate(model.language_model, model.tokenizer, embeds, mask, config)
+
+
+def answer_chat(
+    model: Any, conversations: Sequence[Sequence[Message]], config: GenerationConfig = GenerationConfig()
+) -> list[GenerationOutput]:
+    """Batched answers to OpenAI-style conversations with decoded clips (see :func:`build_inputs`)."""
+    embeds, mask = embed(model, build_inputs(model, conversations))
     return generate(model.language_model, model.tokenizer, embeds, mask, config)
 
 
 def stream(
     model: Any,
-    waveform: Waveform,
+    waveform: Clips,
     prompt: str,
     config: GenerationConfig = GenerationConfig(),
     *,
@@ -305,6 +443,30 @@ def stream(
     whether the budget was reached or the answer finished) once the last piece is yielded.
     """
     embeds, mask = prepare_inputs(model, [waveform], [prompt], **chat)
+    yield from stream_embeds(model, embeds, mask, config, outputs=outputs)
+
+
+def stream_chat(
+    model: Any,
+    messages: Sequence[Message],
+    config: GenerationConfig = GenerationConfig(),
+    *,
+    outputs: list[GenerationOutput] | None = None,
+) -> Iterator[str]:
+    """:func:`stream` for one OpenAI-style conversation with decoded clips (see :func:`build_inputs`)."""
+    embeds, mask = embed(model, build_inputs(model, [messages]))
+    yield from stream_embeds(model, embeds, mask, config, outputs=outputs)
+
+
+def stream_embeds(
+    model: Any,
+    embeds: torch.Tensor,
+    mask: torch.Tensor,
+    config: GenerationConfig = GenerationConfig(),
+    *,
+    outputs: list[GenerationOutput] | None = None,
+) -> Iterator[str]:
+    """Stream one answer from prompt embeddings (1, S, H); generation runs in a worker thread."""
     sink: queue.Queue[list[int] | None] = queue.Queue()
     failure: list[BaseException] = []
 

@@ -75,18 +75,23 @@ def splice_audio(
 
     Args:
         text_embeds: (B, S, H) token embeddings (placeholders embedded as anything).
-        input_ids: (B, S) with ``audio_token_id`` at audio positions.
-        audio: (B, T, H) audio embeddings per sample, boundaries included.
-        valid: (B, T) which of them are real; taken in order, sample by sample.
+        input_ids: (B, S) with ``audio_token_id`` at audio positions: one run per clip.
+        audio: (N, T, H) embeddings of every clip in the batch, boundaries included, in the
+            order their placeholders appear (prompt by prompt, left to right); N = B when each
+            prompt holds one clip.
+        valid: (N, T) which of them are real; taken in order, clip by clip.
     """
     mask = input_ids == audio_token_id
-    packed = audio[valid]  # (N, H), sample-major, time order kept
-    if int(mask.sum()) != packed.shape[0]:
-        per_sample = mask.sum(1).tolist()
-        expected = valid.sum(1).tolist()
+    packed = audio[valid]  # (sum of clip sizes, H): clip-major, time order kept
+    per_prompt, per_clip = mask.sum(1), valid.sum(1)
+    # Equal totals are not enough: each prompt must also take whole clips, so its placeholders
+    # end where a clip ends (otherwise a clip would spill into the next prompt unnoticed).
+    clip_ends = torch.cat([per_clip.new_zeros(1), per_clip.cumsum(0)]).to(per_prompt.device)
+    whole = torch.isin(per_prompt.cumsum(0), clip_ends).all()
+    if int(per_prompt.sum()) != packed.shape[0] or not bool(whole):
         raise ValueError(
-            f"audio placeholders and audio embeddings disagree: the prompt has {per_sample} positions per sample, "
-            f"the audio produced {expected}; build prompts with the model's `audio_slots`"
+            f"audio placeholders and audio embeddings disagree: the prompts have {per_prompt.tolist()} positions, "
+            f"the {per_clip.numel()} clips produced {per_clip.tolist()}; build prompts with the model's `audio_slots`"
         )
     return text_embeds.masked_scatter(mask.unsqueeze(-1), packed.to(text_embeds.dtype))
 

@@ -117,6 +117,7 @@ def _score(args: argparse.Namespace) -> int:
             rule=args.rule,
             extraction=args.extraction,
             scheme=args.scheme,
+            prediction_key=args.prediction_key,
         )
     except (BenchmarkError, KeyError, ValueError, OSError) as err:
         print(f"alarm eval score: {err}", file=sys.stderr)
@@ -214,6 +215,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         choices=("letter", "option_id"),
         default=None,
         help="labels the prompt asked for (default: from predictions.jsonl, else letter)",
+    )
+    p.add_argument(
+        "--prediction-key",
+        default=None,
+        help="official files: read this key only, as one official script version does "
+        "(e.g. model_prediction for MMAU's 2024 evaluation.py); default: the current script's key first",
     )
     p.add_argument("--details", action="store_true", help="print counts and the unparsed outputs too")
     _add_judge_arguments(p)

@@ -18,7 +18,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -250,13 +250,16 @@ def read_predictions(
     split: str | None = None,
     scheme: str | None = None,
     rule: str = "extract",
+    prediction_key: str | None = None,
 ) -> tuple[list[Item], dict[str, str], dict[str, str], str]:
     """Items, predictions by id, label scheme by id and split of a predictions file.
 
     Accepts this project's ``predictions.jsonl`` (needs ``data``: the benchmark release) or
     the benchmark's official prediction format as released: its own metadata entries with the
-    prediction added (``model_prediction`` / ``model_output`` for MMAU, ``answer_prediction`` /
-    ``model_prediction`` for MMAR, ``response`` for MMSU and AIR-Bench), answers included.
+    prediction added (``model_output`` / ``model_prediction`` for MMAU, ``answer_prediction`` /
+    ``model_prediction`` for MMAR, ``response`` for MMSU and AIR-Bench), answers included; the
+    audio fields are not read. ``prediction_key`` reads that key alone, as one version of an
+    official script does (see :func:`prediction_keys`).
     """
     path = Path(path)
     entries = read_entries(path)
@@ -266,19 +269,17 @@ def read_predictions(
         if split not in spec.splits:
             split = spec.default_split
         items = items_from_entries(spec, entries, path, split, check_audio=False)
-        keys = spec.prediction_keys if spec.prediction_kind == "text" or rule == "extract" else spec.prediction_keys[:1]
-        predictions: dict[str, str] = {}
-        for item in items:
-            key = next((k for k in keys if k in item.record), None)
-            if key is not None:
-                predictions[item.id] = item.record[key]
-        if not predictions:
+        keys = prediction_keys(spec, rule, prediction_key)
+        predictions = keyed_predictions(items, keys, path)
+        if not predictions and spec.missing_prediction != "empty":  # the official script prints no figure
             raise BenchmarkError(f"{path}: no entry has a prediction (looked for {', '.join(keys)})")
         schemes = {item.id: scheme or "letter" for item in items}
         return items, predictions, schemes, split
     if "output" in first and "id" in first:
         if data is None:
             raise BenchmarkError(f"{path}: a predictions.jsonl of `alarm eval` needs --data (the {spec.title} release)")
+        if prediction_key is not None:
+            raise BenchmarkError(f"{path}: --prediction-key is for official prediction files; this is `alarm eval`'s")
         split = split or spec.default_split
         items = load_items(spec, data, split, check_audio=False)
         records = PredictionStore(path).load()
@@ -304,6 +305,43 @@ def read_predictions(
     )
 
 
+def prediction_keys(spec: BenchmarkSpec, rule: str, key: str | None = None) -> tuple[str, ...]:
+    """The keys an official-format entry's prediction is read from, first present wins.
+
+    ``key`` alone when given (each official script version reads one key and skips entries
+    without it); else the benchmark's order, the current official script's key first. The
+    official rule of a letter benchmark reads its official key only: ALARM's copies keep the
+    option text under the others, which the letter rule would misread.
+    """
+    if key is not None:
+        return (key,)
+    if spec.prediction_kind == "letter" and rule == "official":
+        return spec.prediction_keys[:1]
+    return spec.prediction_keys
+
+
+def keyed_predictions(items: Sequence[Item], keys: Sequence[str], path: Path) -> dict[str, Any]:
+    """Prediction by item id: the value of the first of ``keys`` its entry has (entries with
+    none are left out). Entries holding several keys with different values are counted in a
+    warning, since official script versions that read different keys disagree on them."""
+    predictions: dict[str, Any] = {}
+    conflicting = 0
+    for item in items:
+        present = [k for k in keys if k in item.record]
+        if present:
+            predictions[item.id] = item.record[present[0]]
+            conflicting += any(item.record[k] != predictions[item.id] for k in present[1:])
+    if conflicting:
+        log.warning(
+            "%s: %d entries hold %s with different values; read %r (--prediction-key reads another)",
+            path,
+            conflicting,
+            " and ".join(keys),
+            keys[0],
+        )
+    return predictions
+
+
 def score_file(
     spec: BenchmarkSpec,
     path: str | os.PathLike[str],
@@ -313,7 +351,13 @@ def score_file(
     rule: str = "extract",
     extraction: str = "strict",
     scheme: str | None = None,
+    prediction_key: str | None = None,
 ) -> Scores:
     """Score an existing predictions file (see :func:`read_predictions` for the formats)."""
-    items, predictions, schemes, split = read_predictions(spec, path, data=data, split=split, scheme=scheme, rule=rule)
-    return score(spec, items, predictions, rule=rule, extraction=extraction, scheme=schemes, split=split)
+    items, predictions, schemes, split = read_predictions(
+        spec, path, data=data, split=split, scheme=scheme, rule=rule, prediction_key=prediction_key
+    )
+    try:
+        return score(spec, items, predictions, rule=rule, extraction=extraction, scheme=schemes, split=split)
+    except BenchmarkError as err:  # name the file, as the reading errors do
+        raise BenchmarkError(f"{path}: {err}") from None

@@ -18,7 +18,9 @@ scorer reads (the option text for MMAU/MMAR, the letter for MMSU/AIR-Bench) and 
 official rule to it; anything not chosen (empty, unfinished, ambiguous, unparsable, or no
 prediction at all) counts as wrong and is listed. ``official`` applies the official rule to
 the prediction string exactly as given and leaves out of the counts what the official script
-leaves out: the numbers the official script prints for that file.
+leaves out: the numbers the official script prints for that file. An item without a
+prediction follows its benchmark's ``missing_prediction`` policy there: skipped (MMAU, MMAR),
+read as ``""`` (MMSU) or an error (AIR-Bench, whose script stops at such an entry).
 """
 
 from __future__ import annotations
@@ -124,6 +126,20 @@ def choose(item: Item, output: str, extraction: str = "strict", scheme: str = "l
     return extract(output, item.choices, item.letters, scheme)
 
 
+def official_missing(spec: BenchmarkSpec, item: Item) -> bool | None:
+    """The official verdict on an item whose entry has no prediction key: None (skipped),
+    the official rule applied to ``""``, or an error where the official script stops."""
+    if spec.missing_prediction == "skip":
+        return None
+    if spec.missing_prediction == "error":
+        raise BenchmarkError(
+            f"{spec.title}: item {item.id!r} has no prediction ({spec.prediction_keys[0]!r}); "
+            "the official script stops at such an entry, so --rule official has no figure for this file "
+            "(--rule extract counts it wrong)"
+        )
+    return spec.official_rule(item, "")
+
+
 def _ordered(spec: BenchmarkSpec, group: str, keys: dict[str, Tally]) -> dict[str, Tally]:
     order = spec.group_order.get(group, ())
     known = [k for k in order if k in keys]
@@ -144,7 +160,8 @@ def score(
 
     ``scheme`` is the label scheme the prompt asked for, one for all or per item id. Items
     without a prediction count as wrong (``extract``) and are listed as missing; under the
-    ``official`` rule they are left out, as the official scripts skip entries without one.
+    ``official`` rule they are what the official script makes of an entry without one
+    (:func:`official_missing`).
     """
     if rule not in RULES:
         raise ValueError(f"rule is one of {RULES}, got {rule!r}")
@@ -154,10 +171,10 @@ def score(
         if item.answer is None:
             raise BenchmarkError(f"{spec.title}: item {item.id!r} has no reference answer (withheld split?)")
         if item.id not in predictions:
-            if rule == "official":
+            correct: bool | None = official_missing(spec, item) if rule == "official" else False
+            if correct is None:
                 continue
             scores.missing.append(item.id)
-            correct: bool | None = False
         elif rule == "official":
             raw = predictions[item.id]
             correct = spec.official_rule(item, raw)

@@ -8,7 +8,7 @@ task the file is the same name with ``flac`` as its last three characters (the o
 absent), ``answer_gt`` (option text). The official ``score_foundation.py`` reads a JSONL of
 the inference output (these fields plus ``response``), reads a letter with the same rule as
 MMSU, leaves empty and wrong-format responses out of its counts (``fail_num``) and prints
-accuracy per ``<task_name>_<dataset_name>``.
+accuracy per ``<task_name>_<dataset_name>``; an entry without ``response`` stops it (KeyError).
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ AIRBENCH = BenchmarkSpec(
     required=("uniq_id", "path", "task_name", "dataset_name", "question", "choice_a", "choice_b", "answer_gt"),
     choices=letter_choices,
     audio=audio,
+    audio_fields=("path",),
     groups=(
         ("task", lambda e: e.get("task_name")),
         ("task_dataset", lambda e: f"{e.get('task_name')}_{e.get('dataset_name')}"),
@@ -102,4 +103,5 @@ AIRBENCH = BenchmarkSpec(
     prediction_kind="letter",
     prediction_keys=("response", "model_prediction"),
     write_official=write_official,
+    missing_prediction="error",  # `line['response']`: no figure is printed for such a file
 )

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from alarm.audio import AudioError, encoded_suffix, load_audio
 from alarm.io import write_once
@@ -40,7 +40,8 @@ class Item:
     (``A``, ``B``, ``D`` when a release leaves ``choice_c`` empty), ``answer`` the reference
     option text (``None`` where the release withholds it), ``groups`` the categories the
     official scorer reports (e.g. ``{"task": "sound", "difficulty": "easy"}``) and ``record``
-    the release's own entry, kept to write the official prediction files.
+    the release's own entry, kept to write the official prediction files. An item read only
+    to be scored from an entry that names no clip has ``audio`` = :data:`NO_AUDIO`.
     """
 
     id: str
@@ -70,14 +71,13 @@ class ParquetLayout:
 
     ``files`` maps a split to glob patterns under the data folder, tried in order; the first
     that matches gives the shards, read in name order. A row has the fields of a JSON-layout
-    entry except ``audio_field`` (the file reference the embedded audio replaces). Its clip is
+    entry except the spec's ``audio_fields`` (the file reference the embedded audio replaces). Its clip is
     written once, atomically, to ``<cache>/<id><suffix>`` under the data folder (or a folder
     the caller names) and the item points at that file.
     """
 
     files: Mapping[str, tuple[str, ...]]
     audio_column: str = "audio"
-    audio_field: str = "audio_path"
     cache: str = "_alarm_audio"
     batch_rows: int = 64  # rows decoded from Parquet at a time: bounds memory, not results
 
@@ -85,6 +85,21 @@ class ParquetLayout:
 # An official rule decides one prediction string: True (correct), False (wrong), or None
 # (the official script leaves the entry out of its counts).
 OfficialRule = Callable[[Item, Any], "bool | None"]
+
+# What an official script does with an entry that has no prediction key: "skip" it (MMAU,
+# MMAR: `if output_key not in sample: continue`), read it as "" (MMSU: `record.get('response',
+# '')`, so it counts wrong), or stop with an error (AIR-Bench: `line['response']`, KeyError).
+MissingPolicy = Literal["skip", "empty", "error"]
+MISSING_POLICIES: tuple[str, ...] = get_args(MissingPolicy)
+
+# The audio of an item read only for scoring from an entry that names no clip (scoring never
+# opens it; ``mmsu_predictions.jsonl`` written for the Parquet release has ``audio_path: ""``).
+NO_AUDIO = Path()
+
+
+def filled(value: Any) -> bool:
+    """A field value that counts as given: not None and not blank text."""
+    return value is not None and not (isinstance(value, str) and not value.strip())
 
 
 @dataclass(frozen=True)
@@ -101,14 +116,28 @@ class BenchmarkSpec:
     required: tuple[str, ...]  # fields every entry must have (non-empty unless optional below)
     choices: Callable[[Mapping[str, Any]], list[tuple[str, str]]]  # entry -> [(letter, text)]
     audio: Callable[[Mapping[str, Any], Path], Path]  # (entry, metadata file) -> audio path
+    audio_fields: tuple[str, ...]  # the fields ``audio`` reads: needed to run, never to score
     groups: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...]  # (group, entry -> key)
     official_rule: OfficialRule
     prediction_kind: str  # what the official scorer reads: "text" (option text) or "letter"
-    prediction_keys: tuple[str, ...]  # keys official prediction files keep the prediction in
+    # Keys official prediction files keep the prediction in, in the order scoring reads them:
+    # the first key an entry has wins (the current official script's key first).
+    prediction_keys: tuple[str, ...]
     write_official: Callable[[Sequence[Item], Mapping[str, str], Path, str], list[Path]]
     answers_withheld: frozenset[str] = frozenset()  # splits released without answers
     group_order: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # official key order
     parquet: ParquetLayout | None = None  # a second release layout: Parquet with the audio inside
+    missing_prediction: MissingPolicy = "skip"  # the official script's way with an entry without one
+
+    def __post_init__(self) -> None:
+        if self.missing_prediction not in MISSING_POLICIES:
+            raise ValueError(f"missing_prediction is one of {MISSING_POLICIES}, got {self.missing_prediction!r}")
+
+    @property
+    def scoring_fields(self) -> tuple[str, ...]:
+        """The required fields scoring reads: all but the audio reference (the official
+        scorers never open the audio, and a Parquet release has no file reference)."""
+        return tuple(name for name in self.required if name not in self.audio_fields)
 
     def canonical_prediction(self, item: Item, index: int | None) -> str:
         """The prediction string the official scorer expects for a chosen option ("" if none)."""
@@ -207,7 +236,7 @@ def parse_entry(
     ident = entry.get(spec.id_field)
     label = _label(path, place, ident)
     for name in spec.required if required is None else required:
-        if name not in entry or entry[name] is None or (isinstance(entry[name], str) and not entry[name].strip()):
+        if not filled(entry.get(name)):
             if name == spec.answer_field and split in spec.answers_withheld:
                 continue
             raise BenchmarkError(f"{label}: missing or empty field {name!r}")
@@ -253,11 +282,17 @@ def parse_entry(
 def items_from_entries(
     spec: BenchmarkSpec, entries: list[tuple[str, dict[str, Any]]], path: Path, split: str, *, check_audio: bool
 ) -> list[Item]:
-    """Items of (place, entry) pairs read from ``path``; ids must be unique."""
+    """Items of (place, entry) pairs read from ``path``; ids must be unique.
+
+    With ``check_audio`` every clip must exist; without, the items are for scoring: the audio
+    fields may be missing or empty (the item's audio is then :data:`NO_AUDIO`).
+    """
     items: list[Item] = []
     seen: dict[str, str] = {}
+    required = spec.required if check_audio else spec.scoring_fields
     for place, entry in entries:
-        item = parse_entry(spec, entry, path, place, split)
+        names_audio = check_audio or all(filled(entry.get(name)) for name in spec.audio_fields)
+        item = parse_entry(spec, entry, path, place, split, required=required, audio=None if names_audio else NO_AUDIO)
         if item.id in seen:
             raise BenchmarkError(f"{path}: {place}: duplicate id {item.id!r} (first at {seen[item.id]})")
         seen[item.id] = place
@@ -341,7 +376,7 @@ def items_from_parquet(
     layout = spec.parquet
     if layout is None:
         raise ValueError(f"{spec.title} has no Parquet layout")
-    required = tuple(name for name in spec.required if name != layout.audio_field)
+    required = spec.scoring_fields
     items: list[Item] = []
     seen: dict[str, str] = {}
     for shard in shards:
@@ -376,7 +411,8 @@ def load_items(
 ) -> list[Item]:
     """All items of a benchmark split as the release lays it out under ``data``.
 
-    ``check_audio``: every clip must exist (Parquet: must decode, and is extracted).
+    ``check_audio``: every clip must exist (Parquet: must decode, and is extracted); without
+    it the items are for scoring only and entries need not name their clip.
     ``audio_cache``: where a Parquet release's clips go; default ``<data>/<layout.cache>``.
     """
     split = split or spec.default_split

@@ -7,7 +7,9 @@ Entries: ``id``, ``audio_path``, ``question``, ``choices``, ``answer`` (option t
 ``modality`` (sound, music, speech, mix-sound-music, mix-sound-speech, mix-music-speech,
 mix-sound-music-speech), ``category`` (Signal/Perception/Semantic/Cultural Layer),
 ``sub-category``, ``language``. The official ``code/evaluation.py`` is MMAU's matching rule;
-it reads ``answer_prediction`` (``model_prediction`` in the 2025 version): we write both.
+it reads one key and skips entries without it: ``answer_prediction`` (a355584, February 2026),
+``model_prediction`` in the 2025 version (6249700). We write both; an entry holding both is
+read ``answer_prediction`` first, as the current script does.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ MMAR = BenchmarkSpec(
     required=("id", "audio_path", "question", "choices", "answer", "modality", "category"),
     choices=list_choices,
     audio=relative_audio("audio_path"),
+    audio_fields=("audio_path",),
     groups=(
         ("modality", lambda e: e.get("modality")),
         ("category", lambda e: e.get("category")),

@@ -5,8 +5,10 @@ extracted ``test-mini-audios/`` / ``test-audios/`` folders; each entry names its
 ``audio_id: "./test-mini-audios/<id>.wav"``. Entries: ``id``, ``audio_id``, ``question``,
 ``choices`` (list), ``answer`` (option text; empty in test), ``task`` (sound/music/speech),
 ``difficulty``, ``category`` (a string, or a one-element list in 13 test-mini entries),
-``sub-category``. The official scorer (``evaluation.py``) reads the prediction from
-``model_prediction`` (README; the script at HEAD reads ``model_output``): we write both.
+``sub-category``. The official scorer (``evaluation.py``) reads one key and skips entries
+without it: ``model_output`` at HEAD (7468292, since January 2025; also the first version),
+``model_prediction`` in the October 2024 versions and the README. We write both; an entry
+holding both is read ``model_output`` first, as the current script does.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ MMAU = BenchmarkSpec(
     required=("id", "audio_id", "question", "choices", "answer", "task"),
     choices=list_choices,
     audio=relative_audio("audio_id"),
+    audio_fields=("audio_id",),
     groups=(
         ("task", lambda e: e.get("task")),
         ("difficulty", lambda e: e.get("difficulty")),
@@ -63,7 +66,7 @@ MMAU = BenchmarkSpec(
     ),
     official_rule=official_rule,
     prediction_kind="text",
-    prediction_keys=("model_prediction", "model_output"),
+    prediction_keys=("model_output", "model_prediction"),
     write_official=write_official,
     answers_withheld=frozenset({"test"}),
     group_order={"task": ("sound", "music", "speech"), "difficulty": ("easy", "hard", "medium")},

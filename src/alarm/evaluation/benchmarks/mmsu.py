@@ -15,7 +15,8 @@ questions leave C/D empty), ``answer_gt`` (option text), ``category`` (Perceptio
 Reasoning), ``sub-category`` (Linguistics / Paralinguistics), ``sub-sub-category`` (e.g.
 Semantics, Phonology), ``linguistics_sub_discipline``.
 The official ``mmsu_evaluation.py`` reads a JSONL with the same fields plus ``response``
-(a letter) and reports accuracy per category, per category x sub-category, and overall.
+(a letter) and reports accuracy per category, per category x sub-category, and overall. It
+never reads ``audio_path``, and reads an entry without ``response`` as ``""`` (counted wrong).
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ MMSU = BenchmarkSpec(
     required=("id", "audio_path", "question", "choice_a", "choice_b", "answer_gt", "category"),
     choices=letter_choices,
     audio=audio,
+    audio_fields=("audio_path",),
     groups=(
         ("category", lambda e: e.get("category")),
         ("sub-category", lambda e: _pair(e, "category", "sub-category")),
@@ -115,4 +117,5 @@ MMSU = BenchmarkSpec(
     group_order={"category": ("Perception", "Reasoning")},
     # The dataset card's data_files; "train-*" alone when --data is the data/ folder itself.
     parquet=ParquetLayout(files={"test": ("data/train-*.parquet", "train-*.parquet")}),
+    missing_prediction="empty",  # `record.get('response', '')`: counted, wrong
 )

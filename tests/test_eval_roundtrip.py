@@ -108,14 +108,20 @@ def figures(acc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in acc.items() if k not in ("rule", "unparsed", "excluded")}
 
 
+def run_scripted(tmp_path: Path, capsys, monkeypatch, bench: str, build: Callable[[Path], Any]) -> dict[str, Any]:
+    """`alarm eval BENCH` on a fixture release with the scripted engine; what it printed."""
+    build(tmp_path / "data")
+    monkeypatch.setattr(alarm.presets, "build_model", lambda ref: object())  # the engine needs no model
+    monkeypatch.setattr(evaluate_module, "build_engine", lambda *_: ScriptedEngine(OUTPUTS[bench]))
+    args = ["eval", bench, "--data", str(tmp_path / "data"), "--preset", "scripted", "--out", str(tmp_path / "out")]
+    return cli_json(capsys, [*args, "--no-progress"])
+
+
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_every_written_file_scores_to_the_runs_own_figures(tmp_path, capsys, monkeypatch, layout):
     bench, build = LAYOUTS[layout]
     data, out = tmp_path / "data", tmp_path / "out"
-    build(data)
-    monkeypatch.setattr(alarm.presets, "build_model", lambda ref: object())  # the engine needs no model
-    monkeypatch.setattr(evaluate_module, "build_engine", lambda *_: ScriptedEngine(OUTPUTS[bench]))
-    run = cli_json(capsys, ["eval", bench, "--data", str(data), "--preset", "scripted", "--out", str(out), "--no-progress"])
+    run = run_scripted(tmp_path, capsys, monkeypatch, bench, build)
     scores = json.loads((out / bench / "scores.json").read_text(encoding="utf-8"))
     expected = scores["accuracies"]
     assert {k: run[k] for k in expected} == expected
@@ -132,15 +138,14 @@ def test_every_written_file_scores_to_the_runs_own_figures(tmp_path, capsys, mon
 
 
 def test_airbench_official_rule_on_the_written_file_leaves_out_what_the_script_does(tmp_path, capsys, monkeypatch):
-    build_airbench(tmp_path / "data")
-    monkeypatch.setattr(alarm.presets, "build_model", lambda ref: object())
-    monkeypatch.setattr(evaluate_module, "build_engine", lambda *_: ScriptedEngine(OUTPUTS["airbench"]))
-    args = ["eval", "airbench", "--data", str(tmp_path / "data"), "--preset", "scripted", "--out", str(tmp_path / "o")]
-    cli_json(capsys, [*args, "--no-progress"])
-    path = tmp_path / "o" / "airbench" / "Foundation_result_alarm.jsonl"
+    run_scripted(tmp_path, capsys, monkeypatch, "airbench", build_airbench)
+    path = tmp_path / "out" / "airbench" / "Foundation_result_alarm.jsonl"
     acc = cli_json(capsys, ["eval", "score", "airbench", "--predictions", str(path), "--rule", "official"])
     # score_foundation.py on this file: 3 and 6 have response "" ("2.Response is None.", fail_num 2);
     # Speaker_Gender_Recognition_VoxCeleb1: Sum=2, correct=1; Audio_Grounding_AudioGrounding: Sum=2, correct=2
     assert (acc["correct"], acc["total"], acc["excluded"]) == (3, 4, 2)
-    assert acc["task_dataset"] == {"Speaker_Gender_Recognition_VoxCeleb1": 50.0, "Audio_Grounding_AudioGrounding": 100.0}
+    assert acc["task_dataset"] == {
+        "Speaker_Gender_Recognition_VoxCeleb1": 50.0,
+        "Audio_Grounding_AudioGrounding": 100.0,
+    }
     assert len(AIR_ENTRIES) == acc["total"] + acc["excluded"]

@@ -308,8 +308,9 @@ def read_predictions(
 def prediction_keys(spec: BenchmarkSpec, rule: str, key: str | None = None) -> tuple[str, ...]:
     """The keys an official-format entry's prediction is read from, first present wins.
 
-    ``key`` alone when given (each official script version reads one key and skips entries
-    without it); else the benchmark's order, the current official script's key first. The
+    ``key`` alone when given (each official script version reads one key; what it does with
+    an entry without it is the spec's ``missing_prediction``); else the benchmark's order, the
+    current official script's key first. The
     official rule of a letter benchmark reads its official key only: ALARM's copies keep the
     option text under the others, which the letter rule would misread.
     """

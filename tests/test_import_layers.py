@@ -10,7 +10,7 @@ The layers, lowest first (docs/architecture.md, "Layers", shows the same table):
     5  alarm.generation (+ alarm.generation_vllm, the same job on another engine)
     6  alarm.corpus
     7  alarm.training | alarm.evaluation | alarm.serving
-    8  alarm.demo
+    8  alarm.demo | alarm.ask
     9  alarm.cli
 
 A module may import its own unit and any unit of a lower layer; units that share a layer
@@ -44,6 +44,7 @@ UNITS: list[tuple[int, str, tuple[str, ...]]] = [
     (7, "evaluation", ("alarm.evaluation",)),
     (7, "serving", ("alarm.serving",)),
     (8, "demo", ("alarm.demo",)),
+    (8, "ask", ("alarm.ask",)),
     (9, "cli", ("alarm.cli",)),
 ]
 

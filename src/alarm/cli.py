@@ -12,12 +12,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from alarm.audio import AudioError, load_audio
-from alarm.generation_vllm import add_vllm_arguments
 
 log = logging.getLogger("alarm")
 
 # Command groups living next to the code they drive; each module has `add_commands(subparsers)`.
 COMMAND_MODULES: tuple[str, ...] = (
+    "alarm.ask",
     "alarm.corpus.cli",
     "alarm.evaluation.cli",
     "alarm.training.cli",
@@ -81,37 +81,6 @@ def _inspect(args: argparse.Namespace) -> int:
     return status
 
 
-def _ask(args: argparse.Namespace) -> int:
-    from alarm.generation import GenerationConfig, stream
-    from alarm.presets import build_model
-
-    try:
-        wave = load_audio(args.audio, max_seconds=args.max_seconds)
-    except AudioError as err:
-        print(f"alarm ask: {err}", file=sys.stderr)
-        return 2
-    model = build_model(args.preset)
-    config = GenerationConfig(
-        max_new_tokens=args.max_new_tokens, thinking_budget=args.thinking_budget, do_sample=args.sample
-    )
-    if args.engine == "vllm":  # no streaming: the whole answer is printed when both passes end
-        from alarm.generation_vllm import VLLMEngine, VLLMNotInstalled, settings_from_args
-
-        try:
-            engine = VLLMEngine(model, settings_from_args(args))
-        except VLLMNotInstalled as err:
-            print(f"alarm ask: {err}", file=sys.stderr)
-            return 2
-        (out,) = engine.answer([wave], [args.question], config, system=args.system)
-        print(out.text)
-        return 0
-    for piece in stream(model, wave, args.question, config, system=args.system):
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
-    return 0
-
-
 def _clip(args: argparse.Namespace) -> int:
     import soundfile as sf
 
@@ -143,18 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("audio", nargs="+", help="audio files (anything libsndfile reads)")
     p.add_argument("--max-seconds", type=float, default=3600.0, help="refuse longer audio")
     p.set_defaults(func=_inspect)
-
-    p = sub.add_parser("ask", help="ask a question about a sound; streams reasoning and answer")
-    p.add_argument("audio")
-    p.add_argument("question")
-    p.add_argument("--preset", required=True, help="preset name, preset JSON file, or saved model directory")
-    p.add_argument("--thinking-budget", type=int, default=-1, help="max reasoning tokens (-1: unlimited)")
-    p.add_argument("--max-new-tokens", type=int, default=2048)
-    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--system", default=None, help="system prompt (default: the model's)")
-    p.add_argument("--max-seconds", type=float, default=3600.0)
-    add_vllm_arguments(p)
-    p.set_defaults(func=_ask)
 
     p = sub.add_parser("clip", help="write a synthetic test clip (chirp, tone or noise)")
     p.add_argument("out")

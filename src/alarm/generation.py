@@ -117,6 +117,11 @@ def _optional_token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int | 
         return None
 
 
+def has_thinking_mode(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the RLM reasons before it answers: its tokenizer knows ``</think>``."""
+    return _optional_token_id(tokenizer, THINK_END) is not None
+
+
 def _decode_kwargs(config: GenerationConfig) -> dict[str, Any]:
     if not config.do_sample:
         return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}

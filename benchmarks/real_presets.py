@@ -44,7 +44,7 @@ def measure(preset: str, steps: int, threads: int) -> dict:
     from alarm.modeling.inputs import AudioBatch
     from alarm.presets import build_model
     from alarm.training.data import TrainBatch
-    from alarm.training.trainer import token_loss_sum
+    from alarm.training.recipe import token_loss_sum
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()

@@ -8,7 +8,7 @@ import torch
 from alarm.cli import build_parser
 from alarm.training.cli import config_from_args
 from alarm.training.config import TrainConfig
-from alarm.training.trainer import schedule_factor
+from alarm.training.recipe import schedule_factor
 
 torch.set_num_threads(1)
 

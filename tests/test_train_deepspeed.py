@@ -16,8 +16,9 @@ import torch
 from safetensors.torch import load_file
 
 from alarm.training.config import TrainConfig
+from alarm.training.launch import accelerator_state_args, deepspeed_param_dtype, frozen_dtype
 from alarm.training.synthetic import make_tone_corpus
-from alarm.training.trainer import accelerator_state_args, deepspeed_param_dtype, frozen_dtype, train
+from alarm.training.trainer import train
 from tests.helpers import launch_env, train_flags, two_process_settings
 
 torch.set_num_threads(1)

@@ -16,10 +16,11 @@ from alarm.modeling.model import FROZEN_PREFIXES
 from alarm.modeling.tokenizer import load_tokenizer
 from alarm.presets import build_model, load_preset
 from alarm.training.cache import extract_features
+from alarm.training.checkpoint import latest_checkpoint
 from alarm.training.config import TrainConfig
 from alarm.training.data import ChatFormat, Collator, TrainingDataset, load_corpus
 from alarm.training.synthetic import PITCHES, PROMPT, make_tone_corpus, tone_target
-from alarm.training.trainer import Trainer, latest_checkpoint
+from alarm.training.trainer import Trainer
 
 torch.set_num_threads(1)
 
@@ -331,7 +332,7 @@ def test_recipe_errors_name_the_problem(tones, ca_cache, tmp_path):
 
 def test_loss_on_target_positions_equals_the_full_logit_loss_with_uneven_rows(tones):
     """The loss asks the RLM for target positions only; it must match CE over every logit."""
-    from alarm.training.trainer import target_positions, token_loss_sum
+    from alarm.training.recipe import target_positions, token_loss_sum
 
     set_seed(0)
     model = build_model("tiny-al-sslam-r")

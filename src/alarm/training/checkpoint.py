@@ -10,6 +10,7 @@ is written to a hidden temporary directory and renamed into place, so a director
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -19,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from alarm.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,27 @@ def latest_checkpoint(output: str) -> str | None:
         n for n in os.listdir(root) if n.startswith("step-") and os.path.isfile(os.path.join(root, n, TRAINER_STATE))
     )
     return os.path.join(root, done[-1]) if done else None
+
+
+def checkpoint_to_resume(config: TrainConfig) -> str | None:
+    """The newest checkpoint of ``config.output`` for ``--resume``, or None (a fresh start).
+
+    Settings that would change the result (``TrainConfig.resume_conflicts``) must equal the
+    saved run's; a conflict is an error rather than a silently different run.
+    """
+    checkpoint = latest_checkpoint(config.output)
+    if checkpoint is None:
+        log.warning("--resume: no checkpoint in %s, starting from the beginning", config.output)
+        return None
+    with open(os.path.join(config.output, CONFIG_NAME), encoding="utf-8") as f:
+        saved = TrainConfig.from_dict(json.load(f))
+    conflicts = config.resume_conflicts(saved)
+    if conflicts:
+        raise ValueError(
+            f"cannot resume {config.output}: settings {conflicts} differ from the saved run "
+            f"({ {k: saved.to_dict()[k] for k in conflicts} }); they would change the result"
+        )
+    return checkpoint
 
 
 def zero_master_weights(model: Any) -> dict[str, torch.Tensor]:

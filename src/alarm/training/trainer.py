@@ -43,7 +43,14 @@ from tqdm.auto import tqdm
 
 from alarm.chat import collate
 from alarm.io import write_text
-from alarm.training.checkpoint import CHECKPOINTS, CONFIG_NAME, Checkpoints, latest_checkpoint, set_rng_state
+from alarm.training.checkpoint import (
+    CHECKPOINTS,
+    CONFIG_NAME,
+    Checkpoints,
+    checkpoint_to_resume,
+    latest_checkpoint,
+    set_rng_state,
+)
 from alarm.training.config import TrainConfig
 from alarm.training.data import (
     REASONS,
@@ -141,7 +148,7 @@ class Trainer:
         self.accelerator = acc
         self.rank, self.world = acc.process_index, acc.num_processes
         os.makedirs(config.output, exist_ok=True)
-        self.checkpoint = self._check_resume() if resume else None
+        self.resume_from = checkpoint_to_resume(config) if resume else None
         if acc.is_main_process:
             write_text(os.path.join(config.output, CONFIG_NAME), json.dumps(config.to_dict(), indent=2))
         set_seed(config.seed)  # trainable init and dropout; identical on every rank
@@ -167,20 +174,20 @@ class Trainer:
             ),
         )
         self.state = TrainState()
-        if self.checkpoint:
-            load_trainable(model, read_trainable_weights(self.checkpoint), self.checkpoint)
+        if self.resume_from:
+            load_trainable(model, read_trainable_weights(self.resume_from), self.resume_from)
         ignore_frozen_in_ddp(model)
         # The scheduler is stepped by us, once per optimizer step: accelerate would step it per process.
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.unwrapped = acc.unwrap_model(self.model)
         self.trainable = [p for p in self.unwrapped.parameters() if p.requires_grad]
-        if self.checkpoint:
-            self._load_checkpoint(self.checkpoint)
+        if self.resume_from:
+            self._load_checkpoint(self.resume_from)
         # Only the main process writes metrics; the others log nothing of their own.
         self.metrics = (
             MetricsLog(
                 config.output,
-                resume_step=self.state.step if self.checkpoint else None,
+                resume_step=self.state.step if self.resume_from else None,
                 report_to=config.report_to,
                 run_config=config.to_dict(),
             )
@@ -208,21 +215,6 @@ class Trainer:
             self.world,
             self.plan.steps_per_epoch,
         )
-
-    def _check_resume(self) -> str | None:
-        checkpoint = latest_checkpoint(self.config.output)
-        if checkpoint is None:
-            log.warning("--resume: no checkpoint in %s, starting from the beginning", self.config.output)
-            return None
-        with open(os.path.join(self.config.output, CONFIG_NAME), encoding="utf-8") as f:
-            saved = TrainConfig.from_dict(json.load(f))
-        conflicts = self.config.resume_conflicts(saved)
-        if conflicts:
-            raise ValueError(
-                f"cannot resume {self.config.output}: settings {conflicts} differ from the saved run "
-                f"({ {k: saved.to_dict()[k] for k in conflicts} }); they would change the result"
-            )
-        return checkpoint
 
     def _setup_data(self, model: Any) -> None:
         config = self.config

@@ -129,6 +129,21 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from alarm.evaluation.compare import write_comparison
+    from alarm.evaluation.uncertainty import Bootstrap
+
+    try:
+        settings = Bootstrap(resamples=args.resamples, seed=args.seed)
+        result, paths = write_comparison(args.runs, args.out, settings)
+    except (BenchmarkError, ValueError, OSError) as err:
+        print(f"alarm eval compare: {err}", file=sys.stderr)
+        return 2
+    print(Path(paths[0]).read_text(encoding="utf-8"))
+    print(f"written: {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    return 0
+
+
 def _add_judge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge-url", help="AIR-Bench chat: base URL of an OpenAI-compatible API (.../v1)")
     p.add_argument("--judge-model", help="AIR-Bench chat: the judge model's name at that API")
@@ -225,3 +240,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--details", action="store_true", help="print counts and the unparsed outputs too")
     _add_judge_arguments(p)
     p.set_defaults(func=_score)
+
+    p = eval_sub.add_parser(
+        "compare",
+        help="several runs side by side: intervals, differences, paired-bootstrap p-values",
+        description="alarm eval compare BASELINE_RUN OTHER_RUN... [--out DIR]; a run is an `alarm eval` --out "
+        "folder or one benchmark folder inside it",
+    )
+    p.add_argument("runs", nargs="+", help="run folders; the first is the baseline")
+    p.add_argument("--out", default="comparison", help="where comparison.md/.json/.png go (default: ./comparison)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.set_defaults(func=_compare)

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from alarm.evaluation.answers import final_answer
 from alarm.evaluation.benchmarks.base import BenchmarkError, Item, read_entries
 from alarm.evaluation.runner import PredictionStore
+from alarm.evaluation.uncertainty import DEFAULT, interval
 from alarm.io import write_json, write_jsonl
 
 CHAT_FILES = ("Chat/Chat_meta.json", "Chat_meta.json")
@@ -224,6 +225,9 @@ def chat_scores(items: Sequence[Item], judgements: Mapping[str, Mapping[str, Any
         "reference_scores": {c: sum(v) / len(v) for c, v in reference.items()},
         "win_rate": {c: wins.get(c, 0) / len(v) for c, v in sums.items()},
         "counts": {c: len(v) for c, v in sums.items()},
+        # bootstrap intervals of the mean judge score (1-10) per category, resampling its items
+        "ci": {c: interval(v, scale=1.0) for c, v in sums.items()},
+        "intervals": DEFAULT.to_dict(),
         "failed": failed,
         "unanswered": unanswered,
     }

@@ -22,6 +22,23 @@ def _fmt(x: float | None) -> str:
     return "" if x is None else f"{x:.2f}"
 
 
+def fmt_ci(ci: Sequence[float] | None) -> str:
+    """``[low, high]`` as ``52.10-61.30`` (empty when there is none, e.g. an old scores.json)."""
+    return "" if not ci else f"{ci[0]:.2f}-{ci[1]:.2f}"
+
+
+def _errors(values: Sequence[float], cis: Sequence[Sequence[float] | None]) -> list[list[float]]:
+    """matplotlib ``xerr`` (distances below and above each bar) from ``[low, high]`` intervals."""
+    low = [v - ci[0] if ci else 0.0 for v, ci in zip(values, cis)]
+    high = [ci[1] - v if ci else 0.0 for v, ci in zip(values, cis)]
+    return [low, high]
+
+
+def _level(scores: Mapping[str, Any]) -> str:
+    settings = scores.get("intervals") or {}
+    return f"{round(100 * settings.get('level', 0.95))}% CI"
+
+
 def _published_value(published: Mapping[str, Any] | None, group: str | None, key: str | None) -> float | None:
     if not published:
         return None
@@ -33,23 +50,26 @@ def _published_value(published: Mapping[str, Any] | None, group: str | None, key
 def markdown(scores: Mapping[str, Any], *, title: str, published: Mapping[str, Any] | None, model: str) -> str:
     """A Markdown table of one run's ``scores.json`` content."""
     pub_head = f" {model}, {PUBLISHED_LABEL} |" if published else ""
+    settings = scores.get("intervals") or {}
     lines = [
         f"# {title}",
         "",
-        f"Rule: `{scores['rule']}`, extraction: `{scores['extraction']}`. Accuracy in percent.",
+        f"Rule: `{scores['rule']}`, extraction: `{scores['extraction']}`. Accuracy in percent; "
+        f"{_level(scores)}: {settings.get('method', 'bootstrap')}, {settings.get('resamples', '')} resamples, "
+        f"seed {settings.get('seed', '')}.",
         "",
-        "| group | category | accuracy | correct / total |" + pub_head,
-        "|---|---|---:|---:|" + ("---:|" if published else ""),
+        f"| group | category | accuracy | {_level(scores)} | correct / total |" + pub_head,
+        "|---|---|---:|---:|---:|" + ("---:|" if published else ""),
     ]
-    overall = scores["overall"]
-    pub = f" {_fmt(_published_value(published, None, None))} |" if published else ""
-    lines.append(f"| overall | all | {_fmt(overall['accuracy'])} | {overall['correct']} / {overall['total']} |{pub}")
-    for group, keys in scores["groups"].items():
-        for key, tally in keys.items():
-            pub = f" {_fmt(_published_value(published, group, key))} |" if published else ""
-            lines.append(
-                f"| {group} | {key} | {_fmt(tally['accuracy'])} | {tally['correct']} / {tally['total']} |{pub}"
-            )
+    rows = [("overall", "all", scores["overall"])]
+    rows += [(group, key, tally) for group, keys in scores["groups"].items() for key, tally in keys.items()]
+    for group, key, tally in rows:
+        value = _published_value(published, None if group == "overall" else group, key)
+        pub = f" {_fmt(value)} |" if published else ""
+        lines.append(
+            f"| {group} | {key} | {_fmt(tally['accuracy'])} | {fmt_ci(tally.get('ci'))} "
+            f"| {tally['correct']} / {tally['total']} |{pub}"
+        )
     unparsed = scores.get("unparsed", [])
     lines += ["", f"Outputs that chose no option (counted wrong): {len(unparsed)}."]
     if unparsed:
@@ -91,7 +111,16 @@ def plot_categories(
         names = list(keys)
         ys = range(len(names))
         values = [keys[k]["accuracy"] for k in names]
-        ax.barh([y + 0.2 for y in ys], values, height=0.4, color="tab:blue", label="measured")
+        cis = [keys[k].get("ci") for k in names]
+        ax.barh(
+            [y + 0.2 for y in ys],
+            values,
+            height=0.4,
+            color="tab:blue",
+            xerr=_errors(values, cis),
+            error_kw={"elinewidth": 0.8, "capsize": 2},
+            label=f"measured ({_level(scores)})",
+        )
         pub = [_published_value(published, None if group == "overall" else group, k) for k in names]
         if any(p is not None for p in pub):
             ax.barh(
@@ -104,8 +133,9 @@ def plot_categories(
                 label=f"{model}: {PUBLISHED_LABEL}",
             )
             shown_pub = True
-        for y, v, k in zip(ys, values, names):
-            ax.text(min(v, 100) + 1, y + 0.2, f"{v:.1f} (n={keys[k]['total']})", va="center", fontsize=7)
+        for y, v, ci, k in zip(ys, values, cis, names):
+            right = max(v, ci[1]) if ci else v
+            ax.text(min(right, 100) + 1, y + 0.2, f"{v:.1f} (n={keys[k]['total']})", va="center", fontsize=7)
         for y, p in zip(ys, pub):
             if p is not None:
                 ax.text(p + 1, y - 0.2, f"{p:.1f} published", va="center", fontsize=6, style="italic")
@@ -125,14 +155,15 @@ def plot_categories(
 HEADLINE_GROUPS = {"mmsu": "category", "mmau": "task", "mmar": None, "airbench": None}
 
 
-def _headline(run: Mapping[str, Any]) -> list[tuple[str, float, float | None]]:
-    """(label, measured, published) bars for a run: overall plus its paper categories."""
+def _headline(run: Mapping[str, Any]) -> list[tuple[str, float, float | None, list[float] | None]]:
+    """(label, measured, published, interval) bars for a run: overall plus its paper categories."""
     scores, pub = run["scores"], run.get("published")
     name = f"{scores['benchmark']} {scores['split']}"
-    bars = [(f"{name}: overall", scores["overall"]["accuracy"], _published_value(pub, None, None))]
+    overall = scores["overall"]
+    bars = [(f"{name}: overall", overall["accuracy"], _published_value(pub, None, None), overall.get("ci"))]
     group = HEADLINE_GROUPS.get(scores["benchmark"])
     for key, tally in scores["groups"].get(group, {}).items() if group else ():
-        bars.append((f"{name}: {key}", tally["accuracy"], _published_value(pub, group, key)))
+        bars.append((f"{name}: {key}", tally["accuracy"], _published_value(pub, group, key), tally.get("ci")))
     return bars
 
 
@@ -142,7 +173,16 @@ def plot_summary(runs: Sequence[Mapping[str, Any]], path: Path, *, title: str) -
     bars = [b for run in runs for b in _headline(run)]
     fig, ax = plt.subplots(figsize=(8, 0.4 * len(bars) + 1.5))
     ys = range(len(bars))
-    ax.barh([y + 0.2 for y in ys], [b[1] for b in bars], height=0.4, color="tab:blue", label="measured")
+    values = [b[1] for b in bars]
+    ax.barh(
+        [y + 0.2 for y in ys],
+        values,
+        height=0.4,
+        color="tab:blue",
+        xerr=_errors(values, [b[3] for b in bars]),
+        error_kw={"elinewidth": 0.8, "capsize": 2},
+        label="measured (95% CI)",
+    )
     pub = [(y, b[2]) for y, b in zip(ys, bars) if b[2] is not None]
     if pub:
         models = sorted({run.get("paper_model", "") for run in runs if run.get("published")})
@@ -177,13 +217,13 @@ def summary_markdown(runs: Sequence[Mapping[str, Any]]) -> str:
         "",
         f"Measured by this code; the last column is {PUBLISHED_LABEL} ({SOURCE}).",
         "",
-        "| run | model | score | measured | published (not measured) |",
-        "|---|---|---|---:|---:|",
+        "| run | model | score | measured | 95% CI | published (not measured) |",
+        "|---|---|---|---:|---:|---:|",
     ]
     for run in runs:
-        for label, measured, pub in _headline(run):
+        for label, measured, pub, ci in _headline(run):
             lines.append(
-                f"| {run['name']} | {run.get('model', '')} | {label} | {_fmt(measured)} | {_fmt(pub)} "
+                f"| {run['name']} | {run.get('model', '')} | {label} | {_fmt(measured)} | {fmt_ci(ci)} | {_fmt(pub)} "
                 f"{'(' + run['paper_model'] + ')' if pub is not None else ''} |"
             )
     return "\n".join(lines) + "\n"

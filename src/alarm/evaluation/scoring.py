@@ -21,6 +21,10 @@ the prediction string exactly as given and leaves out of the counts what the off
 leaves out: the numbers the official script prints for that file. An item without a
 prediction follows its benchmark's ``missing_prediction`` policy there: skipped (MMAU, MMAR),
 read as ``""`` (MMSU) or an error (AIR-Bench, whose script stops at such an entry).
+
+Every figure carries a bootstrap confidence interval over its own items (``ci``, in percent;
+:mod:`alarm.evaluation.uncertainty`), and ``per_item`` keeps each counted item's outcome and
+categories so that ``alarm eval compare`` can test differences between runs item by item.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 
 from alarm.evaluation.answers import Extraction, alarm_extract, extract
 from alarm.evaluation.benchmarks.base import BenchmarkError, BenchmarkSpec, Item
+from alarm.evaluation.uncertainty import DEFAULT, Bootstrap, interval
 
 RULES = ("extract", "official")
 EXTRACTIONS = ("strict", "alarm")
@@ -40,6 +45,7 @@ EXTRACTIONS = ("strict", "alarm")
 class Tally:
     correct: int = 0
     total: int = 0
+    outcomes: list[int] = field(default_factory=list, repr=False)  # 1/0 per counted item, for intervals
 
     @property
     def accuracy(self) -> float:
@@ -49,9 +55,14 @@ class Tally:
     def add(self, correct: bool) -> None:
         self.total += 1
         self.correct += int(correct)
+        self.outcomes.append(int(correct))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"accuracy": self.accuracy, "correct": self.correct, "total": self.total}
+    def interval(self, settings: Bootstrap = DEFAULT) -> list[float] | None:
+        """Bootstrap interval of the accuracy in percent, resampling this figure's items."""
+        return interval(self.outcomes, settings)
+
+    def to_dict(self, settings: Bootstrap = DEFAULT) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "correct": self.correct, "total": self.total, "ci": self.interval(settings)}
 
 
 @dataclass
@@ -74,6 +85,9 @@ class Scores:
     groups: dict[str, dict[str, Tally]] = field(default_factory=dict)
     verdicts: list[Verdict] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    # every counted item: its outcome and categories, so that runs can be compared item by item
+    per_item: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bootstrap: Bootstrap = DEFAULT
 
     def failures(self) -> list[dict[str, Any]]:
         """Outputs that chose no option (counted wrong), with the reason."""
@@ -102,6 +116,14 @@ class Scores:
             **{group: {k: t.accuracy for k, t in keys.items()} for group, keys in self.groups.items()},
             "unparsed": len(self.failures()),
             "excluded": len(self.excluded()),
+            "ci": self.intervals(),
+        }
+
+    def intervals(self) -> dict[str, Any]:
+        """``overall`` and per-category bootstrap intervals (percent), as ``[low, high]``."""
+        return {
+            "overall": self.overall.interval(self.bootstrap),
+            **{g: {k: t.interval(self.bootstrap) for k, t in keys.items()} for g, keys in self.groups.items()},
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,10 +132,12 @@ class Scores:
             "split": self.split,
             "rule": self.rule,
             "extraction": self.extraction,
-            "overall": self.overall.to_dict(),
-            "groups": {g: {k: t.to_dict() for k, t in keys.items()} for g, keys in self.groups.items()},
+            "overall": self.overall.to_dict(self.bootstrap),
+            "groups": {g: {k: t.to_dict(self.bootstrap) for k, t in keys.items()} for g, keys in self.groups.items()},
             "unparsed": self.failures(),
             "excluded": self.excluded(),
+            "intervals": self.bootstrap.to_dict(),
+            "per_item": self.per_item,
         }
 
 
@@ -188,6 +212,7 @@ def score(
         if correct is None:
             continue
         scores.overall.add(correct)
+        scores.per_item[item.id] = {"correct": bool(correct), "groups": dict(item.groups)}
         for group, key in item.groups.items():
             tallies.setdefault(group, {}).setdefault(key, Tally()).add(correct)
     scores.groups = {g: _ordered(spec, g, keys) for g, keys in tallies.items() if keys}

@@ -17,6 +17,7 @@ from alarm.audio import load_audio
 from alarm.cli import main
 from alarm.evaluation.runner import TransformersEngine
 from alarm.generation import GenerationConfig, GenerationOutput, answer
+from alarm.modeling.inputs import AudioBatch
 from alarm.presets import build_model
 from tests.conftest import tone
 from tests.helpers import launch_env
@@ -194,3 +195,18 @@ def test_batch_rejects_audio_over_the_limit(tmp_path):
     _write_requests(requests, [{"id": "long", "audio": "long.wav", "question": "?"}])
     stats = ask_batch(FakeEngine(), requests, out, CONFIG, max_seconds=2.0, progress=False)
     assert stats.rejected == 1 and "longer than the limit" in _lines(f"{out}.rejects.jsonl")[0]["reason"]
+
+
+@pytest.mark.slow
+def test_a_ten_minute_clip_is_answered_whole(tmp_path, model, capsys):
+    """Encoders window long audio (Whisper: 20 windows of 30 s); every second reaches the RLM."""
+    clip = tmp_path / "ten_minutes.wav"
+    sf.write(clip, tone(600.0, 16_000, 330.0), 16_000)
+    audio = AudioBatch.from_waveforms([load_audio(clip)], model.sample_rates)
+    with torch.no_grad():
+        _, valid = model.audio_embeddings(audio)
+    assert int(valid.sum()) == int(model.audio_lengths(audio.lengths)[0]) == 25 * 600 + 2  # 25 Hz + boundaries
+    assert main(["ask", str(clip), "How long is this?", *FLAGS]) == 0
+    # The streamed text itself is not compared: over a 15,000-position prompt the random
+    # tiny RLM's logits nearly tie, and the generation thread's float reductions may differ.
+    assert capsys.readouterr().out.endswith("\n")

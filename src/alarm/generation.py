@@ -15,10 +15,16 @@ The functions here take any audio-language model with the small interface of
 single-encoder, fusion and ensemble (ALARM-E) models share one path. The budget logic
 (:func:`budgeted_generate`) is written once over a :data:`DecodePass`; :func:`generate` plugs
 in transformers' ``generate``, :mod:`alarm.generation_vllm` plugs in vLLM's.
+
+Requests: :func:`build_inputs` turns OpenAI-style conversations whose user messages hold
+decoded clips among their text (several per message, in earlier turns too) into prompt ids
+and one flat audio batch; :func:`answer` / :func:`stream` take one clip or a list of clips per
+question (placed before it), :func:`answer_chat` / :func:`stream_chat` whole conversations.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,6 +40,8 @@ from alarm.audio import Waveform
 from alarm.chat import build_example, collate
 from alarm.modeling.inputs import AudioBatch, AudioSlot, UserPart
 from alarm.modeling.tokenizer import token_id
+
+log = logging.getLogger(__name__)
 
 THINK_END = "</think>"
 DEFAULT_CLOSING = "\n\nTime is up for thinking, so I will answer now with what I have worked out.\n"
@@ -358,6 +366,10 @@ def build_inputs(model: Any, conversations: Sequence[Sequence[Message]]) -> Mode
 
 def embed(model: Any, inputs: ModelInputs) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded prompt embeddings (B, S, H) with the audio spliced in, and the attention mask."""
+    trained = getattr(model.language_model.config, "max_position_embeddings", None)
+    longest = int(inputs.attention_mask.sum(1).max())
+    if trained is not None and longest > trained:  # long audio: 25 audio positions per second
+        log.warning("a prompt of %d positions is longer than the RLM's %d: answers may degrade", longest, trained)
     device = model.language_model.device
     audio = inputs.audio.to(device) if inputs.audio is not None else None
     with torch.no_grad():

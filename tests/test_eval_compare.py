@@ -54,7 +54,8 @@ def test_paired_p_value():
 def _run(tmp_path, name, outputs):
     spec = get_benchmark("mmau")
     items = load_items(spec, tmp_path / "data")
-    finish(spec, items, outputs, {i.id: "letter" for i in items}, tmp_path / name / "mmau", "test-mini", {"model": name})
+    schemes = {i.id: "letter" for i in items}
+    finish(spec, items, outputs, schemes, tmp_path / name / "mmau", "test-mini", {"model": name})
     return tmp_path / name
 
 
@@ -63,7 +64,8 @@ def test_scores_and_reports_carry_intervals(tmp_path):
     run = _run(tmp_path, "a", MMAU_PREDICTIONS)
     data = json.loads((run / "mmau" / "scores.json").read_text())
     scores = data["scores"]
-    assert scores["intervals"] == {"method": "percentile bootstrap over items", "resamples": 1000, "level": 0.95, "seed": 0}
+    method = "percentile bootstrap over items"
+    assert scores["intervals"] == {"method": method, "resamples": 1000, "level": 0.95, "seed": 0}
     low, high = scores["overall"]["ci"]
     assert low <= scores["overall"]["accuracy"] <= high
     assert all(t["ci"] is not None for keys in scores["groups"].values() for t in keys.values())
@@ -86,7 +88,8 @@ def test_compare_two_runs(tmp_path, capsys):
     (bench,) = result["benchmarks"]
     overall = bench["rows"][0]
     assert bench["benchmark"] == "mmau" and overall["group"] == "overall"
-    assert overall["runs"]["a"]["value"] == pytest.approx(400 / 9) and overall["runs"]["b"]["value"] == pytest.approx(700 / 9)
+    assert overall["runs"]["a"]["value"] == pytest.approx(400 / 9)
+    assert overall["runs"]["b"]["value"] == pytest.approx(700 / 9)
     diff = overall["vs_baseline"]["b"]
     assert diff["difference"] == pytest.approx(300 / 9) and diff["paired_items"] == 9
     assert diff["intervals_overlap"] is True and 0 < diff["p_value"] < 0.5  # 9 items: intervals still overlap

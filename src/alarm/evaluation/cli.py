@@ -12,6 +12,7 @@ from alarm.evaluation.benchmarks import BENCHMARKS, BenchmarkError, get_benchmar
 from alarm.generation_vllm import VLLMNotInstalled, add_vllm_arguments, settings_from_args
 
 CHAT = "airbench-chat"
+MMAU_PRO = "mmau-pro"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -51,11 +52,11 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _judge_config(args: argparse.Namespace):
+def _judge_config(args: argparse.Namespace, title: str = "AIR-Bench chat"):
     from alarm.evaluation.judge import JudgeConfig
 
     if not args.judge_url or not args.judge_model:
-        raise BenchmarkError("AIR-Bench chat needs --judge-url and --judge-model (an OpenAI-compatible endpoint)")
+        raise BenchmarkError(f"{title} needs --judge-url and --judge-model (an OpenAI-compatible endpoint)")
     return JudgeConfig(
         url=args.judge_url,
         model=args.judge_model,
@@ -92,6 +93,45 @@ def _run_chat(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(result, ensure_ascii=False))
     return 0
+
+
+def _run_mmau_pro(args: argparse.Namespace) -> int:
+    from alarm.evaluation.judge import Judge
+    from alarm.evaluation.mmau_pro import evaluate_mmau_pro
+
+    try:
+        judge = Judge(_judge_config(args, "MMAU-Pro")) if args.judge_url or args.judge_model else None
+        result = evaluate_mmau_pro(
+            args.data,
+            args.preset or args.checkpoint,
+            args.out,
+            judge,
+            config=_generation_config(args),
+            style=args.prompt,
+            system=Path(args.system_file).read_text(encoding="utf-8") if args.system_file else None,
+            batch_size=args.batch_size,
+            limit=args.limit,
+            extraction=args.extraction,
+            progress=not args.no_progress,
+            engine=args.engine,
+            vllm=settings_from_args(args) if args.engine == "vllm" else None,
+        )
+    except (BenchmarkError, VLLMNotInstalled, RuntimeError) as err:
+        print(f"alarm eval: {err}", file=sys.stderr)
+        return 2
+    scores = result["scores"]
+    summary = {"benchmark": "mmau-pro", "overall": scores["overall"]["accuracy"], "ci": scores["overall"]["ci"]}
+    summary.update({group: {k: f["accuracy"] for k, f in keys.items()} for group, keys in scores["groups"].items()})
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+def _generation_config(args: argparse.Namespace):
+    from alarm.generation import GenerationConfig
+
+    return GenerationConfig(
+        max_new_tokens=args.max_new_tokens, thinking_budget=args.thinking_budget, do_sample=args.sample
+    )
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -145,8 +185,12 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _add_judge_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--judge-url", help="AIR-Bench chat: base URL of an OpenAI-compatible API (.../v1)")
-    p.add_argument("--judge-model", help="AIR-Bench chat: the judge model's name at that API")
+    p.add_argument(
+        "--judge-url",
+        help="LLM judge (AIR-Bench chat, MMAU-Pro open questions, MMAR-Rubrics): "
+        "base URL of an OpenAI-compatible API (.../v1)",
+    )
+    p.add_argument("--judge-model", help="the judge model's name at that API")
     p.add_argument("--judge-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
     p.add_argument("--judge-temperature", type=float, default=0.0)
     p.add_argument("--judge-swap", action="store_true", help="also judge with the answers swapped; average")
@@ -179,13 +223,7 @@ def _add_run_arguments(p: argparse.ArgumentParser, name: str) -> None:
         default=None,
         help="where the clips of a Parquet release (MMSU) are extracted; default: inside --data",
     )
-    p.add_argument(
-        "--prompt",
-        choices=("alarm", "letters", "options"),
-        default="alarm",
-        help="question format (docs/evaluation.md)",
-    )
-    p.add_argument("--extraction", choices=("strict", "alarm"), default="strict", help="answer extraction rule")
+    _add_choice_arguments(p)
     p.add_argument(
         "--condition",
         choices=("audio", "text", "metadata"),
@@ -193,6 +231,17 @@ def _add_run_arguments(p: argparse.ArgumentParser, name: str) -> None:
         help="baselines: the RLM with the question alone (text) or with each item's 'metadata' instead of the audio",
     )
     p.set_defaults(func=_run)
+
+
+def _add_choice_arguments(p: argparse.ArgumentParser) -> None:
+    """How multiple-choice questions are asked and read."""
+    p.add_argument(
+        "--prompt",
+        choices=("alarm", "letters", "options"),
+        default="alarm",
+        help="question format (docs/evaluation.md)",
+    )
+    p.add_argument("--extraction", choices=("strict", "alarm"), default="strict", help="answer extraction rule")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -208,6 +257,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = eval_sub.add_parser(CHAT, help="answer AIR-Bench chat questions and score them with an LLM judge")
     _add_run_arguments(p, CHAT)
+
+    p = eval_sub.add_parser(
+        MMAU_PRO, help="answer MMAU-Pro (several clips per question; open questions judged by an LLM)"
+    )
+    _add_run_arguments(p, MMAU_PRO)
+    _add_choice_arguments(p)
+    p.set_defaults(func=_run_mmau_pro)
 
     p = eval_sub.add_parser(
         "score",

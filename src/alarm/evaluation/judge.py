@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,11 +150,13 @@ class Judge:
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         self.client = client or httpx.Client(timeout=config.timeout, headers=headers)
 
-    def ask(self, prompt: str) -> str:
+    def ask(self, prompt: str, system: str | None = None) -> str:
+        """The judge's reply to one user message (after an optional system message)."""
         url = self.config.url.rstrip("/") + "/chat/completions"
+        head = [{"role": "system", "content": system}] if system is not None else []
         body = {
             "model": self.config.model,
-            "messages": [{"role": "user", "content": prompt}],
+            "messages": [*head, {"role": "user", "content": prompt}],
             "temperature": self.config.temperature,
             "max_tokens": self.config.max_tokens,
         }
@@ -189,16 +191,30 @@ class Judge:
         return row
 
 
+def judge_each(
+    items: Sequence[Item],
+    judge_one: Callable[[Item], dict[str, Any]],
+    store: PredictionStore,
+    *,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Judge every item not yet in ``store`` (one appended line each, so a rerun resumes);
+    all judgements by id. ``judge_one`` returns the item's row, ``id`` included."""
+    done = store.load()
+    todo = [item for item in items if item.id not in done]
+    for item in tqdm(todo, disable=not progress, unit="q", desc="judging"):
+        store.append([judge_one(item)])
+    return store.load()
+
+
 def judge_all(
     judge: Judge, items: Sequence[Item], outputs: Mapping[str, str], store: PredictionStore, *, progress: bool = True
 ) -> dict[str, dict[str, Any]]:
     """Judge every answered item not yet in ``store`` (resumable); all judgements by id."""
-    done = store.load()
-    todo = [item for item in items if item.id in outputs and item.id not in done]
-    for item in tqdm(todo, disable=not progress, unit="q", desc="judging"):
-        answer, _ = final_answer(outputs[item.id])
-        store.append([judge.judge(item, answer)])
-    return store.load()
+    answered = [item for item in items if item.id in outputs]
+    return judge_each(
+        answered, lambda item: judge.judge(item, final_answer(outputs[item.id])[0]), store, progress=progress
+    )
 
 
 def chat_scores(items: Sequence[Item], judgements: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from alarm.generation_vllm import ENGINES
 
 if TYPE_CHECKING:  # torch and transformers load only when a model runs, not to score a file
     from alarm.audio import Waveform
-    from alarm.generation import GenerationConfig, GenerationOutput
+    from alarm.generation import Clips, GenerationConfig, GenerationOutput
     from alarm.generation_vllm import VLLMSettings
 
 log = logging.getLogger(__name__)
@@ -99,12 +99,13 @@ class PredictionStore:
 
 
 class Engine(Protocol):
-    """Answers a batch of (audio, question) pairs with one model and the thinking budget."""
+    """Answers a batch of (audio, question) pairs with one model and the thinking budget; a
+    question's audio is one clip or the list of its clips."""
 
     name: str
 
     def answer(
-        self, waveforms: Sequence[Waveform], prompts: Sequence[str], config: GenerationConfig, **chat: Any
+        self, waveforms: Sequence[Clips], prompts: Sequence[str], config: GenerationConfig, **chat: Any
     ) -> list[GenerationOutput]: ...
 
 
@@ -116,7 +117,7 @@ class TransformersEngine:
     name: str = "transformers"
 
     def answer(
-        self, waveforms: Sequence[Waveform], prompts: Sequence[str], config: GenerationConfig, **chat: Any
+        self, waveforms: Sequence[Clips], prompts: Sequence[str], config: GenerationConfig, **chat: Any
     ) -> list[GenerationOutput]:
         from alarm.generation import answer
 
@@ -240,13 +241,16 @@ def run_inference(
             ready, waves = [], []
             for item in batch:
                 try:
-                    waves.append(load_audio(item.audio, max_seconds=max_seconds))
-                    ready.append(item)
+                    clips = [load_audio(path, max_seconds=max_seconds) for path in item.audio_files]
                 except AudioError as err:
                     stats.rejected += 1
                     log.warning("skipping %s: %s", item.id, err)
                     if rejects is not None:
                         rejects.append([{"id": item.id, "audio": str(item.audio), "reason": str(err)}])
+                    continue
+                # a question about several clips gets them all, in order, before its text
+                waves.append(clips[0] if len(clips) == 1 else clips)
+                ready.append(item)
             if ready:
                 if answerer is None:
                     answerer = engine() if engine is not None else TransformersEngine(model)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,6 +28,8 @@ from alarm.io import write_once
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
+log = logging.getLogger(__name__)
+
 
 class BenchmarkError(ValueError):
     """A benchmark file that cannot be used; the message names the file and the entry."""
@@ -34,14 +37,17 @@ class BenchmarkError(ValueError):
 
 @dataclass(frozen=True)
 class Item:
-    """One multiple-choice question about one audio clip.
+    """One question about one or more audio clips (most benchmarks: multiple choice, one clip).
 
-    ``choices`` are the non-empty options in order, ``letters`` the official letter of each
-    (``A``, ``B``, ``D`` when a release leaves ``choice_c`` empty), ``answer`` the reference
-    option text (``None`` where the release withholds it), ``groups`` the categories the
-    official scorer reports (e.g. ``{"task": "sound", "difficulty": "easy"}``) and ``record``
-    the release's own entry, kept to write the official prediction files. An item read only
-    to be scored from an entry that names no clip has ``audio`` = :data:`NO_AUDIO`.
+    ``choices`` are the non-empty options in order (empty for open and instruction questions),
+    ``letters`` the official letter of each (``A``, ``B``, ``D`` when a release leaves
+    ``choice_c`` empty), ``answer`` the reference option text (``None`` where the release
+    withholds it), ``groups`` the categories the official scorer reports (e.g.
+    ``{"task": "sound", "difficulty": "easy"}``) and ``record`` the release's own entry, kept
+    to write the official prediction files. An item read only to be scored from an entry that
+    names no clip has ``audio`` = :data:`NO_AUDIO`.
+    ``extra_audio`` are the clips after the first of a question about several (MMAU-Pro's
+    multi-audio questions); ``kind`` is ``choice``, ``open`` or ``instruction``.
     """
 
     id: str
@@ -52,6 +58,13 @@ class Item:
     answer: str | None
     groups: Mapping[str, str]
     record: Mapping[str, Any] = field(repr=False, compare=False)
+    extra_audio: tuple[Path, ...] = ()
+    kind: str = "choice"
+
+    @property
+    def audio_files(self) -> tuple[Path, ...]:
+        """Every clip of the question, in the order the release lists them."""
+        return (self.audio, *self.extra_audio)
 
     @property
     def answer_index(self) -> int | None:
@@ -92,6 +105,11 @@ OfficialRule = Callable[[Item, Any], "bool | None"]
 MissingPolicy = Literal["skip", "empty", "error"]
 MISSING_POLICIES: tuple[str, ...] = get_args(MissingPolicy)
 
+# What a question asks for: one of the options, a free answer (judged), or a reply that must
+# follow verifiable instructions (checked by rules). Only "choice" needs options, and an
+# "instruction" question needs no reference answer.
+QUESTION_KINDS = ("choice", "open", "instruction")
+
 # The audio of an item read only for scoring from an entry that names no clip (scoring never
 # opens it; ``mmsu_predictions.jsonl`` written for the Parquet release has ``audio_path: ""``).
 NO_AUDIO = Path()
@@ -115,7 +133,8 @@ class BenchmarkSpec:
     answer_field: str
     required: tuple[str, ...]  # fields every entry must have (non-empty unless optional below)
     choices: Callable[[Mapping[str, Any]], list[tuple[str, str]]]  # entry -> [(letter, text)]
-    audio: Callable[[Mapping[str, Any], Path], Path]  # (entry, metadata file) -> audio path
+    # (entry, metadata file) -> audio path, or the paths of a question about several clips
+    audio: Callable[[Mapping[str, Any], Path], Path | Sequence[Path]]
     audio_fields: tuple[str, ...]  # the fields ``audio`` reads: needed to run, never to score
     groups: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...]  # (group, entry -> key)
     official_rule: OfficialRule
@@ -128,6 +147,9 @@ class BenchmarkSpec:
     group_order: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # official key order
     parquet: ParquetLayout | None = None  # a second release layout: Parquet with the audio inside
     missing_prediction: MissingPolicy = "skip"  # the official script's way with an entry without one
+    # entry -> QUESTION_KINDS member, or None for an entry the official scorer leaves out; a
+    # benchmark without it is all multiple choice
+    question_type: Callable[[Mapping[str, Any]], str | None] | None = None
 
     def __post_init__(self) -> None:
         if self.missing_prediction not in MISSING_POLICIES:
@@ -173,7 +195,10 @@ class BenchmarkSpec:
 
 
 def read_entries(path: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(place, entry) pairs of a JSON list or a JSON-lines file; errors name the file and line."""
+    """(place, entry) pairs of a JSON list, a JSON-lines file or a Parquet table whose rows are
+    entries (``row i``, from 0); errors name the file and the line."""
+    if path.suffix == ".parquet":
+        return list(_parquet_rows(path, None, ()))
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
@@ -235,16 +260,19 @@ def parse_entry(
     """
     ident = entry.get(spec.id_field)
     label = _label(path, place, ident)
+    kind = spec.question_type(entry) if spec.question_type is not None else "choice"
+    if kind not in QUESTION_KINDS:
+        raise BenchmarkError(f"{label}: cannot tell what kind of question this is")
     for name in spec.required if required is None else required:
         if not filled(entry.get(name)):
-            if name == spec.answer_field and split in spec.answers_withheld:
+            if name == spec.answer_field and (split in spec.answers_withheld or kind == "instruction"):
                 continue
             raise BenchmarkError(f"{label}: missing or empty field {name!r}")
     try:
         choices = spec.choices(entry)
     except (BenchmarkError, TypeError, ValueError) as err:
         raise BenchmarkError(f"{label}: {err}") from None
-    if len(choices) < 2:
+    if kind == "choice" and len(choices) < 2:
         raise BenchmarkError(f"{label}: needs at least two answer choices, found {len(choices)}")
     for letter, text in choices:
         if not isinstance(text, str):
@@ -253,15 +281,23 @@ def parse_entry(
     if not isinstance(question, str):
         raise BenchmarkError(f"{label}: field {spec.question_field!r} is not text")
     answer = entry.get(spec.answer_field)
-    if split in spec.answers_withheld and (answer is None or answer == ""):
+    if (split in spec.answers_withheld or kind == "instruction") and (answer is None or answer == ""):
         answer = None
     elif answer is not None:
         answer = str(answer)
+    extra: tuple[Path, ...] = ()
     if audio is None:
         try:
-            audio = spec.audio(entry, path)
+            found = spec.audio(entry, path)
         except (KeyError, TypeError, ValueError) as err:
             raise BenchmarkError(f"{label}: cannot build the audio path ({err})") from None
+        if isinstance(found, Path):
+            audio = found
+        elif found:
+            audio, *rest = found
+            extra = tuple(rest)
+        else:
+            raise BenchmarkError(f"{label}: names no audio file")
     groups = {}
     for group, key in spec.groups:
         value = group_key(key(entry))
@@ -276,6 +312,8 @@ def parse_entry(
         answer=answer,
         groups=groups,
         record=dict(entry),
+        extra_audio=extra,
+        kind=kind,
     )
 
 
@@ -290,15 +328,22 @@ def items_from_entries(
     items: list[Item] = []
     seen: dict[str, str] = {}
     required = spec.required if check_audio else spec.scoring_fields
+    left_out = 0
     for place, entry in entries:
+        if spec.question_type is not None and spec.question_type(entry) is None:
+            left_out += 1  # the official scorer drops it too
+            continue
         names_audio = check_audio or all(filled(entry.get(name)) for name in spec.audio_fields)
         item = parse_entry(spec, entry, path, place, split, required=required, audio=None if names_audio else NO_AUDIO)
         if item.id in seen:
             raise BenchmarkError(f"{path}: {place}: duplicate id {item.id!r} (first at {seen[item.id]})")
         seen[item.id] = place
-        if check_audio and not item.audio.is_file():
-            raise BenchmarkError(f"{path}: {place} (id {item.id!r}): audio file {item.audio} does not exist")
+        for clip in item.audio_files if check_audio else ():
+            if not clip.is_file():
+                raise BenchmarkError(f"{path}: {place} (id {item.id!r}): audio file {clip} does not exist")
         items.append(item)
+    if left_out:
+        log.warning("%s: %d entries left out, as the official scorer leaves them out", path, left_out)
     if not items:
         raise BenchmarkError(f"{path}: no entries")
     return items
@@ -326,9 +371,12 @@ def _embedded(cell: Any) -> tuple[bytes | None, str | None]:
     return None, None
 
 
-def _parquet_rows(shard: Path, layout: ParquetLayout, required: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+def _parquet_rows(
+    shard: Path, layout: ParquetLayout | None, required: Sequence[str]
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """(``row i``, row) pairs of one shard, 0-based as pyarrow and pandas count; a file that is
-    not Parquet or lacks a column the entries need fails naming the file."""
+    not Parquet or lacks a column the entries need fails naming the file. Without a layout
+    the rows are plain entries (no audio column inside)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -338,14 +386,15 @@ def _parquet_rows(shard: Path, layout: ParquetLayout, required: Sequence[str]) -
         raise BenchmarkError(f"{shard}: not a readable Parquet file ({err})") from None
     with handle:
         columns = handle.schema_arrow.names
-        missing = [name for name in (layout.audio_column, *required) if name not in columns]
+        audio_column = () if layout is None else (layout.audio_column,)
+        missing = [name for name in (*audio_column, *required) if name not in columns]
         if missing:
             raise BenchmarkError(
                 f"{shard}: no column {', '.join(repr(m) for m in missing)} (its columns: {', '.join(columns)})"
             )
         row = 0
         try:
-            for batch in handle.iter_batches(batch_size=layout.batch_rows):
+            for batch in handle.iter_batches(batch_size=64 if layout is None else layout.batch_rows):
                 for entry in batch.to_pylist():
                     yield f"row {row}", entry
                     row += 1
@@ -417,9 +466,7 @@ def load_items(
     """
     split = split or spec.default_split
     files = spec.release_files(data, split)
-    if files[0].suffix == ".parquet":
-        if spec.parquet is None:
-            raise BenchmarkError(f"{files[0]}: {spec.title} is not released as Parquet; give its metadata file")
+    if files[0].suffix == ".parquet" and spec.parquet is not None:
         root = Path(data) if Path(data).is_dir() else Path(data).parent
         cache = Path(audio_cache) if audio_cache is not None else root / spec.parquet.cache
         return items_from_parquet(spec, files, split, cache, check_audio=check_audio)

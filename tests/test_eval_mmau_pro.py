@@ -13,9 +13,7 @@ performance 0.6750, open avg_overall 3.5, instruction following success 0.6667.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,7 @@ from alarm.evaluation.benchmarks.mmau_pro import MMAU_PRO
 from alarm.evaluation.instructions import count_sentences, follows
 from alarm.evaluation.mmau_pro import parse_open_scores
 from alarm.generation import GenerationOutput
-from tests.test_eval_support import write_clip
+from tests.test_eval_support import JudgeHandler, serve, write_clip
 
 
 def row(ident: str, category: str, question: str, clips: int = 1, **extra: Any) -> dict[str, Any]:
@@ -107,33 +105,17 @@ class ScriptedEngine:
         return outs
 
 
-class FakeJudge(BaseHTTPRequestHandler):
-    asked: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).asked.append(body)
-        prompt = body["messages"][-1]["content"]
-        (reply,) = [r for q, r in REPLIES.items() if f"Question: {q}" in prompt]
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+class FakeJudge(JudgeHandler):
+    @classmethod
+    def reply(cls, body: dict[str, Any]) -> str:
+        (reply,) = [r for q, r in REPLIES.items() if f"Question: {q}" in body["messages"][-1]["content"]]
+        return reply
 
 
 @pytest.fixture
 def judge_url():
-    FakeJudge.asked = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeJudge)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with serve(FakeJudge) as url:
+        yield url
 
 
 def test_loader_reads_the_release_layout(tmp_path):
@@ -210,7 +192,7 @@ def test_end_to_end_resumable_with_http_judge(tmp_path, judge_url, monkeypatch, 
     assert clips["Which clip is louder?"] == clips["How do the two clips differ?"] == 2  # both clips, as a list
     assert clips["What animal is heard?"] == 1
     # the judge got the final answer (no reasoning) and the reference
-    (first,) = [a for a in FakeJudge.asked if "Describe the scene." in a["messages"][-1]["content"]]
+    (first,) = [a for a in FakeJudge.bodies if "Describe the scene." in a["messages"][-1]["content"]]
     assert first["messages"][0]["role"] == "system" and "A street with traffic" in first["messages"][-1]["content"]
     assert "<think>" not in first["messages"][-1]["content"] and "cars and a siren" in first["messages"][-1]["content"]
     # official file: the release rows + model_output (option text / final answer)
@@ -219,8 +201,8 @@ def test_end_to_end_resumable_with_http_judge(tmp_path, judge_url, monkeypatch, 
     assert outputs["p1"] == "Dog barking" and outputs["p3"] == "Behind" and outputs["p8"] == "Calm, quiet and slow."
     assert "| 95% CI |" in (run / "scores.md").read_text() and (run / "categories.png").is_file()
     # a rerun answers and judges nothing again
-    asked = len(FakeJudge.asked)
+    asked = len(FakeJudge.bodies)
     ScriptedEngine.clips = {}
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["overall"] == printed["overall"]
-    assert ScriptedEngine.clips == {} and len(FakeJudge.asked) == asked
+    assert ScriptedEngine.clips == {} and len(FakeJudge.bodies) == asked

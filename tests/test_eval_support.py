@@ -8,6 +8,10 @@ entries are hand-made; the scores the tests expect are computed by hand next to 
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -260,3 +264,50 @@ def test_builders_write_readable_releases(tmp_path):
     for build in (build_mmau, build_mmar, build_mmsu, build_airbench):
         meta = build(tmp_path / build.__name__)
         assert read_entries(meta)
+
+
+class JudgeHandler(BaseHTTPRequestHandler):
+    """A local OpenAI-compatible ``/chat/completions`` for judge tests: subclasses say what to
+    reply (``reply``); every request body is kept in ``bodies``."""
+
+    bodies: list[dict[str, Any]] = []
+
+    @classmethod
+    def reply(cls, body: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).bodies.append(body)
+        message = {"role": "assistant", "content": type(self).reply(body)}
+        data = json.dumps(
+            {
+                "id": "judgement",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body.get("model", ""),
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def serve(handler: type[JudgeHandler]) -> Iterator[str]:
+    """Run ``handler`` on 127.0.0.1 (a free port) for the block; yields the API base URL."""
+    handler.bodies = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,10 +1,14 @@
-"""Evaluation on MMSU, MMAU, MMAR and AIR-Bench with the official formats and scoring.
+"""Evaluation on MMSU, MMAU, MMAR, AIR-Bench, MMAU-Pro and MMAR-Rubrics with the official
+formats and scoring.
 
 ``benchmarks/`` reads each release as it lies on disk (one spec per benchmark, one engine),
 ``prompts`` formats questions, ``runner`` answers them resumably, ``answers`` extracts the
 chosen option deterministically, ``rules`` + ``scoring`` score exactly as the official
-scripts do, ``report`` writes tables and plots, ``evaluate`` ties a run together and ``cli``
-is ``alarm eval``. See docs/evaluation.md.
+scripts do, ``judge`` (AIR-Bench chat), ``mmau_pro`` (+ ``instructions``) and ``rubrics``
+(MMAR-Rubrics) add the judged and rule-checked parts, ``uncertainty`` puts bootstrap
+intervals on every figure and ``compare`` sets runs side by side, ``report`` writes tables
+and plots, ``evaluate`` ties a run together and ``cli`` is ``alarm eval``. See
+docs/evaluation.md.
 """
 
 from alarm.evaluation.answers import Extraction, extract

@@ -102,6 +102,18 @@ def final_answer(text: str) -> tuple[str, str]:
     return answer, ("ok" if answer else "empty")
 
 
+def reasoning_content(text: str) -> str:
+    """The reasoning of a raw output: what comes before the last ``</think>`` (all of it when
+    thinking never ended), without the ``<think>`` tag; "" for an output without reasoning."""
+    if THINK_END in text:
+        head = text.rsplit(THINK_END, 1)[0]
+    elif THINK_OPEN in text:
+        head = text
+    else:
+        return ""
+    return head.replace(THINK_OPEN, "", 1).strip()
+
+
 def normalize(text: str) -> str:
     """Text for comparison: NFKC, casefolded, no emphasis/quotes, single spaces, no end punctuation."""
     text = unicodedata.normalize("NFKC", text).casefold()

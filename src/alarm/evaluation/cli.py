@@ -13,6 +13,7 @@ from alarm.generation_vllm import VLLMNotInstalled, add_vllm_arguments, settings
 
 CHAT = "airbench-chat"
 MMAU_PRO = "mmau-pro"
+RUBRICS = "mmar-rubrics"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -101,21 +102,7 @@ def _run_mmau_pro(args: argparse.Namespace) -> int:
 
     try:
         judge = Judge(_judge_config(args, "MMAU-Pro")) if args.judge_url or args.judge_model else None
-        result = evaluate_mmau_pro(
-            args.data,
-            args.preset or args.checkpoint,
-            args.out,
-            judge,
-            config=_generation_config(args),
-            style=args.prompt,
-            system=Path(args.system_file).read_text(encoding="utf-8") if args.system_file else None,
-            batch_size=args.batch_size,
-            limit=args.limit,
-            extraction=args.extraction,
-            progress=not args.no_progress,
-            engine=args.engine,
-            vllm=settings_from_args(args) if args.engine == "vllm" else None,
-        )
+        result = evaluate_mmau_pro(args.data, args.preset or args.checkpoint, args.out, judge, **_run_options(args))
     except (BenchmarkError, VLLMNotInstalled, RuntimeError) as err:
         print(f"alarm eval: {err}", file=sys.stderr)
         return 2
@@ -126,17 +113,83 @@ def _run_mmau_pro(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generation_config(args: argparse.Namespace):
+def _rubric_judge(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from alarm.evaluation.judge import Judge
+    from alarm.evaluation.rubrics import SEED
+
+    return Judge(replace(_judge_config(args, "MMAR-Rubrics"), seed=SEED))
+
+
+def _run_rubrics(args: argparse.Namespace) -> int:
+    from alarm.evaluation.rubrics import evaluate_rubrics
+
+    try:
+        judge = _rubric_judge(args)
+        options = _run_options(args)
+        result = evaluate_rubrics(
+            args.data, args.preset or args.checkpoint, args.out, judge, raters=args.raters, **options
+        )
+    except (BenchmarkError, VLLMNotInstalled, RuntimeError) as err:
+        print(f"alarm eval: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(_rubric_summary(result["rubric"], result["accuracies"]), ensure_ascii=False))
+    return 0
+
+
+def _rubric_summary(rubric: dict, accuracies: dict | None = None) -> dict:
+    """What `alarm eval mmar-rubrics` and `score mmar-rubrics` print: the official figures."""
+    out = {
+        "benchmark": RUBRICS,
+        "score": rubric["overall"]["accuracy"],
+        "score_ci": rubric["overall"]["ci"],
+        "accuracy": rubric["accuracy"]["overall"]["accuracy"],
+        "evaluated": rubric["overall"]["total"],
+        "not_evaluated": len(rubric["not_evaluated"]),
+        **{f"score_{g}": {k: f["accuracy"] for k, f in keys.items()} for g, keys in rubric["groups"].items()},
+        **{
+            f"accuracy_{g}": {k: f["accuracy"] for k, f in keys.items()}
+            for g, keys in rubric["accuracy"]["groups"].items()
+        },
+    }
+    if accuracies is not None:
+        out["accuracy_all_questions"] = accuracies["overall"]
+    return out
+
+
+def _run_options(args: argparse.Namespace) -> dict:
+    """The options every judged benchmark run takes from the command line."""
     from alarm.generation import GenerationConfig
 
-    return GenerationConfig(
-        max_new_tokens=args.max_new_tokens, thinking_budget=args.thinking_budget, do_sample=args.sample
-    )
+    return {
+        "config": GenerationConfig(
+            max_new_tokens=args.max_new_tokens, thinking_budget=args.thinking_budget, do_sample=args.sample
+        ),
+        "style": args.prompt,
+        "system": Path(args.system_file).read_text(encoding="utf-8") if args.system_file else None,
+        "batch_size": args.batch_size,
+        "limit": args.limit,
+        "extraction": args.extraction,
+        "progress": not args.no_progress,
+        "engine": args.engine,
+        "vllm": settings_from_args(args) if args.engine == "vllm" else None,
+    }
 
 
 def _score(args: argparse.Namespace) -> int:
     from alarm.evaluation.evaluate import score_file
 
+    if args.benchmark == RUBRICS:
+        from alarm.evaluation.rubrics import score_rubrics_file
+
+        try:
+            rubric = score_rubrics_file(args.predictions, _rubric_judge(args), raters=args.raters)
+        except (BenchmarkError, ValueError, OSError, RuntimeError) as err:
+            print(f"alarm eval score: {err}", file=sys.stderr)
+            return 2
+        print(json.dumps(_rubric_summary(rubric), ensure_ascii=False))
+        return 0
     if args.benchmark == CHAT:
         from alarm.evaluation.judge import score_chat_file
 
@@ -194,6 +247,12 @@ def _add_judge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
     p.add_argument("--judge-temperature", type=float, default=0.0)
     p.add_argument("--judge-swap", action="store_true", help="also judge with the answers swapped; average")
+
+
+def _add_raters_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--raters", type=int, default=5, help="MMAR-Rubrics: judge runs per instance (official 5; trimmed mean)"
+    )
 
 
 def _add_run_arguments(p: argparse.ArgumentParser, name: str) -> None:
@@ -266,10 +325,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_mmau_pro)
 
     p = eval_sub.add_parser(
+        RUBRICS, help="answer MMAR and judge the reasoning of each right answer with its rubrics (MMAR-Rubrics)"
+    )
+    _add_run_arguments(p, RUBRICS)
+    _add_choice_arguments(p)
+    _add_raters_argument(p)
+    p.set_defaults(func=_run_rubrics)
+
+    p = eval_sub.add_parser(
         "score",
         help="score a predictions file (ours, or the benchmark's official format); JSON on stdout",
     )
-    p.add_argument("benchmark", choices=[*sorted(BENCHMARKS), CHAT])
+    p.add_argument("benchmark", choices=[*sorted(BENCHMARKS), CHAT, RUBRICS])
     p.add_argument("--predictions", required=True, help="predictions.jsonl of `alarm eval`, or an official file")
     p.add_argument("--data", default=None, help="the release folder (needed for predictions.jsonl only)")
     p.add_argument("--split", default=None)
@@ -295,6 +362,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--details", action="store_true", help="print counts and the unparsed outputs too")
     _add_judge_arguments(p)
+    _add_raters_argument(p)
     p.set_defaults(func=_score)
 
     p = eval_sub.add_parser(

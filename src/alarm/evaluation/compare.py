@@ -59,25 +59,31 @@ class Run:
         }
 
 
-def _load(path: Path) -> dict[str, Any]:
+def _score_sets(path: Path) -> dict[str, Mapping[str, Any]]:
+    """The figure sets of one ``scores.json``: ``scores`` under the run folder's name, and each
+    of ``extra_scores`` (MMAR-Rubrics: ``reasoning``) as ``<name>:<set>``; none for a run
+    without figures (a withheld split, AIR-Bench chat)."""
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
     if not isinstance(data, dict) or not isinstance(data.get("scores"), dict):
-        raise BenchmarkError(f"{path}: not the scores.json of a scored `alarm eval` run")
-    return data["scores"]
+        return {}
+    name = path.parent.name
+    sets = {name: data["scores"]}
+    sets.update({f"{name}:{label}": extra for label, extra in (data.get("extra_scores") or {}).items()})
+    return sets
 
 
 def find_runs(folder: str | Path) -> dict[str, Mapping[str, Any]]:
     """Benchmark run name -> scores of a run folder, or of every run inside an output folder."""
     folder = Path(folder)
     if (folder / "scores.json").is_file():
-        return {folder.name: _load(folder / "scores.json")}
+        found = _score_sets(folder / "scores.json")
+        if not found:
+            raise BenchmarkError(f"{folder / 'scores.json'}: not the scores.json of a scored `alarm eval` run")
+        return found
     found = {}
     for path in sorted(folder.glob("*/scores.json")):
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        if isinstance(data, dict) and isinstance(data.get("scores"), dict):  # withheld splits have none
-            found[path.parent.name] = data["scores"]
+        found.update(_score_sets(path))
     if not found:
         raise BenchmarkError(f"{folder}: no scores.json here or in its sub-folders (an `alarm eval` run folder?)")
     return found

@@ -76,6 +76,51 @@ PINNED = (
 )
 
 
+def run_settings(
+    benchmark: str,
+    split: str,
+    data: str | os.PathLike[str],
+    model_ref: str,
+    config: GenerationConfig,
+    *,
+    style: str,
+    system: str | None,
+    limit: int | None,
+    engine: str = "transformers",
+    vllm: VLLMSettings | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """What ``run.json`` records about a run: the benchmark, the model, how it was asked and
+    decoded, and ``extra`` (extraction, judge, ...) in that order."""
+    return {
+        "benchmark": benchmark,
+        "split": split,
+        "data": str(Path(data).resolve()),
+        "model": model_ref,
+        "style": style,
+        "system": system,
+        "max_new_tokens": config.max_new_tokens,
+        "thinking_budget": config.thinking_budget,
+        "do_sample": config.do_sample,
+        **extra,
+        "limit": limit,
+        **engine_settings(engine, vllm),
+    }
+
+
+def open_run(
+    run_dir: Path, settings: Mapping[str, Any], model: Any, *, pinned: tuple[str, ...] = PINNED
+) -> tuple[Any, PredictionStore]:
+    """Pin the settings of a run folder (refusing other ones), build the model unless given,
+    and open its predictions store."""
+    check_settings(run_dir / "run.json", settings, pinned)
+    if model is None:
+        from alarm.presets import build_model
+
+        model = build_model(settings["model"])
+    return model, PredictionStore(run_dir / "predictions.jsonl")
+
+
 def run_dir_name(spec: BenchmarkSpec, split: str) -> str:
     return spec.name if split == spec.default_split else f"{spec.name}-{split}"
 
@@ -187,31 +232,26 @@ def evaluate(
         items = items[:limit]
     run_dir = Path(out) / run_dir_name(spec, split)
     run_dir.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "benchmark": spec.name,
-        "split": split,
-        "data": str(Path(data).resolve()),
-        "model": model_ref,
-        "style": style,
-        "system": system,
-        "max_new_tokens": config.max_new_tokens,
-        "thinking_budget": config.thinking_budget,
-        "do_sample": config.do_sample,
-        "extraction": extraction,
-        "limit": limit,
-        **engine_settings(engine, vllm),
-        **({"condition": condition} if condition != "audio" else {}),  # old run.json files have none
-    }
+    settings = run_settings(
+        spec.name,
+        split,
+        data,
+        model_ref,
+        config,
+        style=style,
+        system=system,
+        limit=limit,
+        engine=engine,
+        vllm=vllm,
+        extraction=extraction,
+    )
+    if condition != "audio":  # old run.json files have none
+        settings["condition"] = condition
     if condition not in CONDITIONS:
         raise BenchmarkError(f"unknown condition {condition!r}; known: {', '.join(CONDITIONS)}")
     if condition != "audio" and engine != "transformers":
         raise BenchmarkError(f"the {condition} condition runs on the transformers engine only")
-    check_settings(run_dir / "run.json", settings)
-    if model is None:
-        from alarm.presets import build_model
-
-        model = build_model(model_ref)
-    store = PredictionStore(run_dir / "predictions.jsonl")
+    model, store = open_run(run_dir, settings, model)
     answerer = functools.partial(build_engine, engine, model, vllm)
     prompt = None
     if condition != "audio":

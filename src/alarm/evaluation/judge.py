@@ -140,6 +140,7 @@ class JudgeConfig:
     timeout: float = 120.0
     retries: int = 3
     swap: bool = False
+    seed: int | None = None  # sent with each request where set (MMAR-Rubrics' script sends 42)
 
 
 class Judge:
@@ -159,6 +160,7 @@ class Judge:
             "messages": [*head, {"role": "user", "content": prompt}],
             "temperature": self.config.temperature,
             "max_tokens": self.config.max_tokens,
+            **({"seed": self.config.seed} if self.config.seed is not None else {}),
         }
         error: Exception | None = None
         for attempt in range(self.config.retries):
@@ -193,17 +195,20 @@ class Judge:
 
 def judge_each(
     items: Sequence[Item],
-    judge_one: Callable[[Item], dict[str, Any]],
+    judge_one: Callable[[Item], dict[str, Any] | None],
     store: PredictionStore,
     *,
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Judge every item not yet in ``store`` (one appended line each, so a rerun resumes);
-    all judgements by id. ``judge_one`` returns the item's row, ``id`` included."""
+    all judgements by id. ``judge_one`` returns the item's row, ``id`` included, or None for
+    a judgement that failed: nothing is stored and the next run asks again."""
     done = store.load()
     todo = [item for item in items if item.id not in done]
     for item in tqdm(todo, disable=not progress, unit="q", desc="judging"):
-        store.append([judge_one(item)])
+        row = judge_one(item)
+        if row is not None:
+            store.append([row])
     return store.load()
 
 
@@ -305,35 +310,30 @@ def evaluate_chat(
     ``engine`` decodes (``transformers`` or ``vllm`` with ``vllm`` settings), as in
     :func:`alarm.evaluation.evaluate.evaluate`.
     """
-    from alarm.evaluation.evaluate import PINNED, check_settings, paper_config
-    from alarm.evaluation.runner import build_engine, engine_settings, run_inference
+    from alarm.evaluation.evaluate import PINNED, open_run, paper_config, run_settings
+    from alarm.evaluation.runner import build_engine, run_inference
 
     config = config or paper_config()
     items = load_chat(data)[:limit] if limit is not None else load_chat(data)
     run_dir = Path(out) / "airbench-chat"
     run_dir.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "benchmark": "airbench-chat",
-        "split": "chat",
-        "data": str(Path(data).resolve()),
-        "model": model_ref,
-        "style": "chat",
-        "system": system,
-        "max_new_tokens": config.max_new_tokens,
-        "thinking_budget": config.thinking_budget,
-        "do_sample": config.do_sample,
-        "limit": limit,
-        "judge_model": judge_config.model,
-        "judge_temperature": judge_config.temperature,
-        "judge_swap": judge_config.swap,
-        **engine_settings(engine, vllm),
-    }
-    check_settings(run_dir / "run.json", settings, (*PINNED, "judge_model", "judge_temperature", "judge_swap"))
-    if model is None:
-        from alarm.presets import build_model
-
-        model = build_model(model_ref)
-    store = PredictionStore(run_dir / "predictions.jsonl")
+    settings = run_settings(
+        "airbench-chat",
+        "chat",
+        data,
+        model_ref,
+        config,
+        style="chat",
+        system=system,
+        limit=limit,
+        engine=engine,
+        vllm=vllm,
+        judge_model=judge_config.model,
+        judge_temperature=judge_config.temperature,
+        judge_swap=judge_config.swap,
+    )
+    pinned = (*PINNED, "judge_model", "judge_temperature", "judge_swap")
+    model, store = open_run(run_dir, settings, model, pinned=pinned)
     run_inference(
         model,
         items,

@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING, Any
 from alarm.evaluation import prompts
 from alarm.evaluation.answers import final_answer
 from alarm.evaluation.benchmarks.base import BenchmarkError, Item, load_items
-from alarm.evaluation.benchmarks.mmau_pro import MMAU_PRO, OPEN
+from alarm.evaluation.benchmarks.mmau_pro import MMAU_PRO
 from alarm.evaluation.instructions import follows
 from alarm.evaluation.judge import Judge, judge_each
 from alarm.evaluation.report import markdown, plot_categories, write_summary
-from alarm.evaluation.runner import PredictionStore, build_engine, engine_settings, run_inference
-from alarm.evaluation.scoring import score
-from alarm.evaluation.uncertainty import DEFAULT, Bootstrap, interval
+from alarm.evaluation.runner import PredictionStore, build_engine, run_inference
+from alarm.evaluation.scoring import mean_figure, score
+from alarm.evaluation.uncertainty import DEFAULT, Bootstrap
 from alarm.io import write_json, write_text
 
 if TYPE_CHECKING:
@@ -96,13 +96,6 @@ def open_metrics(judged: Sequence[Mapping[str, float]]) -> dict[str, float]:
     return out
 
 
-def _figure(values: Sequence[float], settings: Bootstrap) -> dict[str, Any]:
-    """A figure over per-question values in [0, 1]: percent, sum, count, interval."""
-    total = len(values)
-    mean = 100.0 * sum(values) / total if total else 0.0
-    return {"accuracy": mean, "correct": round(sum(values), 6), "total": total, "ci": interval(values, settings)}
-
-
 def score_mmau_pro(
     items: Sequence[Item],
     outputs: Mapping[str, str],
@@ -143,13 +136,13 @@ def score_mmau_pro(
         keys: dict[str, list[float]] = {}
         for ident, row in per_item.items():
             keys.setdefault(row["groups"][name], []).append(values[ident])
-        groups[name] = {key: _figure(v, settings) for key, v in keys.items()}
+        groups[name] = {key: mean_figure(v, settings) for key, v in keys.items()}
     return {
         "benchmark": MMAU_PRO.name,
         "split": "test",
         "rule": "official (weighted performance)",
         "extraction": extraction,
-        "overall": _figure(list(values.values()), settings),
+        "overall": mean_figure(list(values.values()), settings),
         "groups": groups,
         "open": open_metrics(judged),
         "unparsed": unparsed,
@@ -219,7 +212,7 @@ def evaluate_mmau_pro(
 
     ``judge`` is needed when open questions are among those asked (else an error says so).
     """
-    from alarm.evaluation.evaluate import PINNED, check_settings, paper_config
+    from alarm.evaluation.evaluate import PINNED, open_run, paper_config, run_settings
 
     config = config or paper_config()
     items = load_items(MMAU_PRO, data, "test")
@@ -228,28 +221,22 @@ def evaluate_mmau_pro(
         raise BenchmarkError("MMAU-Pro has open questions: give a judge (--judge-url and --judge-model)")
     run_dir = Path(out) / MMAU_PRO.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "benchmark": MMAU_PRO.name,
-        "split": "test",
-        "data": str(Path(data).resolve()),
-        "model": model_ref,
-        "style": style,
-        "system": system,
-        "max_new_tokens": config.max_new_tokens,
-        "thinking_budget": config.thinking_budget,
-        "do_sample": config.do_sample,
-        "extraction": extraction,
-        "limit": limit,
-        "judge_model": judge.config.model if judge is not None else None,
-        "judge_temperature": judge.config.temperature if judge is not None else None,
-        **engine_settings(engine, vllm),
-    }
-    check_settings(run_dir / "run.json", settings, (*PINNED, "judge_model", "judge_temperature"))
-    if model is None:
-        from alarm.presets import build_model
-
-        model = build_model(model_ref)
-    store = PredictionStore(run_dir / "predictions.jsonl")
+    settings = run_settings(
+        MMAU_PRO.name,
+        "test",
+        data,
+        model_ref,
+        config,
+        style=style,
+        system=system,
+        limit=limit,
+        engine=engine,
+        vllm=vllm,
+        extraction=extraction,
+        judge_model=judge.config.model if judge is not None else None,
+        judge_temperature=judge.config.temperature if judge is not None else None,
+    )
+    model, store = open_run(run_dir, settings, model, pinned=(*PINNED, "judge_model", "judge_temperature"))
     common = {
         "batch_size": batch_size,
         "rejects": PredictionStore(run_dir / "rejects.jsonl"),

@@ -29,8 +29,9 @@ def fmt_ci(ci: Sequence[float] | None) -> str:
 
 def _errors(values: Sequence[float], cis: Sequence[Sequence[float] | None]) -> list[list[float]]:
     """matplotlib ``xerr`` (distances below and above each bar) from ``[low, high]`` intervals."""
-    low = [v - ci[0] if ci else 0.0 for v, ci in zip(values, cis)]
-    high = [ci[1] - v if ci else 0.0 for v, ci in zip(values, cis)]
+    # max(0, ...): intervals are rounded to 4 decimals, a degenerate one may sit a hair off the value
+    low = [max(0.0, v - ci[0]) if ci else 0.0 for v, ci in zip(values, cis)]
+    high = [max(0.0, ci[1] - v) if ci else 0.0 for v, ci in zip(values, cis)]
     return [low, high]
 
 

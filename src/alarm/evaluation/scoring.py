@@ -141,6 +141,14 @@ class Scores:
         }
 
 
+def mean_figure(values: Sequence[float], settings: Bootstrap = DEFAULT) -> dict[str, Any]:
+    """A figure over per-item values in [0, 1] (a judged score, or 1/0) in the shape of a
+    tally: ``accuracy`` = mean in percent, ``correct`` = the sum, ``total``, ``ci``."""
+    total = len(values)
+    mean = 100.0 * sum(values) / total if total else 0.0
+    return {"accuracy": mean, "correct": round(sum(values), 6), "total": total, "ci": interval(values, settings)}
+
+
 def choose(item: Item, output: str, extraction: str = "strict", scheme: str = "letter") -> Extraction:
     """The option an output chooses for ``item`` under an extraction rule."""
     if extraction == "alarm":

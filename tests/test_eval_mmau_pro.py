@@ -206,3 +206,35 @@ def test_end_to_end_resumable_with_http_judge(tmp_path, judge_url, monkeypatch, 
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["overall"] == printed["overall"]
     assert ScriptedEngine.clips == {} and len(FakeJudge.bodies) == asked
+
+
+def test_tiny_preset_answers_multi_clip_questions(tmp_path, judge_url, monkeypatch):
+    """The real generation path: a tiny random model gets both clips of p2 and p6."""
+    import alarm.generation
+    from alarm.evaluation.judge import Judge, JudgeConfig
+    from alarm.evaluation.mmau_pro import evaluate_mmau_pro
+    from alarm.generation import GenerationConfig
+    from alarm.presets import build_model
+
+    answer, clips = alarm.generation.answer, []
+
+    def counting(model, waveforms, prompts, config, **chat):
+        clips.extend(len(w) if isinstance(w, list) else 1 for w in waveforms)
+        return answer(model, waveforms, prompts, config, **chat)
+
+    monkeypatch.setattr(alarm.generation, "answer", counting)
+    build_release(tmp_path / "MMAU-Pro")
+    judge = Judge(JudgeConfig(url=judge_url, model="fake-judge"))
+    run = {
+        "config": GenerationConfig(max_new_tokens=6, thinking_budget=3),
+        "limit": 5,  # p1 p2 p3 (choice), p5 p6 (open): two questions with two clips
+        "batch_size": 4,
+        "progress": False,
+        "model": build_model("tiny-al-whisper-r"),
+    }
+    result = evaluate_mmau_pro(tmp_path / "MMAU-Pro", "tiny-al-whisper-r", tmp_path / "out", judge, **run)
+    records = (tmp_path / "out" / "mmau-pro" / "predictions.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["id"] for line in records) == ["p1", "p2", "p3", "p5", "p6"]
+    assert result["scores"]["overall"]["total"] == 5 and len(FakeJudge.bodies) == 2
+    assert sorted(clips) == [1, 1, 1, 2, 2]
+    assert evaluate_mmau_pro(tmp_path / "MMAU-Pro", "tiny-al-whisper-r", tmp_path / "out", judge, **run) == result

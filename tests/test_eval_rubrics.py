@@ -178,3 +178,21 @@ def test_end_to_end_resumable(tmp_path, judge_url, monkeypatch, capsys):
     # and `alarm eval compare` puts the reasoning score of two runs side by side
     assert main(["eval", "compare", str(tmp_path / "out"), str(tmp_path / "out"), "--out", str(tmp_path / "cmp")]) == 0
     assert "## mmar-rubrics:reasoning" in capsys.readouterr().out
+
+
+def test_tiny_preset_end_to_end(tmp_path, judge_url):
+    """A tiny random model answers (wrongly, most likely); what it got right is judged."""
+    from alarm.evaluation.judge import Judge, JudgeConfig
+    from alarm.evaluation.rubrics import evaluate_rubrics
+    from alarm.generation import GenerationConfig
+    from alarm.presets import build_model
+
+    build_mmar(tmp_path / "MMAR", ENTRIES)
+    judge = Judge(JudgeConfig(url=judge_url, model="judge", seed=42))
+    run = {"config": GenerationConfig(max_new_tokens=6, thinking_budget=3), "limit": 3, "progress": False}
+    result = evaluate_rubrics(
+        tmp_path / "MMAR", "tiny-al-whisper-r", tmp_path / "out", judge, model=build_model("tiny-al-whisper-r"), **run
+    )
+    rubric_part = result["rubric"]
+    assert rubric_part["overall"]["total"] + len(rubric_part["not_evaluated"]) == 3
+    assert result["scores"]["overall"]["total"] == 3 and (tmp_path / "out" / "mmar-rubrics" / "scores.md").is_file()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from alarm.evaluation.benchmarks.base import BenchmarkError
-from alarm.evaluation.report import HEADLINE_GROUPS, _errors, _pyplot, fmt_ci
+from alarm.evaluation.report import HEADLINE_GROUPS, fmt_ci, interval_errors, pyplot
 from alarm.evaluation.uncertainty import DEFAULT, Bootstrap, overlap, paired_p_value
 from alarm.io import write_json, write_text
 
@@ -197,11 +197,12 @@ def markdown(result: Mapping[str, Any]) -> str:
 
 def plot(result: Mapping[str, Any], path: Path) -> Path:
     """Headline figures (overall and the paper's categories) of every run, with intervals."""
-    plt = _pyplot()
+    plt = pyplot()
     runs = result["runs"]
     panels = []
     for bench in result["benchmarks"]:
-        headline = HEADLINE_GROUPS.get(bench["benchmark"].split("-")[0])
+        name = bench["benchmark"].split(":")[0]  # "mmar-rubrics:reasoning" has mmar-rubrics' groups
+        headline = HEADLINE_GROUPS.get(name, HEADLINE_GROUPS.get(name.split("-")[0]))
         rows = [r for r in bench["rows"] if r["group"] in ("overall", headline)]
         panels.append((bench["benchmark"], rows))
     height = sum(0.25 * len(rows) * len(runs) + 0.8 for _, rows in panels) + 0.8
@@ -217,7 +218,7 @@ def plot(result: Mapping[str, Any], path: Path) -> Path:
                 ys,
                 values,
                 height=width,
-                xerr=_errors(values, [c["ci"] for c in cells]),
+                xerr=interval_errors(values, [c["ci"] for c in cells]),
                 error_kw={"elinewidth": 0.8, "capsize": 2},
                 label=label,
             )

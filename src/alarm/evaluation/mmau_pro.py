@@ -25,6 +25,7 @@ prompt (no options, no answer format), as the instruction ones do.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -129,8 +130,7 @@ def score_mmau_pro(
             judged.append(row["scores"])
             value, correct = row["scores"]["overall"] / 5.0, None
         values[item.id] = value
-        groups = {**item.groups, "type": item.kind}
-        per_item[item.id] = {"correct": correct, "value": value, "groups": groups}
+        per_item[item.id] = {"correct": correct, "value": value, "groups": {**item.groups, "type": item.kind}}
     groups: dict[str, dict[str, Any]] = {}
     for name in ("category", "type"):
         keys: dict[str, list[float]] = {}
@@ -154,8 +154,6 @@ def score_mmau_pro(
 
 def _kwargs(item: Item) -> Mapping[str, Any]:
     """An instruction question's arguments: a struct in the Parquet release, maybe JSON text."""
-    import json
-
     value = item.record.get("kwargs")
     if isinstance(value, str):
         try:

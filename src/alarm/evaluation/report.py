@@ -27,7 +27,7 @@ def fmt_ci(ci: Sequence[float] | None) -> str:
     return "" if not ci else f"{ci[0]:.2f}-{ci[1]:.2f}"
 
 
-def _errors(values: Sequence[float], cis: Sequence[Sequence[float] | None]) -> list[list[float]]:
+def interval_errors(values: Sequence[float], cis: Sequence[Sequence[float] | None]) -> list[list[float]]:
     """matplotlib ``xerr`` (distances below and above each bar) from ``[low, high]`` intervals."""
     # max(0, ...): intervals are rounded to 4 decimals, a degenerate one may sit a hair off the value
     low = [max(0.0, v - ci[0]) if ci else 0.0 for v, ci in zip(values, cis)]
@@ -87,7 +87,8 @@ def markdown(scores: Mapping[str, Any], *, title: str, published: Mapping[str, A
     return "\n".join(lines) + "\n"
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -100,7 +101,7 @@ def plot_categories(
     scores: Mapping[str, Any], path: Path, *, title: str, published: Mapping[str, Any] | None, model: str
 ) -> Path:
     """Horizontal bars per category, one panel per group; published values as hatched outlines."""
-    plt = _pyplot()
+    plt = pyplot()
     panels = [("overall", {"all": scores["overall"]})] + [
         (g, keys) for g, keys in scores["groups"].items() if 0 < len(keys) <= MAX_PLOTTED_KEYS
     ]
@@ -118,7 +119,7 @@ def plot_categories(
             values,
             height=0.4,
             color="tab:blue",
-            xerr=_errors(values, cis),
+            xerr=interval_errors(values, cis),
             error_kw={"elinewidth": 0.8, "capsize": 2},
             label=f"measured ({_level(scores)})",
         )
@@ -153,7 +154,7 @@ def plot_categories(
     return path
 
 
-HEADLINE_GROUPS = {"mmsu": "category", "mmau": "task", "mmar": None, "airbench": None}
+HEADLINE_GROUPS = {"mmsu": "category", "mmau": "task", "mmar": None, "airbench": None, "mmau-pro": "type"}
 
 
 def _headline(run: Mapping[str, Any]) -> list[tuple[str, float, float | None, list[float] | None]]:
@@ -170,7 +171,7 @@ def _headline(run: Mapping[str, Any]) -> list[tuple[str, float, float | None, li
 
 def plot_summary(runs: Sequence[Mapping[str, Any]], path: Path, *, title: str) -> Path:
     """Measured headline accuracies of several runs side by side with the paper's."""
-    plt = _pyplot()
+    plt = pyplot()
     bars = [b for run in runs for b in _headline(run)]
     fig, ax = plt.subplots(figsize=(8, 0.4 * len(bars) + 1.5))
     ys = range(len(bars))
@@ -180,7 +181,7 @@ def plot_summary(runs: Sequence[Mapping[str, Any]], path: Path, *, title: str) -
         values,
         height=0.4,
         color="tab:blue",
-        xerr=_errors(values, [b[3] for b in bars]),
+        xerr=interval_errors(values, [b[3] for b in bars]),
         error_kw={"elinewidth": 0.8, "capsize": 2},
         label="measured (95% CI)",
     )

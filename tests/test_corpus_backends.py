@@ -118,6 +118,21 @@ def test_transformers_batch_equals_one_by_one(tiny):
     assert all(c.num_tokens >= 1 and c.finish_reason in ("stop", "length") for c in batched)
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_transformers_prefix_cache_gives_the_same_texts(tiny, temperature):
+    """The shared system turn's cached keys and values change no token, greedy or seeded."""
+    params = SamplingParams(max_tokens=10, temperature=temperature, top_k=100, seed=3)
+    requests = [ChatRequest(_chat(t), params) for t in ("a", "bbbbbbbbbb", "ccc")]
+    uncached = TransformersBackend(tiny.model, tiny.tokenizer, batch_size=4, prefix_cache_size=0)
+    cached = TransformersBackend(tiny.model, tiny.tokenizer, batch_size=4)
+    assert [c.text for c in cached.complete(requests)] == [c.text for c in uncached.complete(requests)]
+    assert len(cached._prefixes) == 1 and not uncached._prefixes  # one system text, computed once
+    # a request whose first message is not a system turn has nothing to share
+    (plain,) = cached.complete([ChatRequest(({"role": "user", "content": "a"},), params)])
+    (reference,) = uncached.complete([ChatRequest(({"role": "user", "content": "a"},), params)])
+    assert plain.text == reference.text
+
+
 def test_transformers_budget_uses_the_greedy_prefix(tiny):
     chat = _chat("tell me")
     (free,) = tiny.complete([ChatRequest(chat, SamplingParams(max_tokens=4, temperature=0))])

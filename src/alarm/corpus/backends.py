@@ -36,6 +36,7 @@ an optional fault hook); tests and benchmarks run :class:`OpenAIHTTPBackend` aga
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -401,8 +402,10 @@ class RulesResponder:
 class TransformersBackend(Backend):
     """A local causal LM through ``transformers`` ``generate``, batched, seeded per request.
 
-    Requests are batched by ``max_tokens``, ``batch_size`` at a time, left padded; each row
-    keeps its own temperature / top-p / top-k. Sampling is done per row by :class:`RowSampler`
+    Requests are batched by ``max_tokens`` and system message, ``batch_size`` at a time; the
+    system turn's keys and values are computed once and shared by the rows (the prefix cache,
+    ``prefix_cache_size`` system texts kept), each row's own tokens follow after left padding.
+    Each row keeps its own temperature / top-p / top-k. Sampling is done per row by :class:`RowSampler`
     with the row's own ``torch.Generator`` seeded from :func:`request_seed`, so a request gets
     the same text alone or in any batch, in any order (what makes resumed and resharded builds
     equal uninterrupted ones). The thinking budget is the two-pass text recipe of
@@ -418,6 +421,7 @@ class TransformersBackend(Backend):
         name: str = "transformers",
         batch_size: int = 8,
         num_threads: int | None = None,
+        prefix_cache_size: int = 4,
     ) -> None:
         import torch
 
@@ -428,6 +432,9 @@ class TransformersBackend(Backend):
         self.tokenizer = tokenizer
         self.name = name
         self.batch_size = int(batch_size)
+        # KV caches of recent system turns (_prefix_cache); 0 turns the reuse off
+        self.prefix_cache_size = int(prefix_cache_size)
+        self._prefixes: dict[tuple[int, ...], Any] = {}
         from alarm.modeling.tokenizer import has_thinking_mode
 
         self.thinks = has_thinking_mode(tokenizer)
@@ -451,9 +458,11 @@ class TransformersBackend(Backend):
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         out: list[Completion | None] = [None] * len(requests)
-        groups: dict[int, list[int]] = {}
-        for i, r in enumerate(requests):  # one max_tokens per batch: no row generates past its own limit
-            groups.setdefault(r.params.max_tokens, []).append(i)
+        groups: dict[tuple[int, str], list[int]] = {}
+        for i, r in enumerate(requests):
+            # One max_tokens per batch (no row generates past its own limit) and one system
+            # message per batch (the rows share its cached keys and values).
+            groups.setdefault((r.params.max_tokens, _system_text(r)), []).append(i)
         for indices in groups.values():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
@@ -468,14 +477,19 @@ class TransformersBackend(Backend):
         for r in requests:
             text = tok.apply_chat_template(list(r.messages), add_generation_prompt=True, tokenize=False) + r.prefix
             ids.append(tok(text, add_special_tokens=False).input_ids)
-        width = max(map(len, ids))
+        shared = self._shared_prefix(requests[0], ids)
+        rest = [x[len(shared) :] for x in ids]
+        width = max(map(len, rest))
         eos = int(tok.eos_token_id)
         pad = int(tok.pad_token_id if tok.pad_token_id is not None else eos)
         device = self.model.device
-        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=device)  # (B, S), left padded
-        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
+        # (B, P + S): the shared prefix, then each row's own tokens right-aligned after padding.
+        # Positions come from the mask, so a row's tokens sit where they would without padding.
+        input_ids = torch.tensor([shared + [pad] * (width - len(x)) + x for x in rest], device=device)
+        mask = torch.tensor([[1] * len(shared) + [0] * (width - len(x)) + [1] * len(x) for x in rest], device=device)
         sampler = RowSampler([r.params for r in requests], [request_seed(r) for r in requests], device)
         with self._lock, torch.no_grad():
+            cache = self._prefix_cache(shared, len(requests)) if shared else None
             generated = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=mask,
@@ -487,7 +501,8 @@ class TransformersBackend(Backend):
                 top_k=None,
                 eos_token_id=eos,
                 pad_token_id=pad,
-            )[:, width:].tolist()  # (B, new)
+                **({_cache_argument(self.model): cache} if cache is not None else {}),
+            )[:, input_ids.shape[1] :].tolist()  # (B, new)
         out = []
         for row in generated:
             finished = eos in row
@@ -496,8 +511,51 @@ class TransformersBackend(Backend):
             out.append(Completion(text, "stop" if finished else "length", len(body) + finished))
         return out
 
+    def _shared_prefix(self, request: ChatRequest, ids: Sequence[list[int]]) -> list[int]:
+        """The token ids of the batch's system turn, when every row starts with them (else none).
+
+        Every instruction of the pipeline is a constant system text (instructions.py), some
+        200 tokens, against a user turn of a few dozen: the prompt's forward pass over a batch
+        is mostly the same system text again and again. It is computed once and reused. The
+        prefix is a function of the request alone (its system message), never of the batch,
+        so a row's text stays the same alone or in any batch.
+        """
+        system = request.messages[0] if request.messages and request.messages[0].get("role") == "system" else None
+        if system is None or not self.prefix_cache_size:
+            return []
+        text = self.tokenizer.apply_chat_template([system], tokenize=False)
+        prefix = self.tokenizer(text, add_special_tokens=False).input_ids
+        # A prefix whose last token merges with what follows in the full text cannot be reused.
+        if not prefix or any(x[: len(prefix)] != prefix or len(x) <= len(prefix) for x in ids):
+            return []
+        return prefix
+
+    def _prefix_cache(self, prefix: list[int], batch: int) -> Any:
+        """The keys and values of ``prefix``, computed once per distinct prefix, copied for ``batch`` rows."""
+        key = tuple(prefix)
+        if key not in self._prefixes:
+            if len(self._prefixes) >= self.prefix_cache_size:
+                self._prefixes.pop(next(iter(self._prefixes)))  # the oldest: stages run one after another
+            out = self.model(input_ids=self.torch.tensor([prefix], device=self.model.device), use_cache=True)
+            self._prefixes[key] = out.past_key_values
+        cache = copy.deepcopy(self._prefixes[key])  # generate appends to the cache it is given
+        cache.batch_repeat_interleave(batch)
+        return cache
+
     def describe(self) -> dict[str, Any]:
         return {"backend": "transformers", "model": self.name}
+
+
+def _system_text(request: ChatRequest) -> str:
+    first = request.messages[0] if request.messages else {}
+    return str(first.get("content", "")) if first.get("role") == "system" else ""
+
+
+def _cache_argument(model: Any) -> str:
+    """``generate``'s name for a given KV cache: ``cache`` from transformers 5.2x, ``past_key_values`` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def request_seed(request: ChatRequest) -> int | None:

@@ -74,7 +74,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server():
-    srv = Server("--thinking-budget", "6", "--max-new-tokens", "64", "--max-seconds", "5", "--max-request-mb", "1")
+    srv = Server("--thinking-budget", "6", "--max-new-tokens", "2048", "--max-seconds", "5", "--max-request-mb", "1")
     yield srv
     srv.stop()
 
@@ -124,6 +124,23 @@ def test_openai_client_multi_clip(client):
     assert reply.choices[0].message.content is not None
     single = ask(model=PRESET, messages=[{"role": "user", "content": content[:2]}], max_tokens=8)
     assert reply.usage.prompt_tokens > single.usage.prompt_tokens  # the second clip is in the prompt
+
+
+def test_a_client_that_disconnects_mid_stream_frees_its_row(server):
+    body = {"messages": [{"role": "user", "content": [_audio(), {"type": "text", "text": QUESTION}]}],
+            "max_tokens": 2000, "stream": True}  # fmt: skip
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, timeout=60) as reply:
+        lines = reply.iter_lines()
+        assert [next(lines) for _ in range(3)]  # the first events arrived; now the client goes away
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        metrics = httpx.get(f"{server.url}/metrics").text
+        if 'alarm_requests_total{status="499"} 1' in metrics and "alarm_requests_in_flight 0" in metrics:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the disconnected request is still in flight:\n{metrics}")
+    assert httpx.post(f"{server.url}/v1/chat/completions", json=_good(), timeout=60).status_code == 200
 
 
 def _user(*parts) -> dict:

@@ -366,8 +366,9 @@ def create_app(
                     )  # fmt: skip
                     yield f"data: {usage.model_dump_json(exclude_none=True)}\n\n"
             yield "data: [DONE]\n\n"
-        finally:  # also when the client goes away mid-stream (the task is cancelled): free its row
-            req.job.cancel()
+        finally:  # also when the client goes away mid-stream (this generator is closed): free its row
+            if done is None and status == 200:
+                req.job.cancel()
             drain.in_flight -= 1
             req.finished(499 if done is None and status == 200 else status, done)
 

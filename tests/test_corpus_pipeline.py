@@ -237,6 +237,22 @@ def test_same_records_whatever_the_sharding_and_chunking(fixture, full, tmp_path
     assert all(strip_times(one[i]) == strip_times(three[i]) for i in one)
 
 
+def test_reply_openings_start_the_prompter_replies_and_change_no_record(fixture, full, tmp_path):
+    out, _, _ = full
+    recorder = Recorder()
+    assert run(fixture, tmp_path / "opened", ScriptedBackend(recorder), reply_openings=True).complete
+    for stage in ("prompts", "filter"):
+        requests = recorder.stage_requests(stage)
+        assert requests and {r.opening for r in requests} == {instructions.OPENINGS[stage]}
+        assert all(not r.prefix for r in requests)  # an opening is part of the request, not a continuation
+    assert all(not r.opening for r in recorder.stage_requests("respond"))
+    # the replies are parsed with their opening: the same records as the build without openings
+    one, opened = corpus(out), corpus(tmp_path / "opened")
+    assert sorted(one) == sorted(opened)
+    assert all(strip_times(one[i])["prompt_candidates"] == strip_times(opened[i])["prompt_candidates"] for i in one)
+    assert all(one[i].prompt == opened[i].prompt and one[i].response == opened[i].response for i in one)
+
+
 def test_merge_checks_shards_and_duplicates(fixture, full, tmp_path):
     out, _, _ = full
     run(fixture, tmp_path / "half", num_shards=2, shard_index=0)

@@ -111,14 +111,25 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """Chat messages to complete; ``prefix`` is assistant text to continue from."""
+    """Chat messages to complete.
+
+    ``opening`` is the start of the reply, part of the request (the reply format's first
+    words, :data:`instructions.OPENINGS`); ``prefix`` is text generated earlier that a pass
+    continues (the thinking budget's second pass). Completions hold neither.
+    """
 
     messages: tuple[dict[str, str], ...]
     params: SamplingParams = SamplingParams()
     prefix: str = ""
+    opening: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", tuple(dict(m) for m in self.messages))
+
+    @property
+    def assistant_text(self) -> str:
+        """What the assistant turn already holds: the opening, then the text being continued."""
+        return self.opening + self.prefix
 
     @property
     def key(self) -> str:
@@ -265,7 +276,7 @@ class ScriptedBackend(Backend):
                     self._seen[r.key] += 1
                 index = self._seen[r.key] - 1
             full = self.responder(replace(r, prefix=""), index)
-            text = _continuation(full, r.prefix)
+            text = _continuation(full, r.assistant_text)
             tokens = _word_tokens(text)
             finish = "stop"
             if len(tokens) > r.params.max_tokens:
@@ -475,7 +486,7 @@ class TransformersBackend(Backend):
         tok = self.tokenizer
         ids = []
         for r in requests:
-            text = tok.apply_chat_template(list(r.messages), add_generation_prompt=True, tokenize=False) + r.prefix
+            text = tok.apply_chat_template(list(r.messages), add_generation_prompt=True, tokenize=False) + r.assistant_text
             ids.append(tok(text, add_special_tokens=False).input_ids)
         shared = self._shared_prefix(requests[0], ids)
         rest = [x[len(shared) :] for x in ids]
@@ -693,8 +704,8 @@ class OpenAIHTTPBackend(Backend):
         }
         if (seed := request_seed(r)) is not None:
             body["seed"] = seed
-        if r.prefix:
-            body["messages"] = [*r.messages, {"role": "assistant", "content": r.prefix}]
+        if r.assistant_text:
+            body["messages"] = [*r.messages, {"role": "assistant", "content": r.assistant_text}]
             body.update(continue_final_message=True, add_generation_prompt=False)
         return body
 
@@ -788,7 +799,7 @@ class VLLMBackend(Backend):
         prompts, params = [], []
         for r in requests:
             text = self.tokenizer.apply_chat_template(list(r.messages), add_generation_prompt=True, tokenize=False)
-            prompts.append(text + r.prefix)
+            prompts.append(text + r.assistant_text)
             p = r.params
             params.append(
                 self.vllm.SamplingParams(

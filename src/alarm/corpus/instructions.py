@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-__all__ = ["Instruction", "INSTRUCTIONS", "get", "refs"]
+__all__ = ["Instruction", "INSTRUCTIONS", "OPENINGS", "get", "refs"]
 
 
 @dataclass(frozen=True)
@@ -159,6 +159,15 @@ Request: {prompt}
 
 Answer to rewrite:
 {answer}"""
+
+# -- reply openings --------------------------------------------------------------------------------
+
+#: The first words of the prompter's reply in the format its instruction asks for. With
+#: ``BuildConfig.reply_openings`` they are sent as the start of the assistant turn (a prefix
+#: every backend continues): a small instruct model keeps a format it is already writing in,
+#: where told the format only in the rules it often writes something else (SmolLM2-135M: most
+#: of its filter replies had no verdict list at all).
+OPENINGS: dict[str, str] = {"prompts": "<prompts>\n1.", "filter": "<verdicts>\n1."}
 
 INSTRUCTIONS: dict[str, Instruction] = {
     # v2: shorter rules a 135M instruct model can follow; the judge answers yes/no (v1: keep/drop)

@@ -97,6 +97,8 @@ class BuildConfig:
     (paper: 1536); ``respond_thinking_budget`` limits R0's reasoning (-1: none, as in the paper).
     ``rephrase_exposure_check`` retries a rephrasing whose target the lexical exposure detector
     still flags and rejects the record if no attempt passes (off: the paper keeps every rewrite).
+    ``reply_openings`` starts the prompter's replies with the opening of their format
+    (:data:`instructions.OPENINGS`), for small instruct models that drift out of it.
     """
 
     sources: tuple[str, ...]
@@ -113,6 +115,7 @@ class BuildConfig:
     respond_thinking_budget: int = -1
     rlm_thinks: bool = True
     rephrase_exposure_check: bool = False
+    reply_openings: bool = False
     max_attempts: int = 3
     max_backend_errors: int = 16
     validation_fraction: float = 0.1
@@ -336,6 +339,10 @@ class Stage:
     def spoken(self, record: SourceRecord) -> bool:
         return record.dataset in self.config.spoken_query_datasets
 
+    def opening(self) -> str:
+        """The start of this stage's reply sent as the assistant's first words (empty when off)."""
+        return instructions.OPENINGS.get(self.name, "") if self.config.reply_openings else ""
+
     def params(self, base: SamplingParams, record: CorpusRecord, attempt: int, **over: Any) -> SamplingParams:
         seed = stable_seed(self.config.seed, self.name, record.id, attempt) % 2**31
         return replace(base, seed=seed, **over)
@@ -443,7 +450,7 @@ class PromptsStage(Stage):
             num_candidates=str(cfg.num_candidates),
             language_rule=instructions.language_rule(cfg.num_candidates, cfg.multilingual_share, cfg.languages),
         )
-        return ChatRequest(tuple(messages), self.params(cfg.prompter_sampling, record, attempt))
+        return ChatRequest(tuple(messages), self.params(cfg.prompter_sampling, record, attempt), opening=self.opening())
 
     def apply(self, record: CorpusRecord, completion: Completion | None) -> CorpusRecord:
         if self.spoken(record):
@@ -452,6 +459,7 @@ class PromptsStage(Stage):
             return replace(record, prompt=record.metadata.strip())
         cfg = self.config
         _, answer = _usable(completion, expects_thinking=False, allow_length=True)
+        answer = self.opening() + answer
         truncated = _truncated(completion)
         # untagged items are English when every candidate was asked for in English
         all_english = instructions.num_other_languages(cfg.num_candidates, cfg.multilingual_share, cfg.languages) == 0
@@ -503,7 +511,8 @@ class FilterStage(Stage):
         if not kept:
             return None  # nothing for the judge: apply() rejects
         messages = instructions.get("filter").messages(metadata=record.metadata, candidates=numbered(kept))
-        return ChatRequest(tuple(messages), self.params(self.config.prompter_sampling, record, attempt))
+        params = self.params(self.config.prompter_sampling, record, attempt)
+        return ChatRequest(tuple(messages), params, opening=self.opening())
 
     def apply(self, record: CorpusRecord, completion: Completion | None) -> CorpusRecord:
         if self.spoken(record):
@@ -513,6 +522,7 @@ class FilterStage(Stage):
         verdict_format = None
         if judged:
             _, answer = _usable(completion, expects_thinking=False, allow_length=True)
+            answer = self.opening() + answer
             try:
                 verdicts = parse_verdicts(answer, count=len(judged))
             except ParseError as err:

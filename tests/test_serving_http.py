@@ -280,7 +280,7 @@ def _chromium() -> tuple[str, str]:
     return browser, driver
 
 
-def playground_session(url: str, clip_path: str, budget: int = 0, timeout: float = 120.0):
+def playground_session(url: str, clip_path: str, budget: int = 0, question: str | None = None, timeout: float = 120.0):
     """Open the playground in headless Chromium, upload ``clip_path``, ask, and wait for the end of the stream.
 
     Returns the browser (the caller quits it) and the texts of the reasoning, answer and status boxes.
@@ -300,9 +300,10 @@ def playground_session(url: str, clip_path: str, budget: int = 0, timeout: float
         chrome.get(url)
         chrome.find_element(By.ID, "file").send_keys(clip_path)
         WebDriverWait(chrome, 30).until(lambda c: "KiB" in c.find_element(By.ID, "clip-info").text)
-        budget_box = chrome.find_element(By.ID, "budget")
-        budget_box.clear()
-        budget_box.send_keys(str(budget))
+        for box, value in (("budget", str(budget)), ("question", question)):
+            if value is not None:
+                chrome.find_element(By.ID, box).clear()
+                chrome.find_element(By.ID, box).send_keys(value)
         chrome.find_element(By.ID, "ask").click()
         WebDriverWait(chrome, timeout).until(lambda c: c.find_element(By.ID, "answer").get_attribute("data-done"))
         texts = {box: chrome.find_element(By.ID, box).text for box in ("reasoning", "answer", "status")}

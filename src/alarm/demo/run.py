@@ -125,6 +125,7 @@ def stage_corpus(config: DemoConfig) -> dict[str, Any]:
         # Short limits and two attempts: a 135M model that rambles past them rarely recovers,
         # and each over-length try costs the whole limit (rejects keep the reason).
         max_attempts=2,
+        reply_openings=True,  # SmolLM2 keeps a list format it is already writing in (instructions.OPENINGS)
         prompter_sampling=SamplingParams(max_tokens=limit, temperature=0.7, top_p=0.8, top_k=20),
         rlm_sampling=SamplingParams(max_tokens=limit, temperature=0.6, top_p=0.95, top_k=20),
         chunk_size=4 * config.batch_size,

@@ -112,10 +112,11 @@ class _Deltas:
         self.ids: list[int] = []
         self.sent_reasoning, self.sent_answer = "", ""
 
-    def add(self, ids: list[int]) -> list[Delta]:
+    def add(self, ids: list[int], final: bool = False) -> list[Delta]:
+        """The deltas of ``ids``; ``final`` flushes what was held back (an unfinished UTF-8 character)."""
         self.ids += [t for t in ids if t != self.tokenizer.eos_token_id]
         text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
-        if text.endswith("\ufffd"):  # wait for whole UTF-8 characters
+        if text.endswith("\ufffd") and not final:  # wait for whole UTF-8 characters
             return []
         reasoning, answer = _split_streamed(text) if self.has_reasoning else ("", text)
         out = []
@@ -240,10 +241,14 @@ def create_app(
     max_request_bytes: int = 64 * 2**20,
     engine: EngineConfig = EngineConfig(),
     drain: Drain | None = None,
+    backend: Any = None,
 ) -> Any:
     """The FastAPI app serving ``served`` with a batched engine; bodies over ``max_request_bytes`` get a 413.
 
     ``drain``, when given, is shared with the process that serves the app (SIGTERM sets it).
+    ``backend`` replaces the transformers :class:`BatchEngine` built from ``engine`` with
+    another engine of the same contract (``alarm serve --engine vllm``:
+    :class:`~alarm.serving.engine_vllm.VLLMServingEngine`).
     """
     from contextlib import asynccontextmanager
 
@@ -254,14 +259,15 @@ def create_app(
     from starlette.exceptions import HTTPException
 
     drain = drain if drain is not None else Drain()
-    batch_engine = BatchEngine(served.model, engine)
+    batch_engine = backend if backend is not None else BatchEngine(served.model, engine)
     metrics = ServerMetrics(
         {
             "alarm_queue_depth": ("Requests waiting for a batch.", lambda: batch_engine.queue_depth),
             "alarm_requests_in_flight": ("Chat-completion requests being answered.", lambda: drain.in_flight),
         }
     )
-    batch_engine.on_batch = metrics.batch
+    if isinstance(batch_engine, BatchEngine):  # vLLM forms its batches step by step: no batch sizes
+        batch_engine.on_batch = metrics.batch
     tokenizer = served.model.tokenizer
     has_reasoning = THINK_END in tokenizer.get_vocab()
 
@@ -358,6 +364,8 @@ def create_app(
                 yield f"data: {json.dumps(failure.body())}\n\n"
             else:
                 done = event
+                for delta in deltas.add([], final=True):
+                    yield chunk(delta)
                 yield chunk(Delta(), _finish(event.output))
                 if req.query.include_usage:
                     usage = ChatCompletionChunk(

@@ -7,6 +7,8 @@ import logging
 import threading
 from typing import Any
 
+from alarm.generation_vllm import add_vllm_arguments
+
 log = logging.getLogger(__name__)
 
 
@@ -55,8 +57,15 @@ def _serve(args: argparse.Namespace) -> int:
     engine = EngineConfig(max_batch_size=args.max_batch_size, max_wait_s=args.max_wait_ms / 1000,
                           max_queue=args.max_queue)  # fmt: skip
     served = ServedModel(model, args.served_model_name or args.preset, limits)
+    backend = None
+    if args.engine == "vllm":
+        from alarm.generation_vllm import settings_from_args
+        from alarm.serving.engine_vllm import VLLMServingEngine
+
+        backend = VLLMServingEngine(model, settings_from_args(args), engine)
     drain = Drain()
-    app = create_app(served, max_request_bytes=int(args.max_request_mb * 2**20), engine=engine, drain=drain)
+    app = create_app(served, max_request_bytes=int(args.max_request_mb * 2**20), engine=engine, drain=drain,
+                     backend=backend)  # fmt: skip
     log.info("serving %s on http://%s:%d/v1 (batches of up to %d)", served.name, args.host, args.port,
              engine.max_batch_size)  # fmt: skip
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
@@ -81,4 +90,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-queue", type=int, default=256, help="requests that may wait; more get 429")
     p.add_argument("--drain-timeout", type=float, default=60.0, help="seconds SIGTERM waits for requests in flight")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    add_vllm_arguments(p)  # --engine vllm: vLLM's continuous batching from the spliced prompt embeddings
     p.set_defaults(func=_serve)

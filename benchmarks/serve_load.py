@@ -180,7 +180,8 @@ def main() -> None:
             server.wait(timeout=120)
 
     print(f"\n{args.preset}, max_tokens {args.max_tokens}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, server OMP_NUM_THREADS={args.threads}, --max-wait-ms {args.max_wait_ms:g}\n")  # fmt: skip
+          f"{os.cpu_count()} CPUs, server OMP_NUM_THREADS={args.threads}, "
+          f"--max-wait-ms {args.max_wait_ms:g}\n")  # fmt: skip
     columns = ["mode", "clients", "requests", "batches", "req/s", "tokens/s", "p50 latency", "p95 latency", "p50 TTFT",
                "p95 TTFT"]  # fmt: skip
     print("| " + " | ".join(columns) + " |")

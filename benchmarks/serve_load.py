@@ -58,11 +58,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(preset: str, max_batch_size: int, threads: int, max_wait_ms: float) -> tuple[subprocess.Popen, str]:
+#: The servers a run may compare: extra ``alarm serve`` flags of each (batch size filled in below).
+MODES = {
+    "one-at-a-time": ["--max-batch-size", "1"],
+    "batched": ["--max-batch-size", "{batch}"],
+    # vLLM's continuous batching (run this script in the vLLM environment, README "vLLM (optional)")
+    "vllm": ["--max-batch-size", "{batch}", "--engine", "vllm", "--dtype", "float32", "--max-model-len", "2048",
+             "--enforce-eager"],
+}  # fmt: skip
+
+
+def start_server(preset: str, flags: list[str], threads: int, max_wait_ms: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "alarm.cli", "serve", "--preset", preset, "--port", str(port),
-               "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(max_wait_ms),
+               *flags, "--max-wait-ms", str(max_wait_ms),
                "--log-level", "warning"]  # fmt: skip
     server = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -143,6 +153,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the servers")
     parser.add_argument("--max-wait-ms", type=float, default=250.0,
                         help="--max-wait-ms of the servers: a batch waits this long for a burst to arrive")  # fmt: skip
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=["one-at-a-time", "batched"],
+                        help="servers to compare; ratios are against the first")  # fmt: skip
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
 
@@ -157,8 +169,8 @@ def main() -> None:
         }  # fmt: skip
         for i in range(16)
     ]
-    modes = {"one-at-a-time": 1, "batched": args.batch_size}
-    servers = {mode: start_server(args.preset, size, args.threads, args.max_wait_ms) for mode, size in modes.items()}
+    modes = {mode: [f.format(batch=args.batch_size) for f in MODES[mode]] for mode in args.modes}
+    servers = {mode: start_server(args.preset, flags, args.threads, args.max_wait_ms) for mode, flags in modes.items()}
     results: dict[str, dict[int, dict[str, float]]] = {mode: {} for mode in modes}
     try:
         for mode, (_, url) in servers.items():
@@ -191,10 +203,12 @@ def main() -> None:
             print(f"| {mode} | {clients} | {s['requests']} | {s['batches']:.0f} | {s['req_per_s']:.3f} | "
                   f"{s['tok_per_s']:.1f} | {s['p50_s']:.1f} s | {s['p95_s']:.1f} s | {s['ttft_p50_s']:.1f} s | "
                   f"{s['ttft_p95_s']:.1f} s |")  # fmt: skip
-    print("\n| clients | throughput batched / one-at-a-time |\n|---:|---:|")
+    base, *others = args.modes
+    print(f"\n| clients | " + " | ".join(f"throughput {m} / {base}" for m in others) + " |")
+    print("|---:|" + "---:|" * len(others))
     for clients in args.clients:
-        ratio = results["batched"][clients]["req_per_s"] / results["one-at-a-time"][clients]["req_per_s"]
-        print(f"| {clients} | {ratio:.2f}x |")
+        ratios = [results[m][clients]["req_per_s"] / results[base][clients]["req_per_s"] for m in others]
+        print(f"| {clients} | " + " | ".join(f"{r:.2f}x" for r in ratios) + " |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"preset": args.preset, "max_tokens": args.max_tokens, "results": results}, f, indent=2)

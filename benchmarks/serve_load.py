@@ -1,8 +1,9 @@
 """`alarm serve` under load: batched engine vs one request at a time, 1 / 8 / 32 clients on loopback.
 
-Starts two `alarm serve` processes on the same machine in this run: one with
+Starts one `alarm serve` process per mode on the same machine in this run; by default one with
 `--max-batch-size 1` (one request at a time, what the server did before the batched engine)
-and one with the batched engine (`--max-batch-size 32`). At each client level the two are
+and one with the batched engine (`--max-batch-size 32`); `--modes batched vllm` compares the
+vLLM engine (run it in the vLLM environment). At each client level the servers are
 loaded back to back (only one at a time, so that a drifting machine load hits both alike):
 closed-loop clients (each sends its next request when its answer has ended) send streamed
 chat-completion requests with a clip; measured: requests/s, generated tokens/s, p50/p95

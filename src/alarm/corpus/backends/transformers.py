@@ -152,7 +152,7 @@ class TransformersBackend(Backend):
             if len(self._prefixes) >= self.prefix_cache_size:
                 self._prefixes.pop(next(iter(self._prefixes)))  # the oldest: stages run one after another
             out = self.model(input_ids=self.torch.tensor([prefix], device=self.model.device), use_cache=True)
-            self._prefixes[key] = out.past_key_values
+            self._prefixes[key] = out[_cache_argument(self.model)]
         cache = copy.deepcopy(self._prefixes[key])  # generate appends to the cache it is given
         cache.batch_repeat_interleave(batch)
         return cache
@@ -167,7 +167,11 @@ def _system_text(request: ChatRequest) -> str:
 
 
 def _cache_argument(model: Any) -> str:
-    """``generate``'s name for a given KV cache: ``cache`` from transformers 5.2x, ``past_key_values`` before."""
+    """The name of the KV cache in ``generate``'s arguments and in model outputs.
+
+    ``cache`` from transformers 5.2x, ``past_key_values`` before (the old name still works
+    there, with a deprecation warning).
+    """
     import inspect
 
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"

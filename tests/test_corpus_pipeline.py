@@ -272,11 +272,11 @@ def test_merge_checks_shards_and_duplicates(fixture, full, tmp_path):
 def test_merge_holds_one_output_file_of_records_at_a_time(full, tmp_path, monkeypatch):
     import weakref
 
-    from alarm.corpus import pipeline
+    from alarm.corpus import shards
 
     out, _, _ = full
     refs, peaks = [], []
-    real_read, real_write = pipeline.read_records, pipeline.write_parquet
+    real_read, real_write = shards.read_records, shards.write_parquet
 
     def tracked_read(path):
         for record in real_read(path):
@@ -287,8 +287,8 @@ def test_merge_holds_one_output_file_of_records_at_a_time(full, tmp_path, monkey
         peaks.append(sum(r() is not None for r in refs))
         return real_write(records, path)
 
-    monkeypatch.setattr(pipeline, "read_records", tracked_read)
-    monkeypatch.setattr(pipeline, "write_parquet", write)
+    monkeypatch.setattr(shards, "read_records", tracked_read)
+    monkeypatch.setattr(shards, "write_parquet", write)
     info = merge([str(out)], str(tmp_path / "m"), rows_per_file=10)
     assert info["records"] == {"train": 46, "validation": 5} and len(peaks) == 5 + 1
     assert max(peaks) == 10  # one output file's records, never the corpus
@@ -325,10 +325,10 @@ def test_stages_hold_one_chunk_of_records_at_a_time(fixture, tmp_path, monkeypat
     """
     import weakref
 
-    from alarm.corpus import pipeline
+    from alarm.corpus import pipeline, shards
 
     refs, peaks = [], []
-    real_read, real_commit = pipeline.read_records, pipeline.ShardFiles.commit
+    real_read, real_commit = pipeline.read_records, shards.ShardFiles.commit
 
     def tracked_read(path):
         for record in real_read(path):
@@ -339,8 +339,9 @@ def test_stages_hold_one_chunk_of_records_at_a_time(fixture, tmp_path, monkeypat
         peaks.append(sum(r() is not None for r in refs))
         return real_commit(self, stage, accepted, rejected)
 
-    monkeypatch.setattr(pipeline, "read_records", tracked_read)
-    monkeypatch.setattr(pipeline.ShardFiles, "commit", commit)
+    monkeypatch.setattr(pipeline, "read_records", tracked_read)  # the sources
+    monkeypatch.setattr(shards, "read_records", tracked_read)  # each stage's input, from the previous stage's files
+    monkeypatch.setattr(shards.ShardFiles, "commit", commit)
     assert run(fixture, tmp_path / "o", chunk_size=4).complete
     assert len(peaks) == 14 + 4 * 13  # 54 then 51 records per stage, in chunks of 4
     assert max(peaks) <= 4 + 1  # the chunk, and at most one record the reader holds ahead

@@ -40,7 +40,6 @@ the chunk in flight, so a rerun resumes cleanly).
 from __future__ import annotations
 
 import dataclasses
-import glob
 import itertools
 import json
 import logging
@@ -50,39 +49,77 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from typing import Any
 
 from alarm.corpus import instructions
 from alarm.corpus.backends import Backend, BackendSpec, ChatRequest, Completion, SamplingParams, build_backend
 from alarm.corpus.prompts import (
-    Candidate,
-    ParseError,
-    choose,
-    echoed_markup,
-    exposure_hits,
-    extract_block,
-    is_refusal,
-    numbered,
-    parse_candidates,
-    parse_rewritten_answer,
-    parse_verdicts,
-    rewriting_talk,
-    screen_copies,
-    screen_exposure,
-    split_think,
     stable_seed,
-    text_problem,
-    think_text,
 )
-from alarm.corpus.schema import CorpusRecord, RecordError, SourceRecord, read_records, write_parquet
-from alarm.io import atomic_open, write_text
+from alarm.corpus.schema import CorpusRecord, RecordError, SourceRecord, read_records
+from alarm.corpus.shards import (
+    CORPUS_DIR,
+    ShardFiles,
+    corpus_files,
+    iter_reject_rows,
+    merge,
+    read_jsonl,
+    reject_rows,
+    shard_of,
+    shard_tag,
+    utc_now,
+)
+from alarm.corpus.stages import (
+    PIPELINE_VERSION,
+    STAGES,
+    AudioStage,
+    BackendUnavailable,
+    FilterStage,
+    PromptsStage,
+    RephraseStage,
+    RespondStage,
+    Stage,
+    StageError,
+    check_audio,
+)
+from alarm.io import write_text
+
+# Names the build's users import from here (the stages and the shard files have their own modules).
+__all__ = [
+    "CORPUS_DIR",
+    "PIPELINE_VERSION",
+    "STAGES",
+    "AudioStage",
+    "BackendUnavailable",
+    "BuildConfig",
+    "BuildSummary",
+    "FilterStage",
+    "PromptsStage",
+    "RephraseStage",
+    "RespondStage",
+    "ShardFiles",
+    "SplitRule",
+    "Stage",
+    "StageError",
+    "StageSummary",
+    "build",
+    "check_audio",
+    "corpus_files",
+    "iter_reject_rows",
+    "make_backends",
+    "merge",
+    "plan_sources",
+    "process_chunk",
+    "read_jsonl",
+    "read_sources",
+    "reject_rows",
+    "run_stage",
+    "shard_of",
+    "shard_tag",
+]
 
 log = logging.getLogger(__name__)
 
-PIPELINE_VERSION = "alarm.corpus.pipeline/1"
-STAGES = ("audio", "prompts", "filter", "respond", "rephrase")
-CORPUS_DIR = "corpus"
 
 
 # -- configuration ---------------------------------------------------------------------------------
@@ -184,15 +221,6 @@ class BuildConfig:
         data["instructions"] = instructions.refs()
         data["pipeline"] = PIPELINE_VERSION
         return data
-
-
-def shard_of(record_id: str, num_shards: int) -> int:
-    """The shard an id belongs to (stable across machines and runs)."""
-    return stable_seed("shard", record_id) % num_shards
-
-
-def shard_tag(index: int, num_shards: int) -> str:
-    return f"s{index:05d}of{num_shards:05d}"
 
 
 # -- sources and splits ------------------------------------------------------------------------------
@@ -303,433 +331,6 @@ def _ids_of_repeated_hashes(
                 raise RecordError(f"record {r.id!r}: id appears twice in the sources")
             found[(r.dataset, key)].append(r.id)
     return found
-
-
-# -- stage errors and the stage protocol --------------------------------------------------------------
-
-
-class StageError(Exception):
-    """A record that fails a stage: ``reason`` is a short category; ``retry`` says if trying again may help."""
-
-    def __init__(self, reason: str, detail: str = "", *, retry: bool = True) -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason, self.detail, self.retry = reason, detail, retry
-
-
-class BackendUnavailable(RuntimeError):
-    """The backend failed too many requests in a row; rerun the build to resume."""
-
-
-class Stage:
-    """One step over records. ``request`` returns None when a record needs no LLM call."""
-
-    name: str = ""
-    role: str | None = None  # "prompter" | "rlm" | None
-
-    def __init__(self, config: BuildConfig) -> None:
-        self.config = config
-
-    def request(self, record: CorpusRecord, attempt: int) -> ChatRequest | None:
-        return None
-
-    def apply(self, record: Any, completion: Completion | None) -> CorpusRecord:
-        raise NotImplementedError
-
-    # helpers shared by the stages
-    def spoken(self, record: SourceRecord) -> bool:
-        return record.dataset in self.config.spoken_query_datasets
-
-    def opening(self) -> str:
-        """The start of this stage's reply sent as the assistant's first words (empty when off)."""
-        return instructions.OPENINGS.get(self.name, "") if self.config.reply_openings else ""
-
-    def params(self, base: SamplingParams, record: CorpusRecord, attempt: int, **over: Any) -> SamplingParams:
-        seed = stable_seed(self.config.seed, self.name, record.id, attempt) % 2**31
-        return replace(base, seed=seed, **over)
-
-
-def _usable(completion: Completion | None, expects_thinking: bool, allow_length: bool = False) -> tuple[str, str]:
-    """(reasoning, answer) of a completion that ended normally, else :class:`StageError`.
-
-    ``allow_length``: a completion cut at ``max_tokens`` may still be used (Q's lists, where a
-    small model's chatter after a complete list is what hits the limit); the caller then checks
-    what was cut and raises :func:`_over_length` when nothing usable is left.
-    """
-    if completion is None:
-        raise StageError("no completion")
-    if completion.error:
-        raise StageError("backend error", completion.error)
-    if completion.finish_reason == "length" and not allow_length:
-        raise _over_length(completion)
-    reason, detail = text_problem(completion.text)
-    if reason:
-        raise StageError(reason, detail)
-    try:
-        return split_think(completion.text, expects_thinking)
-    except ParseError as err:
-        raise StageError(err.reason, err.detail) from None
-
-
-def _over_length(completion: Completion) -> StageError:
-    return StageError("over-length", f"hit max_tokens after {completion.num_tokens} tokens")
-
-
-def _truncated(completion: Completion | None) -> bool:
-    return bool(completion and completion.finish_reason == "length")
-
-
-class AudioStage(Stage):
-    """The audio exists and holds the segment; the record becomes a CorpusRecord with its split."""
-
-    name = "audio"
-
-    def __init__(self, config: BuildConfig, splits: SplitRule) -> None:
-        super().__init__(config)
-        self.splits = splits
-
-    def apply(self, record: SourceRecord, completion: Completion | None) -> CorpusRecord:
-        check_audio(record, self.config.audio_root, self.config.audio_check)
-        rule = self.splits.rule_name(record.dataset)
-        provenance = {
-            "pipeline": PIPELINE_VERSION,
-            "instructions": instructions.refs(),
-            "seed": self.config.seed,
-            "thinking_budget": self.config.thinking_budget,
-            "respond_thinking_budget": self.config.respond_thinking_budget,
-            "split_rule": rule,
-            "special_case": "spoken_query" if self.spoken(record) else None,
-            "stages": {},
-        }
-        fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(SourceRecord)}
-        fields["split"] = self.splits.split_of(record)
-        return CorpusRecord(**fields, provenance=provenance)
-
-
-def check_audio(record: SourceRecord, root: str, mode: str) -> None:
-    """Raise StageError (no retry) unless the record's segment can be read."""
-    if mode == "none":
-        return
-    import soundfile as sf
-
-    from alarm.audio import AudioError, load_audio
-
-    path = os.path.join(root, record.audio_path)
-    if not os.path.isfile(path):
-        raise StageError("audio missing", f"{record.audio_path} does not exist under the audio root", retry=False)
-    try:
-        if mode == "decode":
-            wave = load_audio(path, offset_s=record.offset_s, duration_s=record.duration_s)
-            seconds = record.offset_s + wave.seconds
-        else:
-            info = sf.info(path)
-            if info.frames <= 0:
-                raise AudioError(f"{path}: audio is empty (0 frames)")
-            seconds = info.frames / info.samplerate
-    except (AudioError, RuntimeError, OSError) as err:  # soundfile's LibsndfileError is a RuntimeError
-        raise StageError("audio unreadable", str(err), retry=False) from None
-    end = record.offset_s + record.duration_s
-    if record.offset_s >= seconds or end > seconds + max(0.05, 0.01 * record.duration_s):
-        raise StageError(
-            "segment outside the audio",
-            f"[{record.offset_s:.2f}, {end:.2f}] s asked, {record.audio_path} has {seconds:.2f} s",
-            retry=False,
-        )
-
-
-class PromptsStage(Stage):
-    """Q writes candidate prompts (spoken queries: the transcript is the prompt)."""
-
-    name, role = "prompts", "prompter"
-
-    def request(self, record: CorpusRecord, attempt: int) -> ChatRequest | None:
-        if self.spoken(record):
-            return None
-        cfg = self.config
-        messages = instructions.get("prompts").messages(
-            metadata=record.metadata,
-            num_candidates=str(cfg.num_candidates),
-            language_rule=instructions.language_rule(cfg.num_candidates, cfg.multilingual_share, cfg.languages),
-        )
-        return ChatRequest(tuple(messages), self.params(cfg.prompter_sampling, record, attempt), opening=self.opening())
-
-    def apply(self, record: CorpusRecord, completion: Completion | None) -> CorpusRecord:
-        if self.spoken(record):
-            if not record.metadata.strip():
-                raise StageError("empty transcript", "a spoken query needs its transcript in metadata", retry=False)
-            return replace(record, prompt=record.metadata.strip())
-        cfg = self.config
-        _, answer = _usable(completion, expects_thinking=False, allow_length=True)
-        answer = self.opening() + answer
-        truncated = _truncated(completion)
-        # untagged items are English when every candidate was asked for in English
-        all_english = instructions.num_other_languages(cfg.num_candidates, cfg.multilingual_share, cfg.languages) == 0
-        try:
-            candidates = parse_candidates(
-                answer,
-                cfg.languages,
-                cfg.max_prompt_chars,
-                default_language="en" if all_english else "",
-                truncated=truncated,
-            )
-        except ParseError as err:
-            if err.reason == "no candidate list" and is_refusal(answer):
-                raise StageError("refusal", answer[:200]) from None
-            if truncated and err.reason in ("no candidate list", "no usable candidate"):
-                raise _over_length(completion) from None  # type: ignore[arg-type]
-            raise StageError(err.reason, err.detail) from None
-        candidates = screen_copies(candidates, record.metadata)
-        if not any(c.kept for c in candidates):
-            raise StageError("no usable candidate", "every candidate is dropped or copies the written account")
-        provenance = {
-            **record.provenance,
-            "candidate_languages": [c.language for c in candidates],
-            "candidate_format": "block" if extract_block(answer, "prompts") is not None else "numbered list",
-        }
-        return replace(record, prompt_candidates=tuple(c.as_record() for c in candidates), provenance=provenance)
-
-
-def _candidates(record: CorpusRecord) -> list[Candidate]:
-    languages = record.provenance.get("candidate_languages", [])
-    return [
-        Candidate(c["text"], languages[i] if i < len(languages) else "", bool(c["kept"]), c["reason"])
-        for i, c in enumerate(record.prompt_candidates)
-    ]
-
-
-class FilterStage(Stage):
-    """Lexical exposure detector, then Q's verdicts; one kept prompt chosen uniformly (seeded)."""
-
-    name, role = "filter", "prompter"
-
-    def screened(self, record: CorpusRecord) -> list[Candidate]:
-        return screen_exposure(_candidates(record))
-
-    def request(self, record: CorpusRecord, attempt: int) -> ChatRequest | None:
-        if self.spoken(record):
-            return None
-        kept = [c.text for c in self.screened(record) if c.kept]
-        if not kept:
-            return None  # nothing for the judge: apply() rejects
-        messages = instructions.get("filter").messages(metadata=record.metadata, candidates=numbered(kept))
-        params = self.params(self.config.prompter_sampling, record, attempt)
-        return ChatRequest(tuple(messages), params, opening=self.opening())
-
-    def apply(self, record: CorpusRecord, completion: Completion | None) -> CorpusRecord:
-        if self.spoken(record):
-            return record
-        candidates = self.screened(record)
-        judged = [i for i, c in enumerate(candidates) if c.kept]
-        verdict_format = None
-        if judged:
-            _, answer = _usable(completion, expects_thinking=False, allow_length=True)
-            answer = self.opening() + answer
-            try:
-                verdicts = parse_verdicts(answer, count=len(judged))
-            except ParseError as err:
-                if is_refusal(answer):
-                    raise StageError("refusal", answer[:200]) from None
-                if _truncated(completion):
-                    raise _over_length(completion) from None  # type: ignore[arg-type]
-                raise StageError(err.reason, err.detail) from None
-            verdict_format = "block" if extract_block(answer, "verdicts") is not None else "bare lines"
-            for number, i in enumerate(judged, 1):
-                kept, why = verdicts.get(number, (False, "no verdict from the judge"))
-                if not kept:
-                    candidates[i] = candidates[i].dropped(f"judge: {why}" if number in verdicts else why)
-        kept = [c for c in candidates if c.kept]
-        provenance = {**record.provenance, "verdict_format": verdict_format}
-        out = replace(record, prompt_candidates=tuple(c.as_record() for c in candidates), provenance=provenance)
-        if not kept:
-            raise StageError("no prompt kept", f"{len(candidates)} candidates, none kept", retry=False)
-        chosen = kept[choose([c.text for c in kept], self.config.seed, record.id)]
-        return replace(out, prompt=chosen.text, provenance={**out.provenance, "prompt_language": chosen.language})
-
-
-class RespondStage(Stage):
-    """R0: the RLM's reasoning and answer given the metadata and the prompt."""
-
-    name, role = "respond", "rlm"
-
-    def request(self, record: CorpusRecord, attempt: int) -> ChatRequest:
-        cfg = self.config
-        if self.spoken(record):  # the query is the audio: the RLM answers it as a text chat
-            messages = [*record.context, {"role": "user", "content": record.prompt}]
-        else:
-            system, user = instructions.get("respond").messages(metadata=record.metadata, prompt=record.prompt)
-            messages = [system, *record.context, user]
-        params = self.params(cfg.rlm_sampling, record, attempt, thinking_budget=cfg.respond_thinking_budget)
-        return ChatRequest(tuple(messages), params)
-
-    def apply(self, record: CorpusRecord, completion: Completion | None) -> CorpusRecord:
-        reasoning, answer = _usable(completion, expects_thinking=self.config.rlm_thinks)
-        if not answer:
-            raise StageError("empty answer", "nothing after </think>")
-        if is_refusal(answer):
-            raise StageError("refusal", answer[:200])
-        if tag := echoed_markup(f"{reasoning}\n{answer}"):
-            raise StageError("echoed the request", f"{tag} in the response")
-        raw = think_text(reasoning, answer) if (reasoning or self.config.rlm_thinks) else answer
-        provenance = {**record.provenance, "respond_budget_reached": bool(completion and completion.budget_reached)}
-        return replace(record, response_raw=raw, provenance=provenance)
-
-
-class RephraseStage(Stage):
-    """The RLM rewrites R0 as heard; its own reasoning (budget B) goes to ``rephrase_reasoning``."""
-
-    name, role = "rephrase", "rlm"
-
-    def answer_only(self, r0_reasoning: str) -> bool:
-        """A non-thinking RLM's R0 is a plain answer: it is rewritten alone and the target stays plain."""
-        return not self.config.rlm_thinks and not r0_reasoning
-
-    def request(self, record: CorpusRecord, attempt: int) -> ChatRequest | None:
-        if self.spoken(record):
-            return None
-        reasoning, answer = split_think(record.response_raw, expects_thinking=False)
-        if self.answer_only(reasoning):
-            messages = instructions.get("rephrase_answer").messages(prompt=record.prompt, answer=answer)
-        else:
-            messages = instructions.get("rephrase").messages(prompt=record.prompt, reasoning=reasoning, answer=answer)
-        params = self.params(self.config.rlm_sampling, record, attempt, thinking_budget=self.config.thinking_budget)
-        return ChatRequest(tuple(messages), params)
-
-    def apply(self, record: CorpusRecord, completion: Completion | None) -> CorpusRecord:
-        if self.spoken(record):
-            return replace(record, response=record.response_raw, rephrase_reasoning="")
-        own, rest = _usable(completion, expects_thinking=self.config.rlm_thinks)
-        old_reasoning, _ = split_think(record.response_raw, expects_thinking=False)
-        if self.answer_only(old_reasoning):
-            if is_refusal(rest):
-                raise StageError("refusal", rest[:200])
-            try:
-                target = parse_rewritten_answer(rest)
-            except ParseError as err:
-                raise StageError(err.reason, err.detail) from None
-            rewrite_format = "block" if extract_block(rest, "rewritten_answer") is not None else "plain"
-        else:
-            target = self.rewritten_blocks(rest, old_reasoning)
-            rewrite_format = "blocks"
-        if tag := echoed_markup(target):
-            raise StageError("echoed the request", f"{tag} in the rewrite")
-        if is_refusal(target):
-            raise StageError("refusal", target[:200])
-        if phrase := rewriting_talk(target, f"{record.prompt}\n{record.response_raw}"):
-            raise StageError("talks about the rewriting", repr(phrase))
-        if self.config.rephrase_exposure_check and (hits := exposure_hits(target)):
-            # the same detector the report measures targets with; a new seed may rewrite it cleanly
-            raise StageError("target exposes the text", ", ".join(repr(h) for h in dict.fromkeys(hits)))
-        provenance = {
-            **record.provenance,
-            "rephrase_budget_reached": bool(completion and completion.budget_reached),
-            "rewrite_format": rewrite_format,
-        }
-        return replace(record, response=target, rephrase_reasoning=own, provenance=provenance)
-
-    @staticmethod
-    def rewritten_blocks(rest: str, old_reasoning: str) -> str:
-        """The ``<think>`` target from the two rewritten blocks of a thinking RLM (both required)."""
-        new_reasoning = extract_block(rest, "rewritten_reasoning")
-        new_answer = extract_block(rest, "rewritten_answer")
-        if new_reasoning is None or new_answer is None:
-            if is_refusal(rest):
-                raise StageError("refusal", rest[:200])
-            missing = [t for t, b in (("reasoning", new_reasoning), ("answer", new_answer)) if b is None]
-            raise StageError("no rewrite block", f"missing <rewritten_{'> and <rewritten_'.join(missing)}>")
-        if not new_answer.strip() or (old_reasoning and not new_reasoning.strip()):
-            raise StageError("empty rewrite", "a rewritten block is empty")
-        return think_text(new_reasoning, new_answer)
-
-
-# -- files ------------------------------------------------------------------------------------------
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def read_jsonl(path: str) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-class ShardFiles:
-    """The files one shard owns in an output directory (see the module docstring)."""
-
-    def __init__(self, root: str, num_shards: int, shard_index: int) -> None:
-        self.root = root
-        self.num_shards = num_shards
-        self.tag = shard_tag(shard_index, num_shards)
-
-    def stage_dir(self, stage: str) -> str:
-        return os.path.join(self.root, CORPUS_DIR if stage == STAGES[-1] else os.path.join("stages", stage))
-
-    def reject_dir(self, stage: str) -> str:
-        return os.path.join(self.root, "rejects", stage)
-
-    def outputs(self, stage: str) -> list[str]:
-        return sorted(glob.glob(os.path.join(self.stage_dir(stage), f"{self.tag}-*.parquet")))
-
-    def rejects(self, stage: str) -> list[str]:
-        return sorted(glob.glob(os.path.join(self.reject_dir(stage), f"{self.tag}-*.jsonl")))
-
-    def read_outputs(self, stage: str) -> Iterator[CorpusRecord]:
-        for path in self.outputs(stage):
-            yield from read_records(path)  # type: ignore[misc]
-
-    def output_ids(self, stage: str) -> Iterator[str]:
-        """Ids of a stage's outputs, file by file (only the id column is read)."""
-        import pyarrow.parquet as pq
-
-        for path in self.outputs(stage):
-            yield from pq.read_table(path, columns=["id"]).column("id").to_pylist()
-
-    def output_rows(self, stage: str) -> int:
-        import pyarrow.parquet as pq
-
-        return sum(pq.ParquetFile(p).metadata.num_rows for p in self.outputs(stage))
-
-    def done_ids(self, stage: str) -> set[str]:
-        ids = set(self.output_ids(stage))
-        ids.update(row["id"] for p in self.rejects(stage) for row in read_jsonl(p))
-        return ids
-
-    def commit(self, stage: str, accepted: Sequence[CorpusRecord], rejected: Sequence[dict[str, Any]]) -> None:
-        """Write one chunk's records and rejects, each file atomically."""
-        names = [os.path.basename(p).rsplit(".", 1)[0] for p in self.outputs(stage) + self.rejects(stage)]
-        index = 1 + max((int(n.rsplit("-", 1)[1]) for n in names), default=-1)
-        name = f"{self.tag}-{index:05d}"
-        if accepted:
-            write_parquet(accepted, os.path.join(self.stage_dir(stage), f"{name}.parquet"))
-        if rejected:
-            lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejected)
-            write_text(os.path.join(self.reject_dir(stage), f"{name}.jsonl"), lines)
-
-    def clean_temp(self) -> int:
-        """Remove temp files a killed run of this shard left behind (never another shard's)."""
-        stale = glob.glob(os.path.join(self.root, "**", f".tmp-*{self.tag}*"), recursive=True)
-        for path in stale:
-            os.unlink(path)
-        return len(stale)
-
-    @property
-    def done_marker(self) -> str:
-        return os.path.join(self.root, f"done-{self.tag}.json")
-
-    def check_config(self, config: BuildConfig) -> None:
-        """Refuse to resume an output built with other settings (or another shard count)."""
-        path = os.path.join(self.root, "build.json")
-        mine = config.fingerprint()
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                theirs = json.load(f)
-            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-            if diff:
-                raise ValueError(
-                    f"{self.root} was built with other settings ({', '.join(diff)} differ); "
-                    "use a new output directory or the original settings"
-                )
-        else:
-            write_text(path, json.dumps(mine, indent=2, ensure_ascii=False) + "\n")
 
 
 # -- the engine -----------------------------------------------------------------------------------------
@@ -845,7 +446,7 @@ def _safe_complete(backend: Backend | None, requests: list[ChatRequest]) -> list
 
 def _stamp(record: CorpusRecord, stage: Stage, w: _Work, backend: Backend | None) -> CorpusRecord:
     stages = dict(record.provenance.get("stages", {}))
-    entry: dict[str, Any] = {"at": _now(), "attempts": w.attempts}
+    entry: dict[str, Any] = {"at": utc_now(), "attempts": w.attempts}
     if w.attempts and w.params is not None:  # an LLM was called for this record
         entry.update(
             transport_retries=w.transport_retries,
@@ -869,7 +470,7 @@ def _reject(stage: Stage, w: _Work, err: StageError) -> dict[str, Any]:
         "attempts": w.attempts,
         "transport_retries": w.transport_retries,
         "last_output": w.last_output[:1000],
-        "at": _now(),
+        "at": utc_now(),
     }
 
 
@@ -1003,7 +604,7 @@ def build(config: BuildConfig, backends: dict[str, Backend] | None = None) -> Bu
                 b.close()
     complete = _shard_complete(files, set(plan.shard_ids))
     if complete:
-        counts = {"records": len(plan.shard_ids), "corpus": files.output_rows(STAGES[-1]), "at": _now()}
+        counts = {"records": len(plan.shard_ids), "corpus": files.output_rows(STAGES[-1]), "at": utc_now()}
         write_text(files.done_marker, json.dumps(counts) + "\n")
     return BuildSummary(config.output, files.tag, summaries, complete)
 
@@ -1018,136 +619,3 @@ def _shard_complete(files: ShardFiles, ids: set[str]) -> bool:
             return False
         remaining -= rejected
     return True
-
-
-# -- merging shards ---------------------------------------------------------------------------------------
-
-
-def corpus_files(directory: str) -> list[str]:
-    """The corpus Parquet files of a build directory (``corpus/``) or a merged one (``data/``)."""
-    for sub in (CORPUS_DIR, "data"):
-        found = sorted(glob.glob(os.path.join(directory, sub, "*.parquet")))
-        if found:
-            return found
-    return []
-
-
-def iter_reject_rows(directory: str) -> Iterator[dict[str, Any]]:
-    """Every reject of a build directory (``rejects/<stage>/``) or a merged one (``rejects.jsonl``), streamed."""
-    merged = os.path.join(directory, "rejects.jsonl")
-    paths = sorted(glob.glob(os.path.join(directory, "rejects", "*", "*.jsonl")))
-    paths = [merged] if os.path.exists(merged) else paths
-    for path in paths:
-        with open(path, encoding="utf-8") as f:
-            yield from (json.loads(line) for line in f if line.strip())
-
-
-def reject_rows(directory: str) -> list[dict[str, Any]]:
-    """Every reject of a build directory or a merged one, as a list."""
-    return list(iter_reject_rows(directory))
-
-
-def merge(
-    inputs: Sequence[str], output: str, *, rows_per_file: int = 100_000, allow_partial: bool = False
-) -> dict[str, Any]:
-    """Join the corpus shards of build directories into ``output/data/<split>-NNNNN-of-NNNNN.parquet``.
-
-    Every input must hold all its shards finished (``done-*.json``) unless ``allow_partial``;
-    an id present twice is an error. Rows are sorted by id; rejects go to ``rejects.jsonl``
-    (in input order). Memory is bounded by one output file of records plus the ids: pass 1
-    reads only ids and splits (sorted, they give each output file's id range); pass 2 reads
-    each input file once and appends its rows to the temp file of their output file; pass 3
-    sorts one output file at a time and writes it.
-    """
-    import shutil
-    import tempfile
-
-    paths = []
-    for directory in inputs:
-        _check_finished(directory, allow_partial)
-        paths.extend(corpus_files(directory))
-    starts, counts = _output_ranges(paths, rows_per_file, inputs)
-    data_dir = os.path.join(output, "data")
-    os.makedirs(data_dir, exist_ok=True)
-    for stale in glob.glob(os.path.join(data_dir, "*.parquet")):
-        os.unlink(stale)
-    for stale in glob.glob(os.path.join(output, ".tmp-merge-*")):  # a killed merge's temp files
-        shutil.rmtree(stale, ignore_errors=True)
-    spill_dir = tempfile.mkdtemp(prefix=".tmp-merge-", dir=output)
-    try:
-        _spill(paths, starts, spill_dir)
-        for split, first_ids in starts.items():
-            for k in range(len(first_ids)):
-                part = sorted(read_records(os.path.join(spill_dir, f"{split}-{k}.jsonl")), key=lambda r: r.id)
-                write_parquet(part, os.path.join(data_dir, f"{split}-{k:05d}-of-{len(first_ids):05d}.parquet"))
-    finally:
-        shutil.rmtree(spill_dir, ignore_errors=True)
-
-    n_rejects = 0
-    with atomic_open(os.path.join(output, "rejects.jsonl")) as f:
-        for directory in inputs:
-            for row in iter_reject_rows(directory):
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                n_rejects += 1
-    info = {"inputs": [os.path.abspath(d) for d in inputs], "records": counts, "rejects": n_rejects, "at": _now()}
-    for directory in inputs:  # the settings travel with the merged corpus
-        build_json = os.path.join(directory, "build.json")
-        if os.path.exists(build_json):
-            with open(build_json, encoding="utf-8") as f:
-                info.setdefault("build", json.load(f))
-    write_text(os.path.join(output, "merge.json"), json.dumps(info, indent=2) + "\n")
-    return info
-
-
-def _output_ranges(
-    paths: Sequence[str], rows_per_file: int, inputs: Sequence[str]
-) -> tuple[dict[str, list[str]], dict[str, int]]:
-    """(first id of each output file per split, records per split), from the id and split columns only."""
-    import pyarrow.parquet as pq
-
-    ids: dict[str, list[str]] = {"train": [], "validation": []}
-    for path in paths:
-        table = pq.read_table(path, columns=["id", "split"])
-        for rid, split in zip(table.column("id").to_pylist(), table.column("split").to_pylist()):
-            ids[split].append(rid)
-    starts: dict[str, list[str]] = {}
-    for split, rows in ids.items():
-        rows.sort()
-        for a, b in zip(rows, rows[1:]):
-            if a == b:
-                raise RecordError(f"record {a!r} appears twice in {', '.join(inputs)}")
-        starts[split] = rows[::rows_per_file]
-    return starts, {split: len(rows) for split, rows in ids.items()}
-
-
-def _spill(paths: Sequence[str], starts: dict[str, list[str]], spill_dir: str) -> None:
-    """Append every record to ``<spill_dir>/<split>-<k>.jsonl`` of the output file its id falls in."""
-    import bisect
-
-    spills: dict[tuple[str, int], Any] = {}
-    try:
-        for path in paths:
-            for r in read_records(path):
-                part = (r.split, bisect.bisect_right(starts[r.split], r.id) - 1)
-                if part not in spills:
-                    spills[part] = open(os.path.join(spill_dir, f"{part[0]}-{part[1]}.jsonl"), "w", encoding="utf-8")
-                spills[part].write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
-    finally:
-        for f in spills.values():
-            f.close()
-
-
-def _check_finished(directory: str, allow_partial: bool) -> None:
-    markers = glob.glob(os.path.join(directory, "done-s*of*.json"))
-    build_json = os.path.join(directory, "build.json")
-    if not os.path.exists(build_json):
-        raise ValueError(f"{directory} is not a corpus build directory (no build.json)")
-    with open(build_json, encoding="utf-8") as f:
-        num_shards = int(json.load(f)["num_shards"])
-    done = {os.path.basename(m)[len("done-") : -len(".json")] for m in markers}
-    missing = [shard_tag(i, num_shards) for i in range(num_shards) if shard_tag(i, num_shards) not in done]
-    if missing and not allow_partial:
-        raise ValueError(
-            f"{directory}: shards not finished: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''} "
-            "(run them, or merge with --allow-partial)"
-        )

@@ -28,9 +28,10 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from alarm.corpus.pipeline import STAGES, ShardFiles, corpus_files, reject_rows
 from alarm.corpus.prompts import ParseError, exposure_hits, split_think
 from alarm.corpus.schema import CorpusRecord, read_records
+from alarm.corpus.shards import ShardFiles, corpus_files, reject_rows
+from alarm.corpus.stages import STAGES
 
 LENGTH_FIELDS = ("prompt", "r0_reasoning", "r0_answer", "target_reasoning", "target_answer", "rephrase_reasoning")
 

@@ -1,0 +1,382 @@
+"""The stages of the self-generation pipeline: what each asks an LLM and what it keeps.
+
+A :class:`Stage` turns one record into a request (or none) and the completion into the next
+record, or raises :class:`StageError` with a short reason; the engine in
+:mod:`alarm.corpus.pipeline` runs them, retries and writes. The stages, in order, are
+:data:`STAGES` (see the table in :mod:`alarm.corpus.pipeline`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from alarm.corpus import instructions
+from alarm.corpus.backends import ChatRequest, Completion, SamplingParams
+from alarm.corpus.prompts import (
+    Candidate,
+    ParseError,
+    choose,
+    echoed_markup,
+    exposure_hits,
+    extract_block,
+    is_refusal,
+    numbered,
+    parse_candidates,
+    parse_rewritten_answer,
+    parse_verdicts,
+    rewriting_talk,
+    screen_copies,
+    screen_exposure,
+    split_think,
+    stable_seed,
+    text_problem,
+    think_text,
+)
+from alarm.corpus.schema import CorpusRecord, SourceRecord
+
+if TYPE_CHECKING:  # the stages read their settings; the engine module builds them
+    from alarm.corpus.pipeline import BuildConfig, SplitRule
+
+log = logging.getLogger(__name__)
+
+PIPELINE_VERSION = "alarm.corpus.pipeline/1"
+STAGES = ("audio", "prompts", "filter", "respond", "rephrase")
+
+
+# -- stage errors and the stage protocol --------------------------------------------------------------
+
+
+class StageError(Exception):
+    """A record that fails a stage: ``reason`` is a short category; ``retry`` says if trying again may help."""
+
+    def __init__(self, reason: str, detail: str = "", *, retry: bool = True) -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.detail, self.retry = reason, detail, retry
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend failed too many requests in a row; rerun the build to resume."""
+
+
+class Stage:
+    """One step over records. ``request`` returns None when a record needs no LLM call."""
+
+    name: str = ""
+    role: str | None = None  # "prompter" | "rlm" | None
+
+    def __init__(self, config: BuildConfig) -> None:
+        self.config = config
+
+    def request(self, record: CorpusRecord, attempt: int) -> ChatRequest | None:
+        return None
+
+    def apply(self, record: Any, completion: Completion | None) -> CorpusRecord:
+        raise NotImplementedError
+
+    # helpers shared by the stages
+    def spoken(self, record: SourceRecord) -> bool:
+        return record.dataset in self.config.spoken_query_datasets
+
+    def opening(self) -> str:
+        """The start of this stage's reply sent as the assistant's first words (empty when off)."""
+        return instructions.OPENINGS.get(self.name, "") if self.config.reply_openings else ""
+
+    def params(self, base: SamplingParams, record: CorpusRecord, attempt: int, **over: Any) -> SamplingParams:
+        seed = stable_seed(self.config.seed, self.name, record.id, attempt) % 2**31
+        return replace(base, seed=seed, **over)
+
+
+def _usable(completion: Completion | None, expects_thinking: bool, allow_length: bool = False) -> tuple[str, str]:
+    """(reasoning, answer) of a completion that ended normally, else :class:`StageError`.
+
+    ``allow_length``: a completion cut at ``max_tokens`` may still be used (Q's lists, where a
+    small model's chatter after a complete list is what hits the limit); the caller then checks
+    what was cut and raises :func:`_over_length` when nothing usable is left.
+    """
+    if completion is None:
+        raise StageError("no completion")
+    if completion.error:
+        raise StageError("backend error", completion.error)
+    if completion.finish_reason == "length" and not allow_length:
+        raise _over_length(completion)
+    reason, detail = text_problem(completion.text)
+    if reason:
+        raise StageError(reason, detail)
+    try:
+        return split_think(completion.text, expects_thinking)
+    except ParseError as err:
+        raise StageError(err.reason, err.detail) from None
+
+
+def _over_length(completion: Completion) -> StageError:
+    return StageError("over-length", f"hit max_tokens after {completion.num_tokens} tokens")
+
+
+def _truncated(completion: Completion | None) -> bool:
+    return bool(completion and completion.finish_reason == "length")
+
+
+class AudioStage(Stage):
+    """The audio exists and holds the segment; the record becomes a CorpusRecord with its split."""
+
+    name = "audio"
+
+    def __init__(self, config: BuildConfig, splits: SplitRule) -> None:
+        super().__init__(config)
+        self.splits = splits
+
+    def apply(self, record: SourceRecord, completion: Completion | None) -> CorpusRecord:
+        check_audio(record, self.config.audio_root, self.config.audio_check)
+        rule = self.splits.rule_name(record.dataset)
+        provenance = {
+            "pipeline": PIPELINE_VERSION,
+            "instructions": instructions.refs(),
+            "seed": self.config.seed,
+            "thinking_budget": self.config.thinking_budget,
+            "respond_thinking_budget": self.config.respond_thinking_budget,
+            "split_rule": rule,
+            "special_case": "spoken_query" if self.spoken(record) else None,
+            "stages": {},
+        }
+        fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(SourceRecord)}
+        fields["split"] = self.splits.split_of(record)
+        return CorpusRecord(**fields, provenance=provenance)
+
+
+def check_audio(record: SourceRecord, root: str, mode: str) -> None:
+    """Raise StageError (no retry) unless the record's segment can be read."""
+    if mode == "none":
+        return
+    import soundfile as sf
+
+    from alarm.audio import AudioError, load_audio
+
+    path = os.path.join(root, record.audio_path)
+    if not os.path.isfile(path):
+        raise StageError("audio missing", f"{record.audio_path} does not exist under the audio root", retry=False)
+    try:
+        if mode == "decode":
+            wave = load_audio(path, offset_s=record.offset_s, duration_s=record.duration_s)
+            seconds = record.offset_s + wave.seconds
+        else:
+            info = sf.info(path)
+            if info.frames <= 0:
+                raise AudioError(f"{path}: audio is empty (0 frames)")
+            seconds = info.frames / info.samplerate
+    except (AudioError, RuntimeError, OSError) as err:  # soundfile's LibsndfileError is a RuntimeError
+        raise StageError("audio unreadable", str(err), retry=False) from None
+    end = record.offset_s + record.duration_s
+    if record.offset_s >= seconds or end > seconds + max(0.05, 0.01 * record.duration_s):
+        raise StageError(
+            "segment outside the audio",
+            f"[{record.offset_s:.2f}, {end:.2f}] s asked, {record.audio_path} has {seconds:.2f} s",
+            retry=False,
+        )
+
+
+class PromptsStage(Stage):
+    """Q writes candidate prompts (spoken queries: the transcript is the prompt)."""
+
+    name, role = "prompts", "prompter"
+
+    def request(self, record: CorpusRecord, attempt: int) -> ChatRequest | None:
+        if self.spoken(record):
+            return None
+        cfg = self.config
+        messages = instructions.get("prompts").messages(
+            metadata=record.metadata,
+            num_candidates=str(cfg.num_candidates),
+            language_rule=instructions.language_rule(cfg.num_candidates, cfg.multilingual_share, cfg.languages),
+        )
+        return ChatRequest(tuple(messages), self.params(cfg.prompter_sampling, record, attempt), opening=self.opening())
+
+    def apply(self, record: CorpusRecord, completion: Completion | None) -> CorpusRecord:
+        if self.spoken(record):
+            if not record.metadata.strip():
+                raise StageError("empty transcript", "a spoken query needs its transcript in metadata", retry=False)
+            return replace(record, prompt=record.metadata.strip())
+        cfg = self.config
+        _, answer = _usable(completion, expects_thinking=False, allow_length=True)
+        answer = self.opening() + answer
+        truncated = _truncated(completion)
+        # untagged items are English when every candidate was asked for in English
+        all_english = instructions.num_other_languages(cfg.num_candidates, cfg.multilingual_share, cfg.languages) == 0
+        try:
+            candidates = parse_candidates(
+                answer,
+                cfg.languages,
+                cfg.max_prompt_chars,
+                default_language="en" if all_english else "",
+                truncated=truncated,
+            )
+        except ParseError as err:
+            if err.reason == "no candidate list" and is_refusal(answer):
+                raise StageError("refusal", answer[:200]) from None
+            if truncated and err.reason in ("no candidate list", "no usable candidate"):
+                raise _over_length(completion) from None  # type: ignore[arg-type]
+            raise StageError(err.reason, err.detail) from None
+        candidates = screen_copies(candidates, record.metadata)
+        if not any(c.kept for c in candidates):
+            raise StageError("no usable candidate", "every candidate is dropped or copies the written account")
+        provenance = {
+            **record.provenance,
+            "candidate_languages": [c.language for c in candidates],
+            "candidate_format": "block" if extract_block(answer, "prompts") is not None else "numbered list",
+        }
+        return replace(record, prompt_candidates=tuple(c.as_record() for c in candidates), provenance=provenance)
+
+
+def _candidates(record: CorpusRecord) -> list[Candidate]:
+    languages = record.provenance.get("candidate_languages", [])
+    return [
+        Candidate(c["text"], languages[i] if i < len(languages) else "", bool(c["kept"]), c["reason"])
+        for i, c in enumerate(record.prompt_candidates)
+    ]
+
+
+class FilterStage(Stage):
+    """Lexical exposure detector, then Q's verdicts; one kept prompt chosen uniformly (seeded)."""
+
+    name, role = "filter", "prompter"
+
+    def screened(self, record: CorpusRecord) -> list[Candidate]:
+        return screen_exposure(_candidates(record))
+
+    def request(self, record: CorpusRecord, attempt: int) -> ChatRequest | None:
+        if self.spoken(record):
+            return None
+        kept = [c.text for c in self.screened(record) if c.kept]
+        if not kept:
+            return None  # nothing for the judge: apply() rejects
+        messages = instructions.get("filter").messages(metadata=record.metadata, candidates=numbered(kept))
+        params = self.params(self.config.prompter_sampling, record, attempt)
+        return ChatRequest(tuple(messages), params, opening=self.opening())
+
+    def apply(self, record: CorpusRecord, completion: Completion | None) -> CorpusRecord:
+        if self.spoken(record):
+            return record
+        candidates = self.screened(record)
+        judged = [i for i, c in enumerate(candidates) if c.kept]
+        verdict_format = None
+        if judged:
+            _, answer = _usable(completion, expects_thinking=False, allow_length=True)
+            answer = self.opening() + answer
+            try:
+                verdicts = parse_verdicts(answer, count=len(judged))
+            except ParseError as err:
+                if is_refusal(answer):
+                    raise StageError("refusal", answer[:200]) from None
+                if _truncated(completion):
+                    raise _over_length(completion) from None  # type: ignore[arg-type]
+                raise StageError(err.reason, err.detail) from None
+            verdict_format = "block" if extract_block(answer, "verdicts") is not None else "bare lines"
+            for number, i in enumerate(judged, 1):
+                kept, why = verdicts.get(number, (False, "no verdict from the judge"))
+                if not kept:
+                    candidates[i] = candidates[i].dropped(f"judge: {why}" if number in verdicts else why)
+        kept = [c for c in candidates if c.kept]
+        provenance = {**record.provenance, "verdict_format": verdict_format}
+        out = replace(record, prompt_candidates=tuple(c.as_record() for c in candidates), provenance=provenance)
+        if not kept:
+            raise StageError("no prompt kept", f"{len(candidates)} candidates, none kept", retry=False)
+        chosen = kept[choose([c.text for c in kept], self.config.seed, record.id)]
+        return replace(out, prompt=chosen.text, provenance={**out.provenance, "prompt_language": chosen.language})
+
+
+class RespondStage(Stage):
+    """R0: the RLM's reasoning and answer given the metadata and the prompt."""
+
+    name, role = "respond", "rlm"
+
+    def request(self, record: CorpusRecord, attempt: int) -> ChatRequest:
+        cfg = self.config
+        if self.spoken(record):  # the query is the audio: the RLM answers it as a text chat
+            messages = [*record.context, {"role": "user", "content": record.prompt}]
+        else:
+            system, user = instructions.get("respond").messages(metadata=record.metadata, prompt=record.prompt)
+            messages = [system, *record.context, user]
+        params = self.params(cfg.rlm_sampling, record, attempt, thinking_budget=cfg.respond_thinking_budget)
+        return ChatRequest(tuple(messages), params)
+
+    def apply(self, record: CorpusRecord, completion: Completion | None) -> CorpusRecord:
+        reasoning, answer = _usable(completion, expects_thinking=self.config.rlm_thinks)
+        if not answer:
+            raise StageError("empty answer", "nothing after </think>")
+        if is_refusal(answer):
+            raise StageError("refusal", answer[:200])
+        if tag := echoed_markup(f"{reasoning}\n{answer}"):
+            raise StageError("echoed the request", f"{tag} in the response")
+        raw = think_text(reasoning, answer) if (reasoning or self.config.rlm_thinks) else answer
+        provenance = {**record.provenance, "respond_budget_reached": bool(completion and completion.budget_reached)}
+        return replace(record, response_raw=raw, provenance=provenance)
+
+
+class RephraseStage(Stage):
+    """The RLM rewrites R0 as heard; its own reasoning (budget B) goes to ``rephrase_reasoning``."""
+
+    name, role = "rephrase", "rlm"
+
+    def answer_only(self, r0_reasoning: str) -> bool:
+        """A non-thinking RLM's R0 is a plain answer: it is rewritten alone and the target stays plain."""
+        return not self.config.rlm_thinks and not r0_reasoning
+
+    def request(self, record: CorpusRecord, attempt: int) -> ChatRequest | None:
+        if self.spoken(record):
+            return None
+        reasoning, answer = split_think(record.response_raw, expects_thinking=False)
+        if self.answer_only(reasoning):
+            messages = instructions.get("rephrase_answer").messages(prompt=record.prompt, answer=answer)
+        else:
+            messages = instructions.get("rephrase").messages(prompt=record.prompt, reasoning=reasoning, answer=answer)
+        params = self.params(self.config.rlm_sampling, record, attempt, thinking_budget=self.config.thinking_budget)
+        return ChatRequest(tuple(messages), params)
+
+    def apply(self, record: CorpusRecord, completion: Completion | None) -> CorpusRecord:
+        if self.spoken(record):
+            return replace(record, response=record.response_raw, rephrase_reasoning="")
+        own, rest = _usable(completion, expects_thinking=self.config.rlm_thinks)
+        old_reasoning, _ = split_think(record.response_raw, expects_thinking=False)
+        if self.answer_only(old_reasoning):
+            if is_refusal(rest):
+                raise StageError("refusal", rest[:200])
+            try:
+                target = parse_rewritten_answer(rest)
+            except ParseError as err:
+                raise StageError(err.reason, err.detail) from None
+            rewrite_format = "block" if extract_block(rest, "rewritten_answer") is not None else "plain"
+        else:
+            target = self.rewritten_blocks(rest, old_reasoning)
+            rewrite_format = "blocks"
+        if tag := echoed_markup(target):
+            raise StageError("echoed the request", f"{tag} in the rewrite")
+        if is_refusal(target):
+            raise StageError("refusal", target[:200])
+        if phrase := rewriting_talk(target, f"{record.prompt}\n{record.response_raw}"):
+            raise StageError("talks about the rewriting", repr(phrase))
+        if self.config.rephrase_exposure_check and (hits := exposure_hits(target)):
+            # the same detector the report measures targets with; a new seed may rewrite it cleanly
+            raise StageError("target exposes the text", ", ".join(repr(h) for h in dict.fromkeys(hits)))
+        provenance = {
+            **record.provenance,
+            "rephrase_budget_reached": bool(completion and completion.budget_reached),
+            "rewrite_format": rewrite_format,
+        }
+        return replace(record, response=target, rephrase_reasoning=own, provenance=provenance)
+
+    @staticmethod
+    def rewritten_blocks(rest: str, old_reasoning: str) -> str:
+        """The ``<think>`` target from the two rewritten blocks of a thinking RLM (both required)."""
+        new_reasoning = extract_block(rest, "rewritten_reasoning")
+        new_answer = extract_block(rest, "rewritten_answer")
+        if new_reasoning is None or new_answer is None:
+            if is_refusal(rest):
+                raise StageError("refusal", rest[:200])
+            missing = [t for t, b in (("reasoning", new_reasoning), ("answer", new_answer)) if b is None]
+            raise StageError("no rewrite block", f"missing <rewritten_{'> and <rewritten_'.join(missing)}>")
+        if not new_answer.strip() or (old_reasoning and not new_reasoning.strip()):
+            raise StageError("empty rewrite", "a rewritten block is empty")
+        return think_text(new_reasoning, new_answer)

@@ -737,6 +737,7 @@ def test_a_non_thinking_model_builds_plain_targets_and_bad_output_is_rejected_wi
     assert report["rejects_by_reason"]["respond"] == {"echoed the request": 1}
 
 
+@pytest.mark.slow
 def test_real_smollm2_builds_a_corpus_end_to_end(tmp_path):
     """SmolLM2-135M-Instruct as Q and RLM on 3 records: each ends in the corpus or the rejects, one is kept."""
     import numpy as np

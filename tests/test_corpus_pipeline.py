@@ -18,7 +18,7 @@ from alarm.corpus.pipeline import (
     reject_rows,
     shard_of,
 )
-from alarm.corpus.prompts import choose, stable_seed, think_text
+from alarm.corpus.prompts import choose, grounding_problem, stable_seed, think_text
 from alarm.corpus.report import build_report, write_report
 from alarm.corpus.schema import RecordError, SourceRecord, read_records, write_jsonl
 from alarm.generation import DEFAULT_CLOSING
@@ -735,6 +735,87 @@ def test_a_non_thinking_model_builds_plain_targets_and_bad_output_is_rejected_wi
         "rewrites": {"plain": 1},
     }
     assert report["rejects_by_reason"]["respond"] == {"echoed the request": 1}
+
+
+class Inventive:
+    """A small RLM that answers what it is asked, inventing facts the account lacks."""
+
+    ANSWERS = {
+        "What is the man's age?": "The man's age is 42.",
+        "What does the man say?": 'The man says "seven five one".',
+        "Where was it recorded?": "It was recorded in a large concert hall in Vienna.",
+    }
+
+    def __call__(self, request, index):
+        system = request.messages[0]["content"]
+        stage = next(n for n, i in instructions.INSTRUCTIONS.items() if i.system == system)
+        user = request.messages[-1]["content"]
+        if stage == "prompts":
+            return "<prompts>\n" + "\n".join(f"{i}. [en] {q}" for i, q in enumerate(self.ANSWERS, 1)) + "\n</prompts>"
+        if stage == "filter":  # a judge that keeps everything, as a 135M model does
+            return "<verdicts>\n1. yes\n2. yes\n3. yes\n</verdicts>"
+        if stage == "respond":
+            if "case nothing" in user:  # every request of this clip gets an invented answer
+                return "The man is a baker from Lyon, 42 years old."
+            return self.ANSWERS[user.split("</audio>\n\n", 1)[1]]
+        answer = user.split("Answer to rewrite:\n", 1)[1]  # rephrase_answer
+        if "age is 42" not in answer and re.search(r"case rewrite", user) is None and "seven" in answer:
+            return answer.replace("The man says", "I hear the man say")
+        return answer + " He sounds tired after a long day at the factory."
+
+
+@pytest.mark.parametrize("grounding", [0.25, None])
+def test_grounding_rejects_invented_answers_and_tries_the_next_kept_prompt(tmp_path, grounding):
+    records = [
+        SourceRecord(f"cases/{n}", "cases", "speech", "train", f"{n}.wav", 0.0, 1.0,
+                     f'case {n}: a man says "seven five one", speaking fast.')
+        for n in ("a", "b", "c", "d", "nothing")
+    ]  # fmt: skip
+    write_jsonl(records, tmp_path / "cases.jsonl")
+    config = BuildConfig(
+        sources=(str(tmp_path / "cases.jsonl"),), output=str(tmp_path / "out"), audio_check="none",
+        num_candidates=3, multilingual_share=0.0, rlm_thinks=False, validation_fraction=0.0, progress=False,
+        grounding=grounding,
+    )  # fmt: skip
+    backend = ScriptedBackend(Inventive())
+    backend.thinks = False
+    assert build(config, {"prompter": backend, "rlm": backend}).complete
+    kept, rejects = corpus(config.output), {r["id"]: r for r in reject_rows(config.output)}
+    if grounding is None:  # the paper's pipeline: whatever the chosen prompt, its answer is the target
+        assert not rejects and len(kept) == 5
+        assert any("42" in r.response for r in kept.values())
+        return
+    # Every clip's only answerable request wins, whichever the filter chose first; the rest say why.
+    assert sorted(kept) == ["cases/a", "cases/b", "cases/c", "cases/d"]
+    for r in kept.values():
+        assert r.prompt == "What does the man say?" and r.response == 'I hear the man say "seven five one".'
+        assert r.provenance["prompt_language"] == "en"
+        assert 1 <= r.provenance["stages"]["respond"]["attempts"] <= 3
+    assert {r.provenance["stages"]["respond"]["attempts"] for r in kept.values()} != {1}  # some walked on
+    nothing = rejects["cases/nothing"]
+    assert (nothing["stage"], nothing["reason"], nothing["attempts"]) == ("respond", "ungrounded answer", 3)
+    assert nothing["detail"] == "numbers not in the account: 42"
+    report, _ = build_report(config.output)
+    assert report["rejects_by_reason"] == {"respond": {"ungrounded answer": 1}}
+
+
+def test_grounding_problem_names_what_the_account_does_not_say():
+    account = 'Speech. A woman says "the cat can swim", speaking slowly.'
+    assert grounding_problem("The woman's age is 25.", [account, "What is her age?"], 0.25) == (
+        "numbers not in the account: 25"
+    )
+    assert (
+        grounding_problem('The woman speaks slowly: "The cat can swim."', [account, "What does she say?"], 0.25) == ""
+    )
+    assert grounding_problem("I hear a woman; she sounds slow.", [account], 0.25) == ""
+    tone = "A steady high-pitched tone, with no speech."
+    assert grounding_problem("The sound of a high-pitched tone with no speech.", [tone], 0.25) == ""
+    assert grounding_problem("A calm, relaxing melody for meditation.", [tone, "What is it?"], 0.25) == (
+        "4 of 4 words not in the account: calm, relaxing, melody, meditation"
+    )
+    # the share is a threshold: one unsupported word of three passes at 0.5, not at 0.25
+    answer, sources = "The man sounds Indonesian.", ['Speech. A man says "hello".', "What is the man's accent?"]
+    assert grounding_problem(answer, sources, 0.5) == "" and grounding_problem(answer, sources, 0.25)
 
 
 @pytest.mark.slow

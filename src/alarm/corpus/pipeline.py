@@ -121,7 +121,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-
 # -- configuration ---------------------------------------------------------------------------------
 
 
@@ -136,6 +135,10 @@ class BuildConfig:
     still flags and rejects the record if no attempt passes (off: the paper keeps every rewrite).
     ``reply_openings`` starts the prompter's replies with the opening of their format
     (:data:`instructions.OPENINGS`), for small instruct models that drift out of it.
+    ``grounding`` (off: None, as in the paper) rejects an R0 answer or a rewrite that says what
+    the metadata and the request do not: a number they lack, or more than this share of its
+    content words (:func:`prompts.grounding_problem`); a rejected R0 lets the next attempt
+    answer the next kept prompt. For small RLMs that invent answers to unanswerable requests.
     """
 
     sources: tuple[str, ...]
@@ -153,6 +156,7 @@ class BuildConfig:
     rlm_thinks: bool = True
     rephrase_exposure_check: bool = False
     reply_openings: bool = False
+    grounding: float | None = None
     max_attempts: int = 3
     max_backend_errors: int = 16
     validation_fraction: float = 0.1
@@ -184,6 +188,8 @@ class BuildConfig:
             raise ValueError("validation_fraction is in [0, 1) and multilingual_share in [0, 1]")
         if self.thinking_budget < -1 or self.respond_thinking_budget < -1:
             raise ValueError("thinking budgets are -1 (none) or a number of tokens >= 0")
+        if self.grounding is not None and not 0 <= self.grounding <= 1:
+            raise ValueError(f"grounding is a share in [0, 1] (or None: off), got {self.grounding}")
         if "en" not in self.languages:
             raise ValueError("languages must include 'en'")
 
@@ -404,7 +410,7 @@ def process_chunk(
             try:
                 if isinstance(req, StageError):
                     raise req
-                record = stage.apply(w.record, completion)
+                record = stage.apply(w.record, completion, max(0, w.attempts - 1))
             except StageError as err:
                 if err.retry and isinstance(req, ChatRequest) and w.attempts < config.max_attempts:
                     todo.append(w)

@@ -40,6 +40,7 @@ _DIRECT = {
     "limit": "limit",
     "stages": "stages",
     "rephrase_exposure_check": "rephrase_exposure_check",
+    "grounding": "grounding",
 }
 
 
@@ -134,6 +135,12 @@ def add_commands(corpus_sub: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         help="retry a rephrased target the lexical exposure detector flags, reject it if no attempt passes "
         "(default off, as in the paper)",
+    )
+    p.add_argument(
+        "--grounding",
+        type=float,
+        help="reject an R0 answer or rewrite that says what the metadata and request do not (a number they lack, "
+        "or more than this share of its content words; a rejected R0 tries the next kept prompt); default off",
     )
     p.add_argument("--max-tokens", type=int, help="max new tokens of every LLM call (overrides the config)")
     p.add_argument("--greedy", action="store_true", help="greedy decoding everywhere (temperature 0)")

@@ -12,6 +12,8 @@ Everything here is deterministic text processing, so it is tested exactly:
   rephrased targets;
 * :func:`parse_verdicts` reads Q's ``<verdicts>`` block (or its bare verdict lines);
 * :func:`parse_rewritten_answer` reads an answer-only rephrasing (a non-thinking RLM);
+* :func:`grounding_problem` checks that an answer says only what the written account and
+  the request support (an optional filter on R0 and the rewrite, for small RLMs that invent);
 * :func:`choose` picks one kept candidate uniformly, seeded by (seed, record id), so the
   choice does not depend on batching, sharding or the order records are processed in;
 * :func:`split_think`, :func:`extract_block`, :func:`is_refusal` take model output apart.
@@ -222,6 +224,59 @@ _EXPOSURE = re.compile(
 def exposure_hits(text: str) -> list[str]:
     """Phrases in ``text`` that reveal a written account behind the audio (lower-cased)."""
     return [m.group(0).lower() for m in _EXPOSURE.finditer(text)]
+
+
+# -- grounding: does an answer say only what the account and the request support? ---------------
+
+# Words an answer may use without support: function words and the words of listening itself.
+_FREE_WORDS = frozenset(
+    """a an the and or but nor so yet of in on at to for from by with without about into over under after before
+    as than then there here this that these those it its it's is are was were be been being am do does did done
+    has have had having can could will would shall should may might must not no yes i me my we our you your he him
+    his she her they them their what which who whom whose when where why how also just only very some any all both
+    each one s t
+    audio clip recording sound sounds hear hears heard hearing listen listening listened speaker speakers voice
+    voices says said saying say speaks speaking spoke speech person someone""".split()
+)
+
+
+def _stem(word: str) -> str:
+    """A crude stem: plural and verb endings off, then at most five letters ("speaks" = "speaking")."""
+    word = word.lower().removesuffix("'s").removesuffix("\u2019s")
+    for suffix in ("ing", "ed", "es", "s", "ly"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            word = word[: -len(suffix)]
+            break
+    return word[:5]
+
+
+def ungrounded_words(answer: str, *sources: str) -> tuple[list[str], int]:
+    """Words of ``answer`` that no source supports, and how many words needed support.
+
+    A word needs support unless it is a function word or a word of listening (``_FREE_WORDS``);
+    it is supported when a word of a source has its stem (:func:`_stem`). Numbers count as
+    words, so an invented age or year is always caught. A deterministic check against
+    hallucination: what a small RLM adds to an unanswerable request ("The woman's age is 25")
+    is exactly what the metadata does not say.
+    """
+    known = {_stem(w) for source in sources for w in re.findall(r"[^\W_]+", source.lower())}
+    content = [w for w in re.findall(r"[^\W_]+(?:'s)?", answer.lower()) if w not in _FREE_WORDS]
+    return [w for w in content if _stem(w) not in known], len(content)
+
+
+def grounding_problem(answer: str, sources: Sequence[str], max_share: float) -> str:
+    """Why ``answer`` is not grounded in ``sources`` ("" when it is).
+
+    Ungrounded: a number no source has, or more than ``max_share`` of the words that need
+    support unsupported.
+    """
+    missing, needed = ungrounded_words(answer, *sources)
+    numbers = [w for w in missing if w.isdigit()]
+    if numbers:
+        return f"numbers not in the account: {', '.join(dict.fromkeys(numbers))}"
+    if needed and len(missing) / needed > max_share:
+        return f"{len(missing)} of {needed} words not in the account: {', '.join(list(dict.fromkeys(missing))[:8])}"
+    return ""
 
 
 # -- candidates ------------------------------------------------------------------------------------

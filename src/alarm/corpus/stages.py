@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import random
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from alarm.corpus.prompts import (
     echoed_markup,
     exposure_hits,
     extract_block,
+    grounding_problem,
     is_refusal,
     numbered,
     parse_candidates,
@@ -74,7 +76,8 @@ class Stage:
     def request(self, record: CorpusRecord, attempt: int) -> ChatRequest | None:
         return None
 
-    def apply(self, record: Any, completion: Completion | None) -> CorpusRecord:
+    def apply(self, record: Any, completion: Completion | None, attempt: int = 0) -> CorpusRecord:
+        """The next record from ``completion``, the answer to ``request(record, attempt)``."""
         raise NotImplementedError
 
     # helpers shared by the stages
@@ -84,6 +87,11 @@ class Stage:
     def opening(self) -> str:
         """The start of this stage's reply sent as the assistant's first words (empty when off)."""
         return instructions.OPENINGS.get(self.name, "") if self.config.reply_openings else ""
+
+    def check_grounding(self, text: str, *sources: str, what: str) -> None:
+        """With ``config.grounding`` set, :class:`StageError` when ``text`` says what no source supports."""
+        if self.config.grounding is not None and (problem := grounding_problem(text, sources, self.config.grounding)):
+            raise StageError(f"ungrounded {what}", problem)
 
     def params(self, base: SamplingParams, record: CorpusRecord, attempt: int, **over: Any) -> SamplingParams:
         seed = stable_seed(self.config.seed, self.name, record.id, attempt) % 2**31
@@ -129,7 +137,7 @@ class AudioStage(Stage):
         super().__init__(config)
         self.splits = splits
 
-    def apply(self, record: SourceRecord, completion: Completion | None) -> CorpusRecord:
+    def apply(self, record: SourceRecord, completion: Completion | None, attempt: int = 0) -> CorpusRecord:
         check_audio(record, self.config.audio_root, self.config.audio_check)
         rule = self.splits.rule_name(record.dataset)
         provenance = {
@@ -194,7 +202,7 @@ class PromptsStage(Stage):
         )
         return ChatRequest(tuple(messages), self.params(cfg.prompter_sampling, record, attempt), opening=self.opening())
 
-    def apply(self, record: CorpusRecord, completion: Completion | None) -> CorpusRecord:
+    def apply(self, record: CorpusRecord, completion: Completion | None, attempt: int = 0) -> CorpusRecord:
         if self.spoken(record):
             if not record.metadata.strip():
                 raise StageError("empty transcript", "a spoken query needs its transcript in metadata", retry=False)
@@ -256,7 +264,7 @@ class FilterStage(Stage):
         params = self.params(self.config.prompter_sampling, record, attempt)
         return ChatRequest(tuple(messages), params, opening=self.opening())
 
-    def apply(self, record: CorpusRecord, completion: Completion | None) -> CorpusRecord:
+    def apply(self, record: CorpusRecord, completion: Completion | None, attempt: int = 0) -> CorpusRecord:
         if self.spoken(record):
             return record
         candidates = self.screened(record)
@@ -288,21 +296,39 @@ class FilterStage(Stage):
 
 
 class RespondStage(Stage):
-    """R0: the RLM's reasoning and answer given the metadata and the prompt."""
+    """R0: the RLM's reasoning and answer given the metadata and the prompt.
+
+    With ``config.grounding`` set, an answer that says what the metadata does not (an
+    invented age, a story) is rejected, and the next attempt answers the next prompt the
+    filter kept: a request the account cannot answer gives way to one it can.
+    """
 
     name, role = "respond", "rlm"
 
+    def prompt_for(self, record: CorpusRecord, attempt: int) -> tuple[str, str]:
+        """(prompt, language) answered at ``attempt``: the filter's choice, then the other kept ones."""
+        language = record.provenance.get("prompt_language", "")
+        if self.config.grounding is None or self.spoken(record):
+            return record.prompt, language
+        others = [(c.text, c.language) for c in _candidates(record) if c.kept and c.text != record.prompt]
+        random.Random(stable_seed(self.config.seed, "prompt order", record.id)).shuffle(others)
+        order = [(record.prompt, language), *others]
+        return order[attempt % len(order)]
+
     def request(self, record: CorpusRecord, attempt: int) -> ChatRequest:
         cfg = self.config
+        prompt, _ = self.prompt_for(record, attempt)
         if self.spoken(record):  # the query is the audio: the RLM answers it as a text chat
-            messages = [*record.context, {"role": "user", "content": record.prompt}]
+            messages = [*record.context, {"role": "user", "content": prompt}]
         else:
-            system, user = instructions.get("respond").messages(metadata=record.metadata, prompt=record.prompt)
+            system, user = instructions.get("respond").messages(metadata=record.metadata, prompt=prompt)
             messages = [system, *record.context, user]
         params = self.params(cfg.rlm_sampling, record, attempt, thinking_budget=cfg.respond_thinking_budget)
         return ChatRequest(tuple(messages), params)
 
-    def apply(self, record: CorpusRecord, completion: Completion | None) -> CorpusRecord:
+    def apply(self, record: CorpusRecord, completion: Completion | None, attempt: int = 0) -> CorpusRecord:
+        prompt, language = self.prompt_for(record, attempt)
+        record = replace(record, prompt=prompt, provenance={**record.provenance, "prompt_language": language})
         reasoning, answer = _usable(completion, expects_thinking=self.config.rlm_thinks)
         if not answer:
             raise StageError("empty answer", "nothing after </think>")
@@ -310,6 +336,9 @@ class RespondStage(Stage):
             raise StageError("refusal", answer[:200])
         if tag := echoed_markup(f"{reasoning}\n{answer}"):
             raise StageError("echoed the request", f"{tag} in the response")
+        if not self.spoken(record):
+            self.check_grounding(answer, record.metadata, record.prompt, *(m["content"] for m in record.context),
+                                 what="answer")  # fmt: skip
         raw = think_text(reasoning, answer) if (reasoning or self.config.rlm_thinks) else answer
         provenance = {**record.provenance, "respond_budget_reached": bool(completion and completion.budget_reached)}
         return replace(record, response_raw=raw, provenance=provenance)
@@ -335,7 +364,7 @@ class RephraseStage(Stage):
         params = self.params(self.config.rlm_sampling, record, attempt, thinking_budget=self.config.thinking_budget)
         return ChatRequest(tuple(messages), params)
 
-    def apply(self, record: CorpusRecord, completion: Completion | None) -> CorpusRecord:
+    def apply(self, record: CorpusRecord, completion: Completion | None, attempt: int = 0) -> CorpusRecord:
         if self.spoken(record):
             return replace(record, response=record.response_raw, rephrase_reasoning="")
         own, rest = _usable(completion, expects_thinking=self.config.rlm_thinks)
@@ -357,6 +386,8 @@ class RephraseStage(Stage):
             raise StageError("refusal", target[:200])
         if phrase := rewriting_talk(target, f"{record.prompt}\n{record.response_raw}"):
             raise StageError("talks about the rewriting", repr(phrase))
+        self.check_grounding(split_think(target, expects_thinking=False)[1], record.metadata, record.prompt,
+                             record.response_raw, what="rewrite")  # fmt: skip
         if self.config.rephrase_exposure_check and (hits := exposure_hits(target)):
             # the same detector the report measures targets with; a new seed may rewrite it cleanly
             raise StageError("target exposes the text", ", ".join(repr(h) for h in dict.fromkeys(hits)))

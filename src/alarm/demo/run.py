@@ -122,10 +122,14 @@ def stage_corpus(config: DemoConfig) -> dict[str, Any]:
         rlm_thinks=backend.thinks,
         validation_fraction=0.1,
         seed=config.seed,
-        # Short limits and two attempts: a 135M model that rambles past them rarely recovers,
-        # and each over-length try costs the whole limit (rejects keep the reason).
-        max_attempts=2,
+        # Short limits: a 135M model that rambles past them rarely recovers, and each over-length
+        # try costs the whole limit (rejects keep the reason).
+        max_attempts=3,
         reply_openings=True,  # SmolLM2 keeps a list format it is already writing in (instructions.OPENINGS)
+        # SmolLM2 asks about what the metadata does not say ("What is the man's age?"), its judge
+        # keeps that, and its R0 then invents ("The man's age is 42."): the grounding check rejects
+        # such answers and lets the next attempt answer the next kept prompt (docs/demo.md).
+        grounding=0.25,
         prompter_sampling=SamplingParams(max_tokens=limit, temperature=0.7, top_p=0.8, top_k=20),
         rlm_sampling=SamplingParams(max_tokens=limit, temperature=0.6, top_p=0.95, top_k=20),
         chunk_size=4 * config.batch_size,

@@ -121,7 +121,10 @@ def test_prompt_candidates_filter_and_choice_exactly(full):
     )
     # and Q was asked for 8 candidates, 2 of them in other languages
     asked = recorder.stage_requests("prompts")[0].messages[1]["content"]
-    assert "Write 8 requests. Write 2 of them in languages other than English" in asked
+    assert (
+        "Write 8 requests, about: " + instructions.topics(r.category) + ". Write 2 of them in languages other" in asked
+    )
+    assert instructions.topics("speech") != instructions.topics("sound")
 
 
 def test_choice_spreads_over_the_kept_candidates(full):

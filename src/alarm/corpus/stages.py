@@ -198,6 +198,7 @@ class PromptsStage(Stage):
         messages = instructions.get("prompts").messages(
             metadata=record.metadata,
             num_candidates=str(cfg.num_candidates),
+            topics=instructions.topics(record.category),
             language_rule=instructions.language_rule(cfg.num_candidates, cfg.multilingual_share, cfg.languages),
         )
         return ChatRequest(tuple(messages), self.params(cfg.prompter_sampling, record, attempt), opening=self.opening())

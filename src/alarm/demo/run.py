@@ -57,7 +57,7 @@ class DemoConfig:
     learning_rate: float = 2e-3
     batch_size: int = 8
     max_new_tokens: int = 40
-    corpus_max_tokens: int = 80
+    corpus_max_tokens: int = 56
     thinking_budget: int = 64
     seed: int = 0
     progress: bool = True
@@ -129,7 +129,7 @@ def stage_corpus(config: DemoConfig) -> dict[str, Any]:
         # SmolLM2 asks about what the metadata does not say ("What is the man's age?"), its judge
         # keeps that, and its R0 then invents ("The man's age is 42."): the grounding check rejects
         # such answers and lets the next attempt answer the next kept prompt (docs/demo.md).
-        grounding=0.25,
+        grounding=0.2,
         prompter_sampling=SamplingParams(max_tokens=limit, temperature=0.7, top_p=0.8, top_k=20),
         rlm_sampling=SamplingParams(max_tokens=limit, temperature=0.6, top_p=0.95, top_k=20),
         chunk_size=4 * config.batch_size,

@@ -20,7 +20,7 @@ torch.set_num_threads(1)
 # Minutes of real SmolLM2 generation and training: run by `python -m pytest -q -m slow` (CI runs both sets).
 pytestmark = pytest.mark.slow
 
-# About two thirds of the clips survive SmolLM2's corpus with reply openings (docs/demo.md): 12 leave several training rows.
+# A third to two thirds of the clips survive SmolLM2's corpus (docs/demo.md): 12 leave several training rows.
 SMALL = dict(num_train=12, num_test=6, train_steps=3, batch_size=4, num_candidates=2, progress=False)
 
 

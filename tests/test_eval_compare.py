@@ -71,9 +71,15 @@ def test_scores_and_reports_carry_intervals(tmp_path):
     assert all(t["ci"] is not None for keys in scores["groups"].values() for t in keys.values())
     assert scores["groups"]["difficulty"]["medium"]["ci"] == [0.0, 0.0]  # 0 of 2
     assert data["accuracies"]["ci"]["overall"] == scores["overall"]["ci"]
-    assert scores["per_item"]["m1"] == {"correct": True, "groups": {"task": "sound", "difficulty": "easy",
-                                                                    "category": "Reasoning",
-                                                                    "sub-category": "Acoustic Source Inference"}}
+    assert scores["per_item"]["m1"] == {
+        "correct": True,
+        "groups": {
+            "task": "sound",
+            "difficulty": "easy",
+            "category": "Reasoning",
+            "sub-category": "Acoustic Source Inference",
+        },
+    }
     table = (run / "mmau" / "scores.md").read_text()
     assert "| 95% CI |" in table and f"{low:.2f}-{high:.2f}" in table
     assert "95% CI" in (run / "summary.md").read_text()

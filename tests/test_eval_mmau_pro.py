@@ -55,11 +55,21 @@ ROWS = [
     row("p4", "music", "Dropped: one choice only", choices=["Jazz"], answer="Jazz"),  # the script drops it
     row("p5", "open", "Describe the scene.", answer="A busy street with cars and a siren."),
     row("p6", "open", "How do the two clips differ?", clips=2, answer="The second adds rain."),
-    row("p7", "instruction following", "Describe the weather, using the words rain and thunder.",
-        task="Include Keywords", kwargs={"keywords": "rain, thunder"}),
+    row(
+        "p7",
+        "instruction following",
+        "Describe the weather, using the words rain and thunder.",
+        task="Include Keywords",
+        kwargs={"keywords": "rain, thunder"},
+    ),
     row("p8", "instruction following", "Describe the mood without commas.", task="No Commas"),
-    row("p9", "instruction following", "Name the instrument in at most five words.",
-        task="Number Words (at most)", kwargs={"N": 5}),
+    row(
+        "p9",
+        "instruction following",
+        "Name the instrument in at most five words.",
+        task="Number Words (at most)",
+        kwargs={"N": 5},
+    ),
 ]
 # raw outputs by question (closed ones under the ALARM prompt: option IDs from 0)
 OUTPUTS = {

@@ -218,7 +218,8 @@ def test_single_clip_prompt_is_unchanged(name):
 def test_two_clips_in_one_message_are_spliced_where_they_stand():
     model = _model("tiny-al-whisper-r")
     a, b, c = chirp_wave(1.0), noise_wave(2.0, seed=1), noise_wave(0.6, seed=2)
-    two = [{"role": "user", "content": [{"type": "text", "text": "Compare"}, a, "with", {"type": "input_audio", "input_audio": b}, "Which is", "louder?"]}]  # fmt: skip
+    b_part = {"type": "input_audio", "input_audio": b}
+    two = [{"role": "user", "content": [{"type": "text", "text": "Compare"}, a, "with", b_part, "Which is", "louder?"]}]
     one = [{"role": "user", "content": [c, "And this?"]}]
     inputs = build_inputs(model, [two, one])
     assert inputs.clips_per_prompt == [2, 1] and inputs.audio.batch_size == 3

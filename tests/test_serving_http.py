@@ -105,9 +105,7 @@ def test_openai_client_streamed_equals_plain_and_multi_turn(client):
     ]
     settings = {"model": PRESET, "messages": messages, "max_tokens": 20, "extra_body": {"thinking_budget": 4}}
     plain = client.chat.completions.create(**settings)
-    chunks = list(
-        client.chat.completions.create(**settings, stream=True, stream_options={"include_usage": True})
-    )
+    chunks = list(client.chat.completions.create(**settings, stream=True, stream_options={"include_usage": True}))
     deltas = [c.choices[0].delta for c in chunks if c.choices]
     reasoning = "".join(getattr(d, "reasoning_content", None) or "" for d in deltas)
     content = "".join(d.content or "" for d in deltas)

@@ -68,12 +68,10 @@ def _two_responses(text: str) -> bool:
 Check = Callable[[str, Mapping[str, Any], str], bool]
 
 CHECKS: dict[str, Check] = {
-    "Include Keywords": lambda r, k, q: all(
-        w.lower() in r.lower() for w in str(_arg(k, "keywords", "")).split(", ")
-    ),
+    "Include Keywords": lambda r, k, q: all(w.lower() in r.lower() for w in str(_arg(k, "keywords", "")).split(", ")),
     "Keyword Frequency": lambda r, k, q: _keyword_count(r, str(_arg(k, "keyword", ""))) == _arg(k, "N", 0),
-    "Forbidden Words": lambda r, k, q: not any(
-        w.lower() in r.lower() for w in str(_arg(k, "forbidden_words", "")).split(", ")
+    "Forbidden Words": lambda r, k, q: (
+        not any(w.lower() in r.lower() for w in str(_arg(k, "forbidden_words", "")).split(", "))
     ),
     "Number Paragraphs": lambda r, k, q: len([p for p in r.split("***") if p.strip()]) == _arg(k, "N", 0),
     "Number Words (at least)": lambda r, k, q: len(r.split()) >= _arg(k, "N", 0),

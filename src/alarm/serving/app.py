@@ -239,7 +239,7 @@ def create_app(
     served: ServedModel,
     *,
     max_request_bytes: int = 64 * 2**20,
-    engine: EngineConfig = EngineConfig(),
+    engine: EngineConfig = EngineConfig(),  # noqa: B008 (frozen: one shared default is safe)
     drain: Drain | None = None,
     backend: Any = None,
 ) -> Any:

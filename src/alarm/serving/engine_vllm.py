@@ -36,7 +36,12 @@ log = logging.getLogger(__name__)
 class VLLMServingEngine:
     """Requests through vLLM's continuous batching; at most ``max_batch_size`` in vLLM at once."""
 
-    def __init__(self, model: Any, settings: VLLMSettings = VLLMSettings(), config: EngineConfig = EngineConfig()):
+    def __init__(
+        self,
+        model: Any,
+        settings: VLLMSettings = VLLMSettings(),  # noqa: B008 (frozen dataclasses: a shared default is safe)
+        config: EngineConfig = EngineConfig(),  # noqa: B008
+    ):
         self.vllm = import_vllm()
         self.model, self.config = model, config
         self.on_batch = None  # vLLM forms its own batches, step by step

@@ -72,4 +72,8 @@ __all__ = [
     "BackendSpec",
     "build_backend",
     "complete_with_budget",
+    "request_seed",
+    "Responder",
+    "FaultHook",
+    "RowSampler",
 ]

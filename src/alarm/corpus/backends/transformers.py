@@ -90,7 +90,8 @@ class TransformersBackend(Backend):
         tok = self.tokenizer
         ids = []
         for r in requests:
-            text = tok.apply_chat_template(list(r.messages), add_generation_prompt=True, tokenize=False) + r.assistant_text
+            text = tok.apply_chat_template(list(r.messages), add_generation_prompt=True, tokenize=False)
+            text += r.assistant_text
             ids.append(tok(text, add_special_tokens=False).input_ids)
         shared = self._shared_prefix(requests[0], ids)
         rest = [x[len(shared) :] for x in ids]

@@ -18,7 +18,7 @@ from alarm.corpus.pipeline import (
     reject_rows,
     shard_of,
 )
-from alarm.corpus.prompts import choose, grounding_problem, stable_seed, think_text
+from alarm.corpus.prompts import choose, complete_sentences, grounding_problem, stable_seed, think_text
 from alarm.corpus.report import build_report, write_report
 from alarm.corpus.schema import RecordError, SourceRecord, read_records, write_jsonl
 from alarm.generation import DEFAULT_CLOSING
@@ -760,9 +760,13 @@ class Inventive:
         if stage == "respond":
             if "case nothing" in user:  # every request of this clip gets an invented answer
                 return "The man is a baker from Lyon, 42 years old."
+            if "case ramble" in user:  # two sentences, then on to the token limit
+                return 'The man says "seven five one". He speaks fast. And then he ' + "goes on " * 40
+            if "case endless" in user:  # no sentence ends before the limit
+                return "The man says " + "and " * 60
             return self.ANSWERS[user.split("</audio>\n\n", 1)[1]]
         answer = user.split("Answer to rewrite:\n", 1)[1]  # rephrase_answer
-        if "age is 42" not in answer and re.search(r"case rewrite", user) is None and "seven" in answer:
+        if "age is 42" not in answer and "seven" in answer:
             return answer.replace("The man says", "I hear the man say")
         return answer + " He sounds tired after a long day at the factory."
 
@@ -772,18 +776,25 @@ def test_grounding_rejects_invented_answers_and_tries_the_next_kept_prompt(tmp_p
     records = [
         SourceRecord(f"cases/{n}", "cases", "speech", "train", f"{n}.wav", 0.0, 1.0,
                      f'case {n}: a man says "seven five one", speaking fast.')
-        for n in ("a", "b", "c", "d", "nothing")
+        for n in ("a", "b", "c", "d", "nothing", "ramble", "endless")
     ]  # fmt: skip
     write_jsonl(records, tmp_path / "cases.jsonl")
     config = BuildConfig(
         sources=(str(tmp_path / "cases.jsonl"),), output=str(tmp_path / "out"), audio_check="none",
         num_candidates=3, multilingual_share=0.0, rlm_thinks=False, validation_fraction=0.0, progress=False,
-        grounding=grounding,
+        grounding=grounding, rlm_sampling=SamplingParams(max_tokens=30),
     )  # fmt: skip
     backend = ScriptedBackend(Inventive())
     backend.thinks = False
     assert build(config, {"prompter": backend, "rlm": backend}).complete
     kept, rejects = corpus(config.output), {r["id"]: r for r in reject_rows(config.output)}
+    # A plain answer cut at the token limit keeps its complete sentences; with none, it is over-length.
+    ramble = kept["cases/ramble"]
+    assert ramble.response_raw == 'The man says "seven five one". He speaks fast.'
+    assert ramble.provenance["respond_cut_at_sentence"] is True
+    assert not kept["cases/a"].provenance["respond_cut_at_sentence"]
+    assert (rejects["cases/endless"]["stage"], rejects["cases/endless"]["reason"]) == ("respond", "over-length")
+    del kept["cases/ramble"], rejects["cases/endless"]
     if grounding is None:  # the paper's pipeline: whatever the chosen prompt, its answer is the target
         assert not rejects and len(kept) == 5
         assert any("42" in r.response for r in kept.values())
@@ -799,7 +810,14 @@ def test_grounding_rejects_invented_answers_and_tries_the_next_kept_prompt(tmp_p
     assert (nothing["stage"], nothing["reason"], nothing["attempts"]) == ("respond", "ungrounded answer", 3)
     assert nothing["detail"] == "numbers not in the account: 42"
     report, _ = build_report(config.output)
-    assert report["rejects_by_reason"] == {"respond": {"ungrounded answer": 1}}
+    assert report["rejects_by_reason"] == {"respond": {"ungrounded answer": 1, "over-length": 1}}
+
+
+def test_complete_sentences_cut_after_the_last_sentence_end():
+    assert complete_sentences('He says "one two". It is fast. And then') == 'He says "one two". It is fast.'
+    assert complete_sentences("Is it loud? Yes! It") == "Is it loud? Yes!"
+    assert complete_sentences("It is 2.5 seconds long and") == ""  # a decimal point ends no sentence
+    assert complete_sentences("and on and on") == ""
 
 
 def test_grounding_problem_names_what_the_account_does_not_say():

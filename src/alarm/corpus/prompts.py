@@ -226,6 +226,21 @@ def exposure_hits(text: str) -> list[str]:
     return [m.group(0).lower() for m in _EXPOSURE.finditer(text)]
 
 
+# -- a plain answer cut at the token limit -------------------------------------------------------------
+
+_SENTENCE_END = re.compile(r"[.!?。！？][\"'”’)]*(?=\s|$)")
+
+
+def complete_sentences(text: str) -> str:
+    """``text`` up to the end of its last complete sentence ("" when it has none).
+
+    A small model without a thinking mode often answers in a sentence or two and then runs
+    on to the token limit; the complete sentences before the cut are an answer, the rest is not.
+    """
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return text[: ends[-1]].strip() if ends else ""
+
+
 # -- grounding: does an answer say only what the account and the request support? ---------------
 
 # Words an answer may use without support: function words and the words of listening itself.

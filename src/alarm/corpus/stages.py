@@ -21,6 +21,7 @@ from alarm.corpus.prompts import (
     Candidate,
     ParseError,
     choose,
+    complete_sentences,
     echoed_markup,
     exposure_hits,
     extract_block,
@@ -330,7 +331,13 @@ class RespondStage(Stage):
     def apply(self, record: CorpusRecord, completion: Completion | None, attempt: int = 0) -> CorpusRecord:
         prompt, language = self.prompt_for(record, attempt)
         record = replace(record, prompt=prompt, provenance={**record.provenance, "prompt_language": language})
-        reasoning, answer = _usable(completion, expects_thinking=self.config.rlm_thinks)
+        plain = not self.config.rlm_thinks and not self.spoken(record)
+        reasoning, answer = _usable(completion, expects_thinking=self.config.rlm_thinks, allow_length=plain)
+        cut = _truncated(completion)
+        if cut:  # a plain answer cut at the limit keeps its complete sentences
+            answer = complete_sentences(answer)
+            if not answer:
+                raise _over_length(completion)  # type: ignore[arg-type]
         if not answer:
             raise StageError("empty answer", "nothing after </think>")
         if is_refusal(answer):
@@ -341,7 +348,11 @@ class RespondStage(Stage):
             self.check_grounding(answer, record.metadata, record.prompt, *(m["content"] for m in record.context),
                                  what="answer")  # fmt: skip
         raw = think_text(reasoning, answer) if (reasoning or self.config.rlm_thinks) else answer
-        provenance = {**record.provenance, "respond_budget_reached": bool(completion and completion.budget_reached)}
+        provenance = {
+            **record.provenance,
+            "respond_budget_reached": bool(completion and completion.budget_reached),
+            "respond_cut_at_sentence": cut,
+        }
         return replace(record, response_raw=raw, provenance=provenance)
 
 

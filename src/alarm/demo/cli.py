@@ -10,9 +10,9 @@ def _demo(args: argparse.Namespace) -> int:
     from alarm.demo.run import DemoConfig, run_demo
 
     settings = dict(out=args.out, seed=args.seed, progress=not args.no_progress)
-    for key in ("preset", "steps"):
-        if getattr(args, key) is not None:
-            settings["train_steps" if key == "steps" else key] = getattr(args, key)
+    for flag, key in (("preset", "preset"), ("steps", "train_steps"), ("clips", "num_train")):
+        if getattr(args, flag) is not None:
+            settings[key] = getattr(args, flag)
     config = DemoConfig.quick(**settings) if args.quick else DemoConfig(**settings)
     summary = run_demo(config)
     keys = ("chance", "text_only_accuracy", "metadata_accuracy", "accuracy", "speech_wer", "test_questions")
@@ -31,6 +31,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--preset", default=None, help="preset to align (default cpu-al-whisper-r; --quick: cpu-al-whisper-tiny-r)"
     )
     p.add_argument("--steps", type=int, default=None, help="training steps of the audio path")
+    p.add_argument("--clips", type=int, default=None, help="training clips (each recorded 3 times; default 120)")
     p.add_argument("--quick", action="store_true", help="a smaller run (a few minutes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")

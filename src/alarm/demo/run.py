@@ -50,12 +50,14 @@ class DemoConfig:
 
     out: str = "alarm-demo"
     preset: str = "cpu-al-whisper-r"
-    num_train: int = 160
+    num_train: int = 120
     num_test: int = 48
     num_candidates: int = 3
     train_steps: int = 200
     learning_rate: float = 2e-3
     batch_size: int = 8
+    generation_batch_size: int = 32
+    renderings: int = 3
     max_new_tokens: int = 40
     corpus_max_tokens: int = 56
     thinking_budget: int = 64
@@ -65,11 +67,12 @@ class DemoConfig:
     @classmethod
     def quick(cls, **overrides: Any) -> DemoConfig:
         """A smaller run (a few minutes): the tiny.en encoder, fewer clips and steps."""
-        settings = dict(preset="cpu-al-whisper-tiny-r", num_train=32, num_test=12, train_steps=30)
+        settings = dict(preset="cpu-al-whisper-tiny-r", num_train=32, num_test=12, train_steps=40)
         return cls(**{**settings, **overrides})
 
     def __post_init__(self) -> None:
-        for name in ("num_train", "num_test", "num_candidates", "train_steps", "batch_size", "max_new_tokens"):
+        for name in ("num_train", "num_test", "num_candidates", "train_steps", "batch_size", "generation_batch_size",
+                     "max_new_tokens"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.num_train < self.batch_size:
@@ -95,19 +98,23 @@ def done_stages(config: DemoConfig) -> list[str]:
 def stage_clips(config: DemoConfig) -> dict[str, Any]:
     from alarm.demo.data import write_world
 
-    return write_world(_path(config), config.num_train, config.num_test, seed=config.seed, progress=config.progress)
+    return write_world(_path(config), config.num_train, config.num_test, seed=config.seed, progress=config.progress,
+                       renderings=config.renderings)  # fmt: skip
 
 
 def _backend(config: DemoConfig) -> Any:
     from alarm.corpus.backends import TransformersBackend
 
-    return TransformersBackend.from_name(config.preset, batch_size=config.batch_size)
+    # 32 rows a batch: decoding a 135M model on a CPU reads every weight per step whatever the
+    # rows, so 32 rows cost little more than 8 (0.74 s a row instead of 1.7, docs/benchmarks.md)
+    return TransformersBackend.from_name(config.preset, batch_size=config.generation_batch_size)
 
 
 def stage_corpus(config: DemoConfig) -> dict[str, Any]:
     from alarm.corpus.backends import SamplingParams
     from alarm.corpus.pipeline import BuildConfig, build, merge
     from alarm.corpus.report import write_report
+    from alarm.demo.data import RENDERINGS_FILE, expand_corpus
 
     build_dir, corpus_dir = _path(config, "corpus-build"), _path(config, "corpus")
     backend = _backend(config)  # the real SmolLM2 plays both roles, as the one RLM of the preset
@@ -132,7 +139,7 @@ def stage_corpus(config: DemoConfig) -> dict[str, Any]:
         grounding=0.2,
         prompter_sampling=SamplingParams(max_tokens=limit, temperature=0.7, top_p=0.8, top_k=20),
         rlm_sampling=SamplingParams(max_tokens=limit, temperature=0.6, top_p=0.95, top_k=20),
-        chunk_size=4 * config.batch_size,
+        chunk_size=2 * config.generation_batch_size,
         progress=config.progress,
     )
     summary = build(settings, {"prompter": backend, "rlm": backend})
@@ -145,7 +152,10 @@ def stage_corpus(config: DemoConfig) -> dict[str, Any]:
             "for each clip's stage and reason, and use more clips (--quick keeps about a third)"
         )
     report = write_report(corpus_dir)
-    return {"records": info["records"], "rejects": info["rejects"], "stages": report.get("stages")}
+    # The other recordings of each clip share its facts, so they share its prompt and target too.
+    training = expand_corpus(corpus_dir, _path(config, RENDERINGS_FILE), _path(config, "corpus-train"))
+    return {"records": info["records"], "rejects": info["rejects"], "stages": report.get("stages"),
+            "training_rows": training}  # fmt: skip
 
 
 def stage_features(config: DemoConfig) -> dict[str, Any]:
@@ -154,7 +164,7 @@ def stage_features(config: DemoConfig) -> dict[str, Any]:
     from alarm.training.data import load_corpus
 
     model = build_model(config.preset)
-    rows = [r for split in ("train", "validation") for r in load_corpus(_path(config, "corpus"), split)]
+    rows = [r for split in ("train", "validation") for r in load_corpus(_path(config, "corpus-train"), split)]
     result = extract_features(
         model,
         rows,
@@ -175,7 +185,7 @@ def stage_train(config: DemoConfig) -> dict[str, Any]:
     output = _path(config, "train")
     settings = TrainConfig(
         preset=config.preset,
-        corpus=_path(config, "corpus"),
+        corpus=_path(config, "corpus-train"),
         audio_root=_path(config),
         features=_path(config, "features"),
         output=output,
@@ -227,7 +237,7 @@ def stage_evaluate(config: DemoConfig) -> dict[str, Any]:
             _path(config, "eval", condition),
             config=_generation(config),
             style="options",  # a 135M model mislabels letters but copies option texts (prompts.py)
-            batch_size=config.batch_size,
+            batch_size=config.generation_batch_size,
             progress=config.progress,
             model=model,
             condition=condition,
@@ -249,7 +259,7 @@ def stage_transcripts(config: DemoConfig) -> dict[str, Any]:
             _path(config, "transcripts", f"{condition}.jsonl"),
             condition=condition,
             config=_generation(config),
-            batch_size=config.batch_size,
+            batch_size=config.generation_batch_size,
             progress=config.progress,
         )
     return results

@@ -18,6 +18,7 @@ noise colour, click rate) and the open "What does the speaker say?".
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -103,6 +104,22 @@ def render(clip: Clip) -> np.ndarray:
             wave[start : start + 64] += click
     ramp = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.01)  # 10 ms fades: no clicks at the edges
     return (level * wave * ramp + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def rerender(clip: Clip, index: int) -> Clip:
+    """Another recording of the same facts (``index`` >= 1): the same metadata, a new wave.
+
+    Speech changes to another voice of the same sex, every clip to a new seed (level, noise,
+    a sound's length and phase). What :meth:`Clip.describe` says stays true, so a corpus
+    target written for ``clip`` is a target for this recording too.
+    """
+    if index < 1:
+        raise ValueError(f"a rerendering index is at least 1, got {index}")
+    voice = clip.voice
+    if clip.is_speech:
+        voices = VOICES[clip.sex]
+        voice = voices[(voices.index(clip.voice) + index) % len(voices)]
+    return dataclasses.replace(clip, voice=voice, seed=clip.seed + 10_000_000 * index)
 
 
 def _speech(kind: str, text: str, rng: random.Random, seed: int) -> Clip:

@@ -243,15 +243,15 @@ def complete_sentences(text: str) -> str:
 
 # -- grounding: does an answer say only what the account and the request support? ---------------
 
-# Words an answer may use without support: function words and the words of listening itself.
+# Words an answer may use without support: function words and the words of listening itself (not
+# "speech" or "voice": that there is speech is a fact the account must give).
 _FREE_WORDS = frozenset(
     """a an the and or but nor so yet of in on at to for from by with without about into over under after before
     as than then there here this that these those it its it's is are was were be been being am do does did done
     has have had having can could will would shall should may might must not no yes i me my we our you your he him
     his she her they them their what which who whom whose when where why how also just only very some any all both
     each one s t
-    audio clip recording sound sounds hear hears heard hearing listen listening listened speaker speakers voice
-    voices says said saying say speaks speaking spoke speech person someone""".split()
+    audio clip recording sound sounds hear hears heard hearing listen listening listened""".split()
 )
 
 

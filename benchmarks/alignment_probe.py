@@ -117,7 +117,8 @@ def main() -> None:
         print(json.dumps({"said": clip.text, "answer": out.answer}))
     print(json.dumps({"preset": args.preset, "clips": len(records), "steps": args.steps, "last_loss": result.last_loss,
                       "features_s": round(features_s, 1), "train_s": round(train_s, 1),
-                      "held_out": {k: {**v, "chance": round(v["chance"], 1)} for k, v in summary.items()}}))  # fmt: skip
+                      "held_out": {k: {**v, "chance": round(v["chance"], 1)} for k, v in summary.items()},
+                      }))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -205,7 +205,7 @@ def main() -> None:
                   f"{s['tok_per_s']:.1f} | {s['p50_s']:.1f} s | {s['p95_s']:.1f} s | {s['ttft_p50_s']:.1f} s | "
                   f"{s['ttft_p95_s']:.1f} s |")  # fmt: skip
     base, *others = args.modes
-    print(f"\n| clients | " + " | ".join(f"throughput {m} / {base}" for m in others) + " |")
+    print("\n| clients | " + " | ".join(f"throughput {m} / {base}" for m in others) + " |")
     print("|---:|" + "---:|" * len(others))
     for clients in args.clients:
         ratios = [results[m][clients]["req_per_s"] / results[base][clients]["req_per_s"] for m in others]

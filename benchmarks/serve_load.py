@@ -174,7 +174,7 @@ def main() -> None:
     servers = {mode: start_server(args.preset, flags, args.threads, args.max_wait_ms) for mode, flags in modes.items()}
     results: dict[str, dict[int, dict[str, float]]] = {mode: {} for mode in modes}
     try:
-        for mode, (_, url) in servers.items():
+        for _, url in servers.values():
             asyncio.run(load(url, 1, 1, bodies))  # warm-up: first-call allocations, lazy imports
         for clients in args.clients:  # the two modes back to back per level: the machine's load drifts
             for mode, (_, url) in servers.items():

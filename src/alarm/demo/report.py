@@ -152,7 +152,7 @@ def write_demo_report(config: DemoConfig, stages: dict[str, dict[str, Any]]) -> 
             "encoders": [e.get("pretrained") for e in preset.get("encoders", [])],
         },
         "model_dir": os.path.join(out, "train", "final"),
-        "corpus": {k: stages["corpus"].get(k) for k in ("records", "rejects")},
+        "corpus": {k: stages["corpus"].get(k) for k in ("records", "rejects", "training_rows")},
         "training": {k: stages["train"].get(k) for k in ("steps", "last_loss")},
         "timings_s": {stage: info.get("seconds") for stage, info in stages.items()},
     }
@@ -169,7 +169,9 @@ def _markdown(config: DemoConfig, s: dict[str, Any], out: str, bench: str) -> st
         f"Frozen RLM `{s['models']['rlm']}`, frozen encoder `{', '.join(s['models']['encoders'])}` "
         f"(preset `{config.preset}`); only the audio path trained ({s['training']['steps']} steps, "
         f"last loss {s['training']['last_loss']:.3f}) on a corpus the same RLM wrote about the training clips "
-        f"({_records(s['corpus']['records'])} records, {s['corpus']['rejects']} clips rejected with their reasons).",
+        f"({_records(s['corpus']['records'])} records, {s['corpus']['rejects']} clips rejected with their reasons; "
+        f"each training record trained on with the {config.renderings} recordings of its clip: "
+        f"{(s['corpus'].get('training_rows') or {}).get('train', '?')} training rows).",
         "",
         "## Held-out questions (MMAU format, real loader and scorer)",
         "",

@@ -106,7 +106,7 @@ def _backend(config: DemoConfig) -> Any:
     from alarm.corpus.backends import TransformersBackend
 
     # 32 rows a batch: decoding a 135M model on a CPU reads every weight per step whatever the
-    # rows, so 32 rows cost little more than 8 (0.74 s a row instead of 1.7, docs/benchmarks.md)
+    # rows, so 32 rows cost little more than 8 (0.86 s a row instead of 1.26: docs/benchmarks.md)
     return TransformersBackend.from_name(config.preset, batch_size=config.generation_batch_size)
 
 

@@ -104,7 +104,8 @@ Otherwise answer no, with a short reason.
 Reply with one line per request, in order:
 <verdicts>
 1. yes
-2. no: cannot be answered from the clip
+2. yes
+3. no: cannot be answered from the clip
 </verdicts>"""
 
 _FILTER_USER = """\
@@ -190,7 +191,9 @@ INSTRUCTIONS: dict[str, Instruction] = {
     # v2: shorter rules a 135M instruct model can follow; the judge answers yes/no (v1: keep/drop)
     # prompts v3: the user message names the topics of the record's category (TOPICS)
     "prompts": Instruction("prompts", "v3", _PROMPTS_SYSTEM, _PROMPTS_USER),
-    "filter": Instruction("filter", "v2", _FILTER_SYSTEM, _FILTER_USER),
+    # filter v3: the format example keeps two of three (a small judge copies the example's
+    # verdicts: SmolLM2 kept 50 candidates of 28 clips instead of 31, docs/corpus.md)
+    "filter": Instruction("filter", "v3", _FILTER_SYSTEM, _FILTER_USER),
     "respond": Instruction("respond", "v1", _RESPOND_SYSTEM, _RESPOND_USER),
     "rephrase": Instruction("rephrase", "v1", _REPHRASE_SYSTEM, _REPHRASE_USER),
     "rephrase_answer": Instruction("rephrase_answer", "v1", _REPHRASE_ANSWER_SYSTEM, _REPHRASE_ANSWER_USER),

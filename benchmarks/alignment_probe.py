@@ -49,9 +49,16 @@ def ideal_corpus(clips: list[Clip], out: str) -> list[CorpusRecord]:
         seconds = write_clip(clip, os.path.join(out, rel))
         records.append(
             CorpusRecord(
-                id=f"probe/{i:04d}", dataset="probe", category="speech", split="validation" if i % 10 == 0 else "train",
-                audio_path=rel, offset_s=0.0, duration_s=seconds, metadata=clip.describe(),
-                prompt=PROMPT, response=f'The speaker says "{clip.text}".',
+                id=f"probe/{i:04d}",
+                dataset="probe",
+                category="speech",
+                split="validation" if i % 10 == 0 else "train",
+                audio_path=rel,
+                offset_s=0.0,
+                duration_s=seconds,
+                metadata=clip.describe(),
+                prompt=PROMPT,
+                response=f'The speaker says "{clip.text}".',
             )  # fmt: skip
         )
     write_jsonl(records, os.path.join(out, "corpus", "train.jsonl"))

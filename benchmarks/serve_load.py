@@ -162,11 +162,24 @@ def main() -> None:
     questions = ["What do you hear?", "Describe the sound.", "Is there speech in this clip?", "What is the pitch?"]
     bodies = [
         {
-            "messages": [{"role": "user", "content": [
-                {"type": "input_audio", "input_audio": {"data": clip_b64(1.0 + 0.5 * (i % 4), 220.0 * (1 + i % 5)),
-                                                        "format": "wav"}},
-                {"type": "text", "text": questions[i % len(questions)]}]}],
-            "max_tokens": args.max_tokens, "stream": True, "stream_options": {"include_usage": True},
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "input_audio",
+                            "input_audio": {
+                                "data": clip_b64(1.0 + 0.5 * (i % 4), 220.0 * (1 + i % 5)),
+                                "format": "wav",
+                            },
+                        },
+                        {"type": "text", "text": questions[i % len(questions)]},
+                    ],
+                }
+            ],
+            "max_tokens": args.max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
         }  # fmt: skip
         for i in range(16)
     ]

@@ -122,14 +122,12 @@ def expand_corpus(corpus_dir: str, renderings_path: str, out: str) -> dict[str, 
     prompt and target hold for them unchanged; the LLM work is paid once per clip. Written as
     ``out/{train,validation}.jsonl`` (the validation split is not expanded). Returns the rows.
     """
+    from alarm.corpus.shards import read_jsonl
     from alarm.training.data import load_corpus
 
     by_id: dict[str, list[dict[str, Any]]] = {}
-    with open(renderings_path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                row = json.loads(line)
-                by_id.setdefault(row["id"], []).append(row)
+    for row in read_jsonl(renderings_path):
+        by_id.setdefault(row["id"], []).append(row)
     counts = {}
     for split in ("train", "validation"):
         rows = []

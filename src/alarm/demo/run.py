@@ -72,7 +72,7 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         for name in ("num_train", "num_test", "num_candidates", "train_steps", "batch_size", "generation_batch_size",
-                     "max_new_tokens"):  # fmt: skip
+                     "renderings", "max_new_tokens"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.num_train < self.batch_size:
@@ -149,7 +149,7 @@ def stage_corpus(config: DemoConfig) -> dict[str, Any]:
     if not info["records"].get("train"):
         raise RuntimeError(
             f"the corpus build kept no training record ({info['records']}); see {corpus_dir}/rejects.jsonl "
-            "for each clip's stage and reason, and use more clips (--quick keeps about a third)"
+            "for each clip's stage and reason, and use more clips (about a quarter of them become records)"
         )
     report = write_report(corpus_dir)
     # The other recordings of each clip share its facts, so they share its prompt and target too.

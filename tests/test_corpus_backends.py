@@ -245,7 +245,8 @@ def test_http_faults_are_retried_and_counted():
     assert all(not c.error for c in got)
     faults = sum(n for k, n in server.stats.items() if k.startswith("fault:"))
     # 12 first passes + 6 second passes (the odd requests hit their budget), each failing once
-    assert faults == 18 and sum(c.transport_retries for c in got) == server.stats["repeats"] >= 18
+    # an attempt that timed out before the server read it is a retry the server never saw
+    assert faults == 18 and sum(c.transport_retries for c in got) >= server.stats["repeats"] >= 18
     # question i fails with kinds[i % 6]: "slow" hits 4 and 10 (no second pass), "drop" 5 and 11 (twice each)
     assert server.stats["fault:slow"] == 2 and server.stats["fault:drop"] == 4
 

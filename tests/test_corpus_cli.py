@@ -141,8 +141,9 @@ def test_http_backend_with_faults_end_to_end(fixture, reference, tmp_path, capsy
     assert all(comparable(got[i]) == comparable(reference[i]) for i in got)  # faults change nothing
     assert main(["corpus", "report", str(out)]) == 0
     report = json.loads(capsys.readouterr().out)
-    # every retry the server saw is counted (a loaded machine may add timeouts to the injected faults)
-    assert report["retries"]["transport_retries"] == server.stats["repeats"] >= faults
+    # every retry the server saw is counted; a loaded machine may add timeouts to the injected
+    # faults, and an attempt that timed out before the server read it is a retry it never saw
+    assert report["retries"]["transport_retries"] >= server.stats["repeats"] >= faults
     assert report["retries"]["llm_retries"] == 0
 
 

@@ -18,7 +18,14 @@ from alarm.corpus.pipeline import (
     reject_rows,
     shard_of,
 )
-from alarm.corpus.prompts import choose, complete_sentences, grounding_problem, stable_seed, think_text
+from alarm.corpus.prompts import (
+    choose,
+    complete_sentences,
+    grounded_sentences,
+    grounding_problem,
+    stable_seed,
+    think_text,
+)
 from alarm.corpus.report import build_report, write_report
 from alarm.corpus.schema import RecordError, SourceRecord, read_records, write_jsonl
 from alarm.generation import DEFAULT_CLOSING
@@ -764,6 +771,8 @@ class Inventive:
                 return 'The man says "seven five one". He speaks fast. And then he ' + "goes on " * 40
             if "case endless" in user:  # no sentence ends before the limit
                 return "The man says " + "and " * 60
+            if "case story" in user:  # the fact asked for, then a story
+                return 'The man says "seven five one". He was born in Lyon in 1942.'
             return self.ANSWERS[user.split("</audio>\n\n", 1)[1]]
         answer = user.split("Answer to rewrite:\n", 1)[1]  # rephrase_answer
         if "age is 42" not in answer and "seven" in answer:
@@ -776,7 +785,7 @@ def test_grounding_rejects_invented_answers_and_tries_the_next_kept_prompt(tmp_p
     records = [
         SourceRecord(f"cases/{n}", "cases", "speech", "train", f"{n}.wav", 0.0, 1.0,
                      f'case {n}: a man says "seven five one", speaking fast.')
-        for n in ("a", "b", "c", "d", "nothing", "ramble", "endless")
+        for n in ("a", "b", "c", "d", "nothing", "ramble", "endless", "story")
     ]  # fmt: skip
     write_jsonl(records, tmp_path / "cases.jsonl")
     config = BuildConfig(
@@ -796,14 +805,18 @@ def test_grounding_rejects_invented_answers_and_tries_the_next_kept_prompt(tmp_p
     assert (rejects["cases/endless"]["stage"], rejects["cases/endless"]["reason"]) == ("respond", "over-length")
     del kept["cases/ramble"], rejects["cases/endless"]
     if grounding is None:  # the paper's pipeline: whatever the chosen prompt, its answer is the target
-        assert not rejects and len(kept) == 5
-        assert any("42" in r.response for r in kept.values())
+        assert not rejects and len(kept) == 6
+        assert any("42" in r.response for r in kept.values()) and "1942" in kept["cases/story"].response
         return
+    # An answer that runs on past the account keeps its grounded leading sentences.
+    story = kept.pop("cases/story")
+    assert story.response_raw == 'The man says "seven five one".'
+    assert story.provenance["respond_trimmed_to_grounded"] is True
     # Every clip's only answerable request wins, whichever the filter chose first; the rest say why.
     assert sorted(kept) == ["cases/a", "cases/b", "cases/c", "cases/d"]
     for r in kept.values():
         assert r.prompt == "What does the man say?" and r.response == 'I hear the man say "seven five one".'
-        assert r.provenance["prompt_language"] == "en"
+        assert r.provenance["prompt_language"] == "en" and not r.provenance["respond_trimmed_to_grounded"]
         assert 1 <= r.provenance["stages"]["respond"]["attempts"] <= 3
     assert {r.provenance["stages"]["respond"]["attempts"] for r in kept.values()} != {1}  # some walked on
     nothing = rejects["cases/nothing"]
@@ -811,6 +824,7 @@ def test_grounding_rejects_invented_answers_and_tries_the_next_kept_prompt(tmp_p
     assert nothing["detail"] == "numbers not in the account: 42"
     report, _ = build_report(config.output)
     assert report["rejects_by_reason"] == {"respond": {"ungrounded answer": 1, "over-length": 1}}
+    assert (report["retries"]["respond_cut_at_sentence"], report["retries"]["respond_trimmed_to_grounded"]) == (1, 1)
 
 
 def test_complete_sentences_cut_after_the_last_sentence_end():
@@ -818,6 +832,18 @@ def test_complete_sentences_cut_after_the_last_sentence_end():
     assert complete_sentences("Is it loud? Yes! It") == "Is it loud? Yes!"
     assert complete_sentences("It is 2.5 seconds long and") == ""  # a decimal point ends no sentence
     assert complete_sentences("and on and on") == ""
+
+
+def test_grounded_sentences_keep_the_longest_grounded_lead():
+    account, prompt = 'Speech. A woman says "four zero zero", speaking slowly.', "What does she say?"
+    answer = 'The woman says "four zero zero". She speaks slowly. The clip was edited to remove effects.'
+    assert grounded_sentences(answer, [account, prompt], 0.2) == 'The woman says "four zero zero". She speaks slowly.'
+    # a lead that fails alone can pass with the next sentence (the share is over the whole lead)
+    assert grounded_sentences("She says it slowly, warmly. She says four zero zero.", [account], 0.2) == (
+        "She says it slowly, warmly. She says four zero zero."
+    )
+    assert grounded_sentences("Her name is Luna. She says four zero zero.", [account], 0.2) == ""
+    assert grounded_sentences("She was born in 1990. She says four.", [account], 0.2) == ""  # a number fails all
 
 
 def test_grounding_problem_names_what_the_account_does_not_say():

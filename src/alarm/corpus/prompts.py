@@ -13,7 +13,8 @@ Everything here is deterministic text processing, so it is tested exactly:
 * :func:`parse_verdicts` reads Q's ``<verdicts>`` block (or its bare verdict lines);
 * :func:`parse_rewritten_answer` reads an answer-only rephrasing (a non-thinking RLM);
 * :func:`grounding_problem` checks that an answer says only what the written account and
-  the request support (an optional filter on R0 and the rewrite, for small RLMs that invent);
+  the request support (an optional filter on R0 and the rewrite, for small RLMs that invent),
+  and :func:`grounded_sentences` keeps the grounded leading sentences of an answer that runs on;
 * :func:`choose` picks one kept candidate uniformly, seeded by (seed, record id), so the
   choice does not depend on batching, sharding or the order records are processed in;
 * :func:`split_think`, :func:`extract_block`, :func:`is_refusal` take model output apart.
@@ -292,6 +293,18 @@ def grounding_problem(answer: str, sources: Sequence[str], max_share: float) -> 
     if needed and len(missing) / needed > max_share:
         return f"{len(missing)} of {needed} words not in the account: {', '.join(list(dict.fromkeys(missing))[:8])}"
     return ""
+
+
+def grounded_sentences(answer: str, sources: Sequence[str], max_share: float) -> str:
+    """The longest run of ``answer``'s leading sentences that is grounded in ``sources`` ("" when none).
+
+    A small RLM often states the fact asked for and then runs on into a story ("The woman says
+    "four zero zero", speaking slowly. The audio clip was edited to remove..."): the grounded
+    sentences before the story are a true answer, the story is not.
+    """
+    ends = [m.end() for m in _SENTENCE_END.finditer(answer)]
+    prefixes = [answer[:end].strip() for end in ends]
+    return next((p for p in reversed(prefixes) if not grounding_problem(p, sources, max_share)), "")
 
 
 # -- candidates ------------------------------------------------------------------------------------

@@ -201,6 +201,9 @@ def _retries(records: Sequence[CorpusRecord], rejects: Sequence[dict[str, Any]])
         "transport_retries": sum(v["transport_retries"] for v in per_stage.values()),
         "respond_budget_reached": sum(1 for r in records if r.provenance.get("respond_budget_reached")),
         "rephrase_budget_reached": sum(1 for r in records if r.provenance.get("rephrase_budget_reached")),
+        # R0 answers kept in part: cut at the token limit after a sentence, or after their grounded lead
+        "respond_cut_at_sentence": sum(1 for r in records if r.provenance.get("respond_cut_at_sentence")),
+        "respond_trimmed_to_grounded": sum(1 for r in records if r.provenance.get("respond_trimmed_to_grounded")),
     }
 
 
@@ -284,7 +287,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         out.append(f"| {stage} | {r['llm_retries']} | {r['transport_retries']} |")
     out.append(
         f"\nThinking budget reached: respond {ret['respond_budget_reached']}, "
-        f"rephrase {ret['rephrase_budget_reached']} records.\n"
+        f"rephrase {ret['rephrase_budget_reached']} records. R0 answers kept in part: "
+        f"{ret['respond_cut_at_sentence']} cut at the token limit after a complete sentence, "
+        f"{ret['respond_trimmed_to_grounded']} trimmed to their grounded leading sentences.\n"
     )
     return "\n".join(out) + "\n"
 

@@ -25,6 +25,7 @@ from alarm.corpus.prompts import (
     echoed_markup,
     exposure_hits,
     extract_block,
+    grounded_sentences,
     grounding_problem,
     is_refusal,
     numbered,
@@ -93,6 +94,12 @@ class Stage:
         """With ``config.grounding`` set, :class:`StageError` when ``text`` says what no source supports."""
         if self.config.grounding is not None and (problem := grounding_problem(text, sources, self.config.grounding)):
             raise StageError(f"ungrounded {what}", problem)
+
+    def grounded_part(self, text: str, sources: tuple[str, ...]) -> str:
+        """With ``config.grounding`` set, ``text`` or its longest grounded run of leading sentences ("" if none)."""
+        if self.config.grounding is None or not grounding_problem(text, sources, self.config.grounding):
+            return text
+        return grounded_sentences(text, sources, self.config.grounding)
 
     def params(self, base: SamplingParams, record: CorpusRecord, attempt: int, **over: Any) -> SamplingParams:
         seed = stable_seed(self.config.seed, self.name, record.id, attempt) % 2**31
@@ -300,9 +307,10 @@ class FilterStage(Stage):
 class RespondStage(Stage):
     """R0: the RLM's reasoning and answer given the metadata and the prompt.
 
-    With ``config.grounding`` set, an answer that says what the metadata does not (an
-    invented age, a story) is rejected, and the next attempt answers the next prompt the
-    filter kept: a request the account cannot answer gives way to one it can.
+    With ``config.grounding`` set, an answer that runs on past what the metadata supports keeps
+    its grounded leading sentences; one with none (an invented age) is rejected, and the next
+    attempt answers the next prompt the filter kept: a request the account cannot answer
+    gives way to one it can.
     """
 
     name, role = "respond", "rlm"
@@ -344,14 +352,19 @@ class RespondStage(Stage):
             raise StageError("refusal", answer[:200])
         if tag := echoed_markup(f"{reasoning}\n{answer}"):
             raise StageError("echoed the request", f"{tag} in the response")
+        trimmed = False
         if not self.spoken(record):
-            self.check_grounding(answer, record.metadata, record.prompt, *(m["content"] for m in record.context),
-                                 what="answer")  # fmt: skip
+            sources = (record.metadata, record.prompt, *(m["content"] for m in record.context))
+            grounded = self.grounded_part(answer, sources)
+            trimmed = grounded != answer
+            self.check_grounding(grounded or answer, *sources, what="answer")
+            answer = grounded or answer
         raw = think_text(reasoning, answer) if (reasoning or self.config.rlm_thinks) else answer
         provenance = {
             **record.provenance,
             "respond_budget_reached": bool(completion and completion.budget_reached),
             "respond_cut_at_sentence": cut,
+            "respond_trimmed_to_grounded": trimmed,
         }
         return replace(record, response_raw=raw, provenance=provenance)
 

@@ -43,6 +43,24 @@ def test_world_facts_and_held_out_contents():
     assert questions["digits"].answer in questions["digits"].choices and questions["transcript"].choices == ()
 
 
+def test_the_training_mix_weights_kinds_and_leaves_the_held_out_clips_alone():
+    from alarm.demo.run import DemoConfig
+    from alarm.demo.world import EVEN_MIX, sample_clips
+
+    even_train, even_test = sample_clips(48, 24, seed=1)
+    train, test = sample_clips(48, 24, seed=1, train_mix=("digits", "digits", "tone"))
+    assert test == even_test  # the held-out set does not move with the training mix
+    assert [c.kind for c in train[:3]] == ["digits", "digits", "tone"] and sum(c.kind == "digits" for c in train) == 32
+    assert [c.kind for c in even_train[:6]] == list(EVEN_MIX)
+    assert not {c.text for c in train if c.kind == "digits"} & {c.text for c in test if c.kind == "digits"}
+    for bad in ((), ("digits", "song")):
+        with pytest.raises(ValueError, match="train_mix"):
+            sample_clips(4, 4, train_mix=bad)
+        with pytest.raises(ValueError, match="train_mix"):
+            DemoConfig(train_mix=bad)
+    assert DemoConfig(train_mix=["tone", "digits"]).train_mix == ("tone", "digits")  # as read back from JSON
+
+
 def test_a_rerendering_keeps_the_facts_and_changes_the_recording():
     clip = Clip("word", text="apple", sex="male", voice="en+m3", rate="fast", seed=7)
     first, second = rerender(clip, 1), rerender(clip, 2)

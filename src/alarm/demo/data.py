@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -25,7 +26,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from alarm.corpus.schema import SourceRecord, write_jsonl
-from alarm.demo.world import SAMPLE_RATE, Clip, questions_for, render, rerender, sample_clips
+from alarm.demo.world import EVEN_MIX, SAMPLE_RATE, Clip, questions_for, render, rerender, sample_clips
 from alarm.io import write_jsonl as write_rows
 from alarm.io import write_text
 
@@ -43,7 +44,13 @@ def _write_clip(clip: Clip, path: str) -> float:
 
 
 def write_world(
-    root: str, num_train: int, num_test: int, seed: int = 0, progress: bool = True, renderings: int = 1
+    root: str,
+    num_train: int,
+    num_test: int,
+    seed: int = 0,
+    progress: bool = True,
+    renderings: int = 1,
+    train_mix: Sequence[str] = EVEN_MIX,
 ) -> dict[str, Any]:
     """Render the clips, write the sources, the MMAU-format test and the open questions under ``root``.
 
@@ -54,7 +61,7 @@ def write_world(
     """
     if renderings < 1:
         raise ValueError(f"renderings must be at least 1, got {renderings}")
-    train, test = sample_clips(num_train, num_test, seed=seed)
+    train, test = sample_clips(num_train, num_test, seed=seed, train_mix=train_mix)
     sources, others = [], []
     for i, clip in enumerate(tqdm(train, desc="training clips", disable=not progress)):
         rel = f"audio/train-{i:04d}.wav"

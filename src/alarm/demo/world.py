@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +45,7 @@ SOUNDS = {
 TONE_HZ = {"low": 220.0, "high": 1760.0}
 CLICKS_PER_SECOND = {"slow": 2.0, "fast": 10.0}
 KIND_CHOICES = ("speech", "a steady tone", "noise", "clicks")
+EVEN_MIX = (*SPEECH_KINDS, *sorted(SOUNDS))  # one clip of each kind in turn: half speech, half sounds
 
 
 @dataclass(frozen=True)
@@ -131,24 +133,29 @@ def _digit_string(rng: random.Random) -> str:
     return " ".join(rng.choice(DIGITS) for _ in range(3))
 
 
-def sample_clips(num_train: int, num_test: int, seed: int = 0) -> tuple[list[Clip], list[Clip]]:
-    """Training and held-out clips: half speech (digits, words, sentences), half sounds.
+def sample_clips(
+    num_train: int, num_test: int, seed: int = 0, train_mix: Sequence[str] = EVEN_MIX
+) -> tuple[list[Clip], list[Clip]]:
+    """Training and held-out clips. Their kinds follow a mix in turn: ``train_mix`` for training
+    (a kind listed twice is twice as common), :data:`EVEN_MIX` for the held-out clips.
 
-    Digit strings and sentences of the test set never occur in training.
+    Digit strings and sentences of the test set never occur in training. The held-out clips
+    are drawn first, so they do not depend on ``num_train`` or ``train_mix``.
     """
+    if not train_mix or set(train_mix) - set(EVEN_MIX):
+        raise ValueError(f"train_mix lists kinds of {EVEN_MIX}, got {tuple(train_mix)}")
     rng = random.Random(seed)
     sentences = [f"{s} {a}" for s in SENTENCE_SUBJECTS for a in SENTENCE_ACTIONS]
     rng.shuffle(sentences)
     held_sentences, train_sentences = sentences[: len(sentences) // 4], sentences[len(sentences) // 4 :]
     held_digits: set[str] = set()
 
-    def make(n: int, held_out: bool, first_seed: int) -> list[Clip]:
+    def make(n: int, held_out: bool, first_seed: int, mix: Sequence[str]) -> list[Clip]:
         clips = []
         for i in range(n):
             seed_i = first_seed + i
-            slot = i % 6  # speech kinds and sound kinds in turn
-            if slot < 3:
-                kind = SPEECH_KINDS[slot]
+            kind = mix[i % len(mix)]
+            if kind in SPEECH_KINDS:
                 if kind == "digits":
                     text = _digit_string(rng)
                     while not held_out and text in held_digits:
@@ -161,12 +168,11 @@ def sample_clips(num_train: int, num_test: int, seed: int = 0) -> tuple[list[Cli
                     text = rng.choice(held_sentences if held_out else train_sentences)
                 clips.append(_speech(kind, text, rng, seed_i))
             else:
-                sound = sorted(SOUNDS)[slot - 3]
-                clips.append(Clip(sound, variant=rng.choice(SOUNDS[sound]), seed=seed_i))
+                clips.append(Clip(kind, variant=rng.choice(SOUNDS[kind]), seed=seed_i))
         return clips
 
-    test = make(num_test, True, 1_000_000 + seed * 10_000)
-    train = make(num_train, False, seed * 10_000)
+    test = make(num_test, True, 1_000_000 + seed * 10_000, EVEN_MIX)
+    train = make(num_train, False, seed * 10_000, train_mix)
     return train, test
 
 

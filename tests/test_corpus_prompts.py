@@ -278,6 +278,17 @@ def test_numbered_run_rules():
     assert numbered_run("1. a\n3. skipped a number") == ([(1, "a")], False)
 
 
+def test_a_wrapped_item_of_an_untagged_list_is_one_candidate():
+    # SmolLM2 on a demo clip: a list without <prompts>, an item wrapped onto the next line
+    cands = parse_candidates(
+        "1. What does she say?\n   It is a clue.\n2. How fast?", ["en"], 300, default_language="en"
+    )
+    assert [(c.text, c.language, c.kept) for c in cands] == [
+        ("What does she say?\nIt is a clue.", "en", True),
+        ("How fast?", "en", True),
+    ]
+
+
 @pytest.mark.parametrize(
     "text,count,expected",
     [

@@ -309,7 +309,8 @@ def grounded_sentences(answer: str, sources: Sequence[str], max_share: float) ->
 
 # -- candidates ------------------------------------------------------------------------------------
 
-_ITEM = re.compile(r"^\s*(\d{1,3})\s*[.)]\s*(?:\[([A-Za-z]{2,3}(?:-[A-Za-z]{2,4})?)\])?\s*(.*?)\s*$")
+# DOTALL: an item of a numbered run may hold its wrapped lines (numbered_run joins them with "\n")
+_ITEM = re.compile(r"^\s*(\d{1,3})\s*[.)]\s*(?:\[([A-Za-z]{2,3}(?:-[A-Za-z]{2,4})?)\])?\s*(.*?)\s*$", re.DOTALL)
 
 
 @functools.lru_cache(maxsize=4096)

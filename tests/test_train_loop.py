@@ -351,3 +351,36 @@ def test_loss_on_target_positions_equals_the_full_logit_loss_with_uneven_rows(to
     positions = target_positions(batch.labels)
     assert 0 < len(positions) < batch.input_ids.shape[1] - 1
     assert torch.allclose(kept, full, rtol=1e-5)
+
+
+def test_the_shared_prefix_runs_once_with_the_same_loss_and_gradients(tones):
+    """A system prompt every row shares runs once without gradient; loss and gradients do not change."""
+    from alarm.training.recipe import MIN_SHARED_PREFIX, shared_prefix_length, token_loss_sum
+
+    set_seed(0)
+    model = build_model("tiny-al-sslam-r")
+    fmt = ChatFormat.from_model(model, system="You are a careful listener. Answer in one short sentence, please.")
+    records = load_corpus(os.path.join(tones, "corpus.jsonl"), "train")[:3]
+    records = [dataclasses.replace(r, response="x" * (3 + 9 * i)) for i, r in enumerate(records)]
+    dataset = TrainingDataset(records, fmt, audio_root=tones, max_seq_len=4096, max_audio_seconds=60)
+    batch = Collator(fmt.pad_token_id)([dataset[i] for i in range(len(records))])
+    start = shared_prefix_length(batch, model.audio_token_id)
+    first_audio = int((batch.input_ids == model.audio_token_id).int().argmax(1).min())
+    assert MIN_SHARED_PREFIX <= start <= first_audio  # the system prompt, up to the audio
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def loss_and_grads(prefix_cache):
+        model.zero_grad(set_to_none=True)
+        loss = token_loss_sum(model, batch, prefix_cache=prefix_cache)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in params]
+
+    full, full_grads = loss_and_grads(False)
+    cached, cached_grads = loss_and_grads(True)
+    assert torch.allclose(cached, full, rtol=1e-5)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(cached_grads, full_grads))
+    assert any(float(g.abs().sum()) > 0 for g in cached_grads)
+    # rows that differ from the first token on share nothing: the plain path
+    other = dataclasses.replace(batch, input_ids=batch.input_ids.clone())
+    other.input_ids[1, 0] = (int(other.input_ids[0, 0]) + 1) % 50
+    assert shared_prefix_length(other, model.audio_token_id) == 0

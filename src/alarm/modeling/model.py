@@ -14,6 +14,7 @@ and the config; ``from_pretrained`` rebuilds the frozen parts from the names in 
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -53,6 +54,15 @@ def cast_floating(module: nn.Module, dtype: torch.dtype) -> nn.Module:
             if buffer.is_floating_point() and buffer.dtype != dtype and name not in KEEP_DTYPE_BUFFERS:
                 sub._buffers[name] = buffer.to(dtype)
     return module
+
+
+def cache_argument(model: nn.Module) -> str:
+    """The name of a ``transformers`` model's KV cache in its arguments and outputs.
+
+    ``cache`` from transformers 5.2x, ``past_key_values`` before (the old name still works
+    there, with a deprecation warning).
+    """
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def build_language_model(config: AlarmConfig, dtype: torch.dtype | None = None) -> PreTrainedModel:

@@ -18,6 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from alarm.chat import IGNORE_INDEX
+from alarm.modeling.model import cache_argument
 from alarm.training.config import TrainConfig
 from alarm.training.data import TrainBatch
 
@@ -173,15 +174,62 @@ def target_positions(labels: torch.Tensor) -> torch.Tensor:
     return (labels[:, 1:] != IGNORE_INDEX).any(0).nonzero().squeeze(1)
 
 
-def token_loss_sum(model: torch.nn.Module, batch: TrainBatch) -> torch.Tensor:
-    """Sum of next-token cross-entropies (fp32) over ``batch``'s target tokens."""
+# Below this many shared positions a second forward call costs more than the positions it saves.
+MIN_SHARED_PREFIX = 8
+
+
+def shared_prefix_length(batch: TrainBatch, audio_token_id: int) -> int:
+    """Leading positions with the same token in every row, before any audio and any target.
+
+    Nothing that trains reaches them (the audio comes later and the RLM is frozen), so their
+    keys and values are the same in every row and need no gradient: a chat template's system
+    prompt, e.g. SmolLM2's default one, about a quarter of a short training row.
+    """
+    ids = batch.input_ids
+    common = (ids == ids[:1]).all(0) & batch.attention_mask.bool().all(0) & (ids[0] != audio_token_id)
+    length = int(common.long().cumprod(0).sum())
     positions = target_positions(batch.labels)
+    first_target = int(positions.min()) if len(positions) else ids.shape[1] - 1
+    return max(0, min(length, first_target, ids.shape[1] - 1))  # at least one position left to run
+
+
+def _prefix_start(model: torch.nn.Module, batch: TrainBatch) -> int:
+    core = getattr(model, "module", model)  # under DDP / DeepSpeed wrappers
+    language_model, audio_token_id = getattr(core, "language_model", None), getattr(core, "audio_token_id", None)
+    if language_model is None or audio_token_id is None or _checkpointing(language_model):
+        return 0  # recomputed layers would append to the cache twice
+    start = shared_prefix_length(batch, audio_token_id)
+    return start if start >= MIN_SHARED_PREFIX else 0
+
+
+def _checkpointing(language_model: torch.nn.Module) -> bool:
+    flag = "is_activation_checkpointing"  # transformers 5.2x; is_gradient_checkpointing before
+    return bool(getattr(language_model, flag if hasattr(language_model, flag) else "is_gradient_checkpointing", False))
+
+
+def token_loss_sum(model: torch.nn.Module, batch: TrainBatch, prefix_cache: bool = True) -> torch.Tensor:
+    """Sum of next-token cross-entropies (fp32) over ``batch``'s target tokens.
+
+    With ``prefix_cache``, the rows' shared leading positions (:func:`shared_prefix_length`) run
+    once, for one row and without gradient, and the batch continues from their keys and
+    values: the same loss and gradients for a quarter less work on SmolLM2's short rows.
+    """
+    positions = target_positions(batch.labels)
+    start = _prefix_start(model, batch) if prefix_cache else 0
+    prefix: dict[str, Any] = {}
+    if start:
+        name = cache_argument(getattr(model, "module", model).language_model)
+        with torch.no_grad():
+            past = model(input_ids=batch.input_ids[:1, :start], use_cache=True, logits_to_keep=1)[name]
+        past.batch_repeat_interleave(batch.size)
+        prefix = {name: past}
     out = model(
-        input_ids=batch.input_ids,
+        input_ids=batch.input_ids[:, start:],
         attention_mask=batch.attention_mask,
         audio=batch.audio,
         use_cache=False,
-        logits_to_keep=positions,
+        logits_to_keep=positions - start,
+        **prefix,
     )
     targets = batch.labels[:, 1:].index_select(1, positions)  # (B, K); rows without a target there: ignored
     return F.cross_entropy(

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from alarm.corpus.backends.base import Backend, ChatRequest, Completion, SamplingParams, request_seed
+from alarm.modeling.model import cache_argument
 
 
 class TransformersBackend(Backend):
@@ -117,7 +118,7 @@ class TransformersBackend(Backend):
                 top_k=None,
                 eos_token_id=eos,
                 pad_token_id=pad,
-                **({_cache_argument(self.model): cache} if cache is not None else {}),
+                **({cache_argument(self.model): cache} if cache is not None else {}),
             )[:, input_ids.shape[1] :].tolist()  # (B, new)
         out = []
         for row in generated:
@@ -153,7 +154,7 @@ class TransformersBackend(Backend):
             if len(self._prefixes) >= self.prefix_cache_size:
                 self._prefixes.pop(next(iter(self._prefixes)))  # the oldest: stages run one after another
             out = self.model(input_ids=self.torch.tensor([prefix], device=self.model.device), use_cache=True)
-            self._prefixes[key] = out[_cache_argument(self.model)]
+            self._prefixes[key] = out[cache_argument(self.model)]
         cache = copy.deepcopy(self._prefixes[key])  # generate appends to the cache it is given
         cache.batch_repeat_interleave(batch)
         return cache
@@ -165,17 +166,6 @@ class TransformersBackend(Backend):
 def _system_text(request: ChatRequest) -> str:
     first = request.messages[0] if request.messages else {}
     return str(first.get("content", "")) if first.get("role") == "system" else ""
-
-
-def _cache_argument(model: Any) -> str:
-    """The name of the KV cache in ``generate``'s arguments and in model outputs.
-
-    ``cache`` from transformers 5.2x, ``past_key_values`` before (the old name still works
-    there, with a deprecation warning).
-    """
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 class RowSampler:

@@ -3,7 +3,8 @@
 One process per measurement that needs its own memory figure; everything else in this one.
 Prints, per preset: conversion time of each packaged model (into a fresh cache), model load
 time, training step time with the feature cache vs the encoder online (and their ratio), the
-trainer's target-positions-only loss vs logits at every position (and their ratio),
+trainer's target-positions-only loss vs logits at every position (and their ratio), the
+shared-prefix cache of the loss (the system prompt run once) vs every row run whole,
 greedy generation tokens/s (batch 1 and batch 8), and peak RSS.
 
     python benchmarks/real_presets.py                      # both cpu-* presets, 2 threads
@@ -44,7 +45,7 @@ def measure(preset: str, steps: int, threads: int) -> dict:
     from alarm.modeling.inputs import AudioBatch
     from alarm.presets import build_model
     from alarm.training.data import TrainBatch
-    from alarm.training.recipe import token_loss_sum
+    from alarm.training.recipe import shared_prefix_length, token_loss_sum
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
@@ -63,7 +64,7 @@ def measure(preset: str, steps: int, threads: int) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
 
-    def step(cached: bool, full_logits: bool = False) -> float:
+    def step(cached: bool, full_logits: bool = False, prefix_cache: bool = True) -> float:
         start = time.perf_counter()
         a = audio
         if cached:  # what the feature cache hands the model: the encoders' states, precomputed
@@ -75,7 +76,7 @@ def measure(preset: str, steps: int, threads: int) -> dict:
             loss = model(batch.input_ids, batch.attention_mask, audio=a, labels=batch.labels, use_cache=False).loss
         else:  # what the trainer runs: logits at target positions only
             train_batch = TrainBatch([], batch.input_ids, batch.attention_mask, batch.labels, a, [])
-            loss = token_loss_sum(model, train_batch) / train_batch.num_target_tokens
+            loss = token_loss_sum(model, train_batch, prefix_cache) / train_batch.num_target_tokens
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -85,6 +86,7 @@ def measure(preset: str, steps: int, threads: int) -> dict:
     cached = [step(True) for _ in range(steps)]
     online = [step(False) for _ in range(steps)]
     full = [step(True, full_logits=True) for _ in range(steps)]
+    whole = [step(True, prefix_cache=False) for _ in range(steps)]
     model.eval()
     config = GenerationConfig(max_new_tokens=32)
     rates = {}
@@ -102,6 +104,11 @@ def measure(preset: str, steps: int, threads: int) -> dict:
         "online_over_cached": round(statistics.median(online) / statistics.median(cached), 2),
         "step_s_cached_full_logits": round(statistics.median(full), 2),
         "full_logits_over_targets": round(statistics.median(full) / statistics.median(cached), 2),
+        "shared_prefix_tokens": shared_prefix_length(
+            TrainBatch([], batch.input_ids, batch.attention_mask, batch.labels, audio, []), model.audio_token_id
+        ),
+        "step_s_cached_no_prefix_cache": round(statistics.median(whole), 2),
+        "no_prefix_cache_over_prefix_cache": round(statistics.median(whole) / statistics.median(cached), 2),
         **rates,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }

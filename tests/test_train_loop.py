@@ -380,6 +380,8 @@ def test_the_shared_prefix_runs_once_with_the_same_loss_and_gradients(tones):
     assert torch.allclose(cached, full, rtol=1e-5)
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(cached_grads, full_grads))
     assert any(float(g.abs().sum()) > 0 for g in cached_grads)
+    with torch.no_grad():  # the rows are the tensors' rows, not the ids (a benchmark builds batches without ids)
+        assert torch.allclose(token_loss_sum(model, dataclasses.replace(batch, ids=[])), full, rtol=1e-5)
     # rows that differ from the first token on share nothing: the plain path
     other = dataclasses.replace(batch, input_ids=batch.input_ids.clone())
     other.input_ids[1, 0] = (int(other.input_ids[0, 0]) + 1) % 50

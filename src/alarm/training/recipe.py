@@ -221,7 +221,7 @@ def token_loss_sum(model: torch.nn.Module, batch: TrainBatch, prefix_cache: bool
         name = cache_argument(getattr(model, "module", model).language_model)
         with torch.no_grad():
             past = model(input_ids=batch.input_ids[:1, :start], use_cache=True, logits_to_keep=1)[name]
-        past.batch_repeat_interleave(batch.size)
+        past.batch_repeat_interleave(batch.input_ids.shape[0])  # the rows, whatever the ids say
         prefix = {name: past}
     out = model(
         input_ids=batch.input_ids[:, start:],

@@ -330,18 +330,22 @@ def test_recipe_errors_name_the_problem(tones, ca_cache, tmp_path):
 # -- loss on target positions only ------------------------------------------------------------
 
 
+def _uneven_batch(tones, system):
+    """A tiny model and a batch of 3 rows whose targets differ in length (their spans sit at other positions)."""
+    set_seed(0)
+    model = build_model("tiny-al-sslam-r")
+    fmt = ChatFormat.from_model(model, system=system)
+    records = load_corpus(os.path.join(tones, "corpus.jsonl"), "train")[:3]
+    records = [dataclasses.replace(r, response="x" * (3 + 9 * i)) for i, r in enumerate(records)]
+    dataset = TrainingDataset(records, fmt, audio_root=tones, max_seq_len=4096, max_audio_seconds=60)
+    return model, Collator(fmt.pad_token_id)([dataset[i] for i in range(len(records))])
+
+
 def test_loss_on_target_positions_equals_the_full_logit_loss_with_uneven_rows(tones):
     """The loss asks the RLM for target positions only; it must match CE over every logit."""
     from alarm.training.recipe import target_positions, token_loss_sum
 
-    set_seed(0)
-    model = build_model("tiny-al-sslam-r")
-    fmt = ChatFormat.from_model(model, system="")
-    records = load_corpus(os.path.join(tones, "corpus.jsonl"), "train")[:3]
-    # Targets of different lengths put each row's target span at other positions.
-    records = [dataclasses.replace(r, response="x" * (3 + 9 * i)) for i, r in enumerate(records)]
-    dataset = TrainingDataset(records, fmt, audio_root=tones, max_seq_len=4096, max_audio_seconds=60)
-    batch = Collator(fmt.pad_token_id)([dataset[i] for i in range(len(records))])
+    model, batch = _uneven_batch(tones, system="")
     with torch.no_grad():
         logits = model(batch.input_ids, batch.attention_mask, audio=batch.audio).logits
         full = torch.nn.functional.cross_entropy(
@@ -357,13 +361,7 @@ def test_the_shared_prefix_runs_once_with_the_same_loss_and_gradients(tones):
     """A system prompt every row shares runs once without gradient; loss and gradients do not change."""
     from alarm.training.recipe import MIN_SHARED_PREFIX, shared_prefix_length, token_loss_sum
 
-    set_seed(0)
-    model = build_model("tiny-al-sslam-r")
-    fmt = ChatFormat.from_model(model, system="You are a careful listener. Answer in one short sentence, please.")
-    records = load_corpus(os.path.join(tones, "corpus.jsonl"), "train")[:3]
-    records = [dataclasses.replace(r, response="x" * (3 + 9 * i)) for i, r in enumerate(records)]
-    dataset = TrainingDataset(records, fmt, audio_root=tones, max_seq_len=4096, max_audio_seconds=60)
-    batch = Collator(fmt.pad_token_id)([dataset[i] for i in range(len(records))])
+    model, batch = _uneven_batch(tones, system="You are a careful listener. Answer in one short sentence, please.")
     start = shared_prefix_length(batch, model.audio_token_id)
     first_audio = int((batch.input_ids == model.audio_token_id).int().argmax(1).min())
     assert MIN_SHARED_PREFIX <= start <= first_audio  # the system prompt, up to the audio

@@ -359,7 +359,7 @@ def test_loss_on_target_positions_equals_the_full_logit_loss_with_uneven_rows(to
 
 def test_the_shared_prefix_runs_once_with_the_same_loss_and_gradients(tones):
     """A system prompt every row shares runs once without gradient; loss and gradients do not change."""
-    from alarm.training.recipe import MIN_SHARED_PREFIX, shared_prefix_length, token_loss_sum
+    from alarm.training.recipe import MIN_SHARED_PREFIX, _prefix_start, shared_prefix_length, token_loss_sum
 
     model, batch = _uneven_batch(tones, system="You are a careful listener. Answer in one short sentence, please.")
     start = shared_prefix_length(batch, model.audio_token_id)
@@ -380,6 +380,9 @@ def test_the_shared_prefix_runs_once_with_the_same_loss_and_gradients(tones):
     assert any(float(g.abs().sum()) > 0 for g in cached_grads)
     with torch.no_grad():  # the rows are the tensors' rows, not the ids (a benchmark builds batches without ids)
         assert torch.allclose(token_loss_sum(model, dataclasses.replace(batch, ids=[])), full, rtol=1e-5)
+    assert _prefix_start(model, batch) == start
+    model.language_model.get_input_embeddings().weight.requires_grad_(True)  # an RLM that trains: no shortcut
+    assert _prefix_start(model, batch) == 0
     # rows that differ from the first token on share nothing: the plain path
     other = dataclasses.replace(batch, input_ids=batch.input_ids.clone())
     other.input_ids[1, 0] = (int(other.input_ids[0, 0]) + 1) % 50

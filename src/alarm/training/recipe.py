@@ -198,6 +198,8 @@ def _prefix_start(model: torch.nn.Module, batch: TrainBatch) -> int:
     language_model, audio_token_id = getattr(core, "language_model", None), getattr(core, "audio_token_id", None)
     if language_model is None or audio_token_id is None or _checkpointing(language_model):
         return 0  # recomputed layers would append to the cache twice
+    if any(p.requires_grad for p in language_model.parameters()):
+        return 0  # a training RLM: the prefix's keys and values would need their gradient
     start = shared_prefix_length(batch, audio_token_id)
     return start if start >= MIN_SHARED_PREFIX else 0
 

@@ -41,6 +41,8 @@ class EncoderSpec:
         config: architecture overrides for random init (tiny twins); ignored with ``pretrained``.
         seed: seed of the random init, so a tiny encoder is rebuilt bit-identically.
         window_seconds: longest audio the encoder sees at once; ``None`` = the kind's default.
+        trim_to_audio: Whisper only: encode each window padded to its next whole second instead
+            of the full 30 s it was trained on (much faster on short clips; other states).
     """
 
     kind: str
@@ -49,17 +51,20 @@ class EncoderSpec:
     config: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     window_seconds: float | None = None
+    trim_to_audio: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
         if not self.layers:
             raise ValueError(f"encoder {self.kind!r}: at least one layer must be selected")
+        if self.trim_to_audio and self.kind != "whisper":
+            raise ValueError(f"encoder {self.kind!r}: trim_to_audio is a Whisper setting (others encode the audio only)")
         if self.pretrained is None and not self.config:
             raise ValueError(f"encoder {self.kind!r}: give `pretrained` (hub id or path) or a `config` for random init")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EncoderSpec:
-        known = {"kind", "layers", "pretrained", "config", "seed", "window_seconds"}
+        known = {"kind", "layers", "pretrained", "config", "seed", "window_seconds", "trim_to_audio"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown encoder spec keys: {sorted(unknown)}")
@@ -73,6 +78,7 @@ class EncoderSpec:
             "config": dict(self.config),
             "seed": self.seed,
             "window_seconds": self.window_seconds,
+            "trim_to_audio": self.trim_to_audio,
         }
 
 

@@ -1,8 +1,13 @@
 """Whisper-large-v3 encoder (frozen): 16 kHz in, 128-bin log-mel at 100 Hz, 50 Hz hidden states.
 
-Whisper always sees exactly 30 s (it was trained on zero-padded 30 s windows and its positional
-table has 1500 rows), so every window is padded to 30 s by the feature extractor and the
-outputs are cut back to the true length: ``ceil(samples / 160) // 2`` frames.
+Whisper was trained on zero-padded 30 s windows (its positional table has 1500 rows), so by
+default every window is padded to 30 s by the feature extractor and the outputs are cut back to
+the true length: ``ceil(samples / 160) // 2`` frames. With ``trim_to_audio`` (as whisper.cpp's
+``audio_ctx``) a window is padded only to its next whole second and sees the first rows of the
+positional table: a 2 s clip then costs a fifteenth of the work. The states differ from the
+padded ones (the network never saw short windows), so the choice is part of the preset: an
+adapter trained on one kind of state must be served the same kind. Rounding to whole seconds,
+per window, keeps every clip's states independent of what it is batched with.
 
 Only the encoder half of the released encoder-decoder checkpoint is read (keys
 ``model.encoder.*``); the decoder is never built.
@@ -14,12 +19,14 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from transformers import WhisperConfig, WhisperFeatureExtractor
 from transformers.models.whisper.modeling_whisper import WhisperEncoder as HFWhisperEncoder
 
 from alarm.encoders.base import EncoderSpec, FrozenEncoder, hf_config, read_checkpoint, seeded, select_layers
 
 HOP_LENGTH = 160  # samples per mel frame at 16 kHz
+MEL_FRAMES_PER_SECOND = 100
 
 
 def quarter_depth_layers(num_blocks: int) -> list[int]:
@@ -81,17 +88,50 @@ class WhisperEncoder(FrozenEncoder):
         # At least one frame: the encoder always produces 1500, so even a click has a frame.
         return max(1, math.ceil(num_samples / HOP_LENGTH) // 2)
 
+    def mel_frames(self, num_samples: int) -> int:
+        """Mel frames a window of ``num_samples`` is padded to: 3000 (30 s), or whole seconds when trimmed."""
+        full = 2 * self.model.config.max_source_positions
+        if not self.spec.trim_to_audio:
+            return full
+        seconds = max(1, math.ceil(num_samples / self.sample_rate))
+        return min(full, seconds * MEL_FRAMES_PER_SECOND)
+
     def encode_windows(self, waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        n_frames = 2 * self.model.config.max_source_positions
-        features = self.feature_extractor(
-            [w.detach().cpu().numpy().astype(np.float32) for w in waves],
-            sampling_rate=self.sample_rate,
-            padding="max_length",
-            max_length=n_frames * HOP_LENGTH,
-            return_tensors="pt",
-        ).input_features  # (N, n_mels, 3000)
-        param = next(self.model.parameters())
-        out = self.model(features.to(param.device, param.dtype), output_hidden_states=True)
         lengths = torch.tensor([self.window_output_length(w.numel()) for w in waves], dtype=torch.long)
-        hidden = select_layers(out.hidden_states, self.layers)[:, :, : int(lengths.max())]  # (L, N, T, D)
-        return hidden, lengths
+        groups: dict[int, list[int]] = {}  # padded length -> the waves padded to it
+        for n, wave in enumerate(waves):
+            groups.setdefault(self.mel_frames(wave.numel()), []).append(n)
+        param = next(self.model.parameters())
+        hidden = torch.zeros(len(self.layers), len(waves), int(lengths.max()), self.hidden_size, dtype=param.dtype)
+        for frames, members in groups.items():
+            features = self.feature_extractor(
+                [waves[n].detach().cpu().numpy().astype(np.float32) for n in members],
+                sampling_rate=self.sample_rate,
+                padding="max_length",
+                max_length=frames * HOP_LENGTH,
+                return_tensors="pt",
+            ).input_features  # (n, n_mels, frames)
+            states = self._hidden_states(features.to(param.device, param.dtype))
+            for i, n in enumerate(members):
+                keep = int(lengths[n])
+                hidden[:, n, :keep] = states[:, i, :keep].to(hidden.device)
+        return hidden.to(param.device), lengths
+
+    def _hidden_states(self, features: torch.Tensor) -> torch.Tensor:
+        """The selected hidden states (L, n, frames / 2, D) of mel ``features`` of any length <= 30 s.
+
+        The Hugging Face forward, unrolled: it insists on 3000 frames, and the blocks past the
+        deepest selected layer need not run. The last state is the final layer norm's output,
+        as in ``hidden_states`` of ``WhisperEncoder``.
+        """
+        m = self.model
+        x = F.gelu(m.conv1(features))
+        x = F.gelu(m.conv2(x)).transpose(1, 2)
+        x = x + m.embed_positions.weight[: x.shape[1]]
+        states = [x]
+        for block in m.layers[: max(self.layers)]:
+            x = block(x, None)
+            states.append(x)
+        if len(states) == self.num_hidden_states:
+            states[-1] = m.layer_norm(x)
+        return select_layers(states, self.layers)

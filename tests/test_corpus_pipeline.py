@@ -753,7 +753,8 @@ class Inventive:
     ANSWERS = {
         "What is the man's age?": "The man's age is 42.",
         "What does the man say?": 'The man says "seven five one".',
-        "Where was it recorded?": "It was recorded in a large concert hall in Vienna.",
+        # a guess between the request's own words: the request is no evidence for "loud"
+        "Is the man loud or quiet?": "The man is loud.",
     }
 
     def __call__(self, request, index):
@@ -861,7 +862,7 @@ def test_grounding_problem_names_what_the_account_does_not_say():
         "4 of 4 words not in the account: calm, relaxing, melody, meditation"
     )
     # the share is a threshold: one unsupported word of three passes at 0.5, not at 0.25
-    answer, sources = "The man sounds Indonesian.", ['Speech. A man says "hello".', "What is the man's accent?"]
+    answer, sources = "The man sounds Indonesian.", ['Speech. A man says "hello".']
     assert grounding_problem(answer, sources, 0.5) == "" and grounding_problem(answer, sources, 0.25)
 
 

@@ -354,7 +354,9 @@ class RespondStage(Stage):
             raise StageError("echoed the request", f"{tag} in the response")
         trimmed = False
         if not self.spoken(record):
-            sources = (record.metadata, record.prompt, *(m["content"] for m in record.context))
+            # The request is not evidence: words taken from it ("the speaker" of a noise clip,
+            # "loud" of "loud or quiet?") would let a false premise or a guess through.
+            sources = (record.metadata, *(m["content"] for m in record.context))
             grounded = self.grounded_part(answer, sources)
             trimmed = grounded != answer
             self.check_grounding(grounded or answer, *sources, what="answer")
@@ -411,8 +413,8 @@ class RephraseStage(Stage):
             raise StageError("refusal", target[:200])
         if phrase := rewriting_talk(target, f"{record.prompt}\n{record.response_raw}"):
             raise StageError("talks about the rewriting", repr(phrase))
-        self.check_grounding(split_think(target, expects_thinking=False)[1], record.metadata, record.prompt,
-                             record.response_raw, what="rewrite")  # fmt: skip
+        self.check_grounding(split_think(target, expects_thinking=False)[1], record.metadata, record.response_raw,
+                             *(m["content"] for m in record.context), what="rewrite")  # fmt: skip
         if self.config.rephrase_exposure_check and (hits := exposure_hits(target)):
             # the same detector the report measures targets with; a new seed may rewrite it cleanly
             raise StageError("target exposes the text", ", ".join(repr(h) for h in dict.fromkeys(hits)))

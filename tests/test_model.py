@@ -210,3 +210,22 @@ def test_ensemble_of_saved_members_shares_frozen_parts_and_matches_preset(tmp_pa
     parts = ensemble.user_parts("Q?", ensemble.audio_slots(audio.lengths)[0])
     assert [type(p).__name__ for p in parts] == ["str", "str", "AudioSlot", "str", "AudioSlot", "str"]
     assert parts[-1].endswith("Q?")
+
+
+@pytest.mark.parametrize("stride", [2, 4])
+def test_conv_adapter_divides_the_rate_by_its_stride_whatever_the_padding(stride):
+    from alarm.modeling.adapters import BranchConfig, ConvAdapter
+
+    torch.manual_seed(0)
+    adapter = ConvAdapter(6, 8, norm="layer", stride=stride).eval()
+    lengths = torch.tensor([13, 4, 9])
+    x = torch.randn(3, 16, 6)
+    y, out_lengths = adapter(x, lengths)
+    assert out_lengths.tolist() == [-(-n // stride) for n in lengths.tolist()] and y.shape[1] == 16 // stride
+    for i, n in enumerate(lengths.tolist()):
+        alone, _ = adapter(x[i : i + 1, :n], lengths[i : i + 1])
+        torch.testing.assert_close(y[i, : int(out_lengths[i])], alone[0])
+    with pytest.raises(ValueError, match="even"):
+        ConvAdapter(6, 8, stride=3)
+    with pytest.raises(ValueError, match="conv adapter's"):
+        BranchConfig(adapter="mlp", stride=4)

@@ -1,7 +1,8 @@
 """Adapters: compress one encoder's averaged features to 25 Hz and map them to the RLM width.
 
 ``ConvAdapter`` (Whisper, W2V-BERT, SSLAM; 50 -> 25 Hz): conv k=3 (D -> 2D), GELU, norm, then
-conv k=4 stride 2 (2D -> D), GELU, norm. ``MLPAdapter`` (MuQ, already 25 Hz): two linear
+conv k=4 stride 2 (2D -> D), GELU, norm; a larger even ``stride`` s (conv k=2s) compresses
+further (s=4: 12.5 Hz, half the audio positions the RLM attends over, for CPU presets). ``MLPAdapter`` (MuQ, already 25 Hz): two linear
 layers with GELU. Padded frames are zeroed before each convolution so a sample's output never
 depends on how much padding the batch gave it.
 """
@@ -39,29 +40,31 @@ def _norm(kind: str, channels: int) -> nn.Module:
 
 
 class ConvAdapter(nn.Module):
-    """Two convolutions halving the frame rate (50 -> 25 Hz)."""
+    """Two convolutions dividing the frame rate by ``stride`` (2: 50 -> 25 Hz, the paper's)."""
 
-    def __init__(self, in_dim: int, dim: int, norm: str = "layer") -> None:
+    def __init__(self, in_dim: int, dim: int, norm: str = "layer", stride: int = 2) -> None:
         super().__init__()
+        if stride < 2 or stride % 2:
+            raise ValueError(f"conv adapter stride must be even and at least 2, got {stride}")
+        self.stride = stride
         self.input_proj = nn.Linear(in_dim, dim) if in_dim != dim else nn.Identity()
         self.conv1 = nn.Conv1d(dim, 2 * dim, kernel_size=3, padding=1)
         self.norm1 = _norm(norm, 2 * dim)
-        self.conv2 = nn.Conv1d(2 * dim, dim, kernel_size=4, stride=2, padding=1)
+        # kernel 2s, padding s/2: exactly T / s outputs for T a multiple of s (s=2: k=4, p=1)
+        self.conv2 = nn.Conv1d(2 * dim, dim, kernel_size=2 * stride, stride=stride, padding=stride // 2)
         self.norm2 = _norm(norm, dim)
 
-    @staticmethod
-    def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
-        # Odd lengths are padded by one frame, then halved: ceil(T / 2).
-        return (lengths + 1) // 2
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        # Lengths are padded up to a multiple of the stride, then divided: ceil(T / s).
+        return (lengths + self.stride - 1) // self.stride
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # x: (B, T, D_in)
         x = self.input_proj(x) * length_mask(lengths, x.shape[1])[..., None]
-        x = F.pad(x, (0, 0, 0, x.shape[1] % 2)).transpose(1, 2)  # (B, D, T_even)
-        h = self.norm1(F.gelu(self.conv1(x)))  # (B, 2D, T_even)
-        even = lengths + lengths % 2
-        h = h * length_mask(even, h.shape[2])[:, None, :]
-        y = self.norm2(F.gelu(self.conv2(h)))  # (B, D, T_even / 2)
+        x = F.pad(x, (0, 0, 0, -x.shape[1] % self.stride)).transpose(1, 2)  # (B, D, T_padded)
+        h = self.norm1(F.gelu(self.conv1(x)))  # (B, 2D, T_padded)
+        h = h * length_mask(self.output_lengths(lengths) * self.stride, h.shape[2])[:, None, :]
+        y = self.norm2(F.gelu(self.conv2(h)))  # (B, D, T_padded / s)
         return y.transpose(1, 2), self.output_lengths(lengths)
 
 
@@ -88,6 +91,7 @@ class BranchConfig:
     adapter: ``conv`` (50 -> 25 Hz), ``mlp`` (rate kept) or ``none`` (raw averaged features,
         e.g. into a Perceiver that compresses them itself).
     dim: adapter width. norm: ``layer`` or ``batch`` (conv only).
+    stride: the conv adapter's rate division (2, the paper's; 4 = 12.5 Hz).
     project: map the adapter output to the RLM width with a linear layer.
     """
 
@@ -95,6 +99,11 @@ class BranchConfig:
     dim: int = 1024
     norm: str = "layer"
     project: bool = True
+    stride: int = 2
+
+    def __post_init__(self) -> None:
+        if self.stride != 2 and self.adapter != "conv":
+            raise ValueError(f"stride is the conv adapter's; the {self.adapter!r} adapter has none")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BranchConfig:
@@ -114,7 +123,7 @@ class AudioBranch(nn.Module):
         super().__init__()
         self.layer_average = LayerAverage(num_layers)
         if config.adapter == "conv":
-            self.adapter: nn.Module | None = ConvAdapter(encoder_dim, config.dim, config.norm)
+            self.adapter: nn.Module | None = ConvAdapter(encoder_dim, config.dim, config.norm, config.stride)
         elif config.adapter == "mlp":
             self.adapter = MLPAdapter(encoder_dim, config.dim)
         elif config.adapter == "none":

@@ -2,7 +2,9 @@
 
 One process per measurement that needs its own memory figure; everything else in this one.
 Prints, per preset: conversion time of each packaged model (into a fresh cache), model load
-time, training step time with the feature cache vs the encoder online (and their ratio), the
+time, the Whisper encoder on 8 short clips as the preset runs it (each padded to its next
+whole second, ``trim_to_audio``) vs padded to 30 s (and their ratio), training step time with
+the feature cache vs the encoder online (and their ratio), the
 trainer's target-positions-only loss vs logits at every position (and their ratio), the
 shared-prefix cache of the loss (the system prompt run once) vs every row run whole,
 greedy generation tokens/s (batch 1 and batch 8), and peak RSS.
@@ -82,6 +84,7 @@ def measure(preset: str, steps: int, threads: int) -> dict:
         optimizer.zero_grad(set_to_none=True)
         return time.perf_counter() - start
 
+    trimmed_s, padded_s = encoder_seconds(model, audio, steps)
     step(True)  # warm-up
     cached = [step(True) for _ in range(steps)]
     online = [step(False) for _ in range(steps)]
@@ -99,6 +102,9 @@ def measure(preset: str, steps: int, threads: int) -> dict:
         "threads": threads,
         "load_s": round(load_s, 2),
         "tokens_per_step": int(batch.attention_mask.sum()),
+        "encode_s_trimmed": round(trimmed_s, 2),
+        "encode_s_padded_30s": round(padded_s, 2),
+        "padded_over_trimmed": round(padded_s / trimmed_s, 1),
         "step_s_cached": round(statistics.median(cached), 2),
         "step_s_online": round(statistics.median(online), 2),
         "online_over_cached": round(statistics.median(online) / statistics.median(cached), 2),
@@ -112,6 +118,26 @@ def measure(preset: str, steps: int, threads: int) -> dict:
         **rates,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
+
+
+def encoder_seconds(model, audio, repeats: int) -> tuple[float, float]:
+    """Median seconds to encode ``audio`` with the preset's Whisper as configured, and padded to 30 s."""
+    from dataclasses import replace
+
+    from alarm.encoders.whisper import WhisperEncoder
+
+    (encoder,) = model.encoders.values()
+    padded = WhisperEncoder(replace(encoder.spec, trim_to_audio=False), encoder.model, encoder.feature_extractor)
+
+    def seconds(e: WhisperEncoder) -> float:
+        start = time.perf_counter()
+        e.encode(*audio.at(e.sample_rate))
+        return time.perf_counter() - start
+
+    seconds(encoder)  # warm-up
+    return statistics.median(seconds(encoder) for _ in range(repeats)), statistics.median(
+        seconds(padded) for _ in range(repeats)
+    )
 
 
 def conversion_times() -> dict:

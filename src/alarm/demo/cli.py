@@ -13,6 +13,8 @@ def _demo(args: argparse.Namespace) -> int:
     for flag, key in (("preset", "preset"), ("steps", "train_steps"), ("clips", "num_train")):
         if getattr(args, flag) is not None:
             settings[key] = getattr(args, flag)
+    if args.train_mix:
+        settings["train_mix"] = tuple(k.strip() for k in args.train_mix.split(","))
     config = DemoConfig.quick(**settings) if args.quick else DemoConfig(**settings)
     summary = run_demo(config)
     keys = ("chance", "text_only_accuracy", "metadata_accuracy", "accuracy", "speech_wer", "test_questions")
@@ -31,7 +33,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--preset", default=None, help="preset to align (default cpu-al-whisper-r; --quick: cpu-al-whisper-tiny-r)"
     )
     p.add_argument("--steps", type=int, default=None, help="training steps of the audio path")
-    p.add_argument("--clips", type=int, default=None, help="training clips (each recorded 3 times; default 120)")
+    p.add_argument("--clips", type=int, default=None, help="training clips (each recorded 3 times; default 180)")
+    p.add_argument(
+        "--train-mix",
+        default=None,
+        help="the training clips' kinds in turn, comma-separated (default: digits,word,digits,sentence,digits,"
+        "clicks,noise,tone); kinds: digits, word, sentence, tone, noise, clicks",
+    )
     p.add_argument("--quick", action="store_true", help="a smaller run (a few minutes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")

@@ -51,10 +51,10 @@ class DemoConfig:
 
     out: str = "alarm-demo"
     preset: str = "cpu-al-whisper-r"
-    num_train: int = 120
+    num_train: int = 180
     num_test: int = 48
     num_candidates: int = 3
-    train_steps: int = 200
+    train_steps: int = 240
     learning_rate: float = 2e-3
     batch_size: int = 8
     generation_batch_size: int = 32
@@ -71,7 +71,8 @@ class DemoConfig:
     @classmethod
     def quick(cls, **overrides: Any) -> DemoConfig:
         """A smaller run (a few minutes): the tiny.en encoder, fewer clips and steps."""
-        settings = dict(preset="cpu-al-whisper-tiny-r", num_train=32, num_test=12, train_steps=40)
+        # 20 held-out clips (57 questions): with 12, a 20-point lead over text-only was p = 0.08
+        settings = dict(preset="cpu-al-whisper-tiny-r", num_train=32, num_test=20, train_steps=32)
         return cls(**{**settings, **overrides})
 
     def __post_init__(self) -> None:

@@ -1,9 +1,12 @@
 """The demo's report: the aligned model against chance, text only and the metadata bound.
 
 ``report.json`` holds the numbers (``accuracy``, ``chance``, ``text_only_accuracy``,
-``metadata_accuracy``, ``per_category``, ``speech_wer``, ``models``, ``model_dir``, timings);
-``report.md`` shows them with ``accuracy.png`` (accuracy by method and question type), the
-training curves, the corpus report and example answers with their reasoning.
+``metadata_accuracy``, ``per_category``, ``speech_wer``, ``models``, ``model_dir``, timings)
+and ``significance``: each method's 95% bootstrap interval and the aligned model's paired
+bootstrap p-values against text only and against the metadata bound (``alarm eval compare``,
+whose tables land in ``comparison/``); ``report.md`` shows them with ``accuracy.png``
+(accuracy by method and question type), the training curves, the corpus report and example
+answers with their reasoning.
 """
 
 from __future__ import annotations
@@ -64,6 +67,29 @@ def plot_accuracy(results: dict[str, dict[str, Any]], chance: dict[str, Any], pn
     plt.close(fig)
 
 
+def significance(out: str) -> dict[str, Any]:
+    """Intervals of the three methods and the aligned model's paired p-values (``alarm eval compare``).
+
+    Writes the full per-category comparison (text only as the baseline) to ``out/comparison``.
+    """
+    from alarm.evaluation.compare import compare, write_comparison
+
+    runs = {m: os.path.join(out, "eval", m) for m in METHODS}
+    against_text, _ = write_comparison(list(runs.values()), os.path.join(out, "comparison"))
+    against_metadata = compare([runs["metadata"], runs["audio"]])
+
+    def overall(result: dict[str, Any]) -> dict[str, Any]:
+        return next(row for row in result["benchmarks"][0]["rows"] if row["group"] == "overall")
+
+    base, bound = overall(against_text), overall(against_metadata)
+    return {
+        "ci": {m: base["runs"][m]["ci"] for m in METHODS},
+        "audio_vs_text": base["vs_baseline"]["audio"],
+        "audio_vs_metadata": bound["vs_baseline"]["audio"],
+        "method": against_text["intervals"],
+    }
+
+
 def _examples(run_dir: str, bench: str, n: int) -> list[dict[str, str]]:
     """Answered test questions of the aligned model, with reasoning, answer and the truth."""
     from alarm.demo.data import TEST_FILE
@@ -107,6 +133,23 @@ def _open_examples(path: str, questions: str, n: int) -> list[dict[str, str]]:
     return [{"id": r["id"], "said": refs[r["id"]]["reference"], "answer": r["answer"].strip()} for r in rows[:n]]
 
 
+def _significance_line(sig: dict[str, Any]) -> str:
+    def ci(method: str) -> str:
+        low, high = sig["ci"][method]
+        return f"[{low:.1f}-{high:.1f}]"
+
+    def versus(key: str, name: str) -> str:
+        row = sig[key]
+        apart = "intervals overlap" if row["intervals_overlap"] else "intervals apart"
+        return f"{row['difference']:+.1f} points vs {name} (paired bootstrap p = {row['p_value']:.3f}, {apart})"
+
+    return (
+        f"95% intervals: text only {ci('text')}, metadata {ci('metadata')}, aligned {ci('audio')}. "
+        f"The aligned model: {versus('audio_vs_text', 'text only')}; {versus('audio_vs_metadata', 'the metadata bound')}. "
+        "Per question type: [comparison/comparison.md](comparison/comparison.md)."
+    )
+
+
 def _records(counts: dict[str, int]) -> str:
     return " + ".join(f"{n} {split}" for split, n in counts.items())
 
@@ -126,6 +169,7 @@ def write_demo_report(config: DemoConfig, stages: dict[str, dict[str, Any]]) -> 
     transcripts = {m: stages["transcripts"][m] for m in METHODS}
     chance = chance_levels(bench)
     plot_accuracy(results, chance, os.path.join(out, "accuracy.png"))
+    tests = significance(out)
     preset = load_preset(config.preset)
     categories = sorted(chance["category"])
     summary = {
@@ -133,6 +177,7 @@ def write_demo_report(config: DemoConfig, stages: dict[str, dict[str, Any]]) -> 
         "chance": chance["overall"],
         "text_only_accuracy": results["text"]["overall"],
         "metadata_accuracy": results["metadata"]["overall"],
+        "significance": tests,
         "per_category": {
             c: {
                 "chance": chance["category"][c],
@@ -185,6 +230,8 @@ def _markdown(config: DemoConfig, s: dict[str, Any], out: str, bench: str) -> st
     for c, row in s["per_category"].items():
         cells = " | ".join("-" if row[m] is None else f"{row[m]:.1f}" for m in METHODS)
         lines.append(f"| {c} | {row['chance']:.1f} | {cells} |")
+    sig = s["significance"]
+    lines += ["", _significance_line(sig), ""]
     t = s["transcripts"]
     lines += [
         "",

@@ -145,7 +145,8 @@ def _significance_line(sig: dict[str, Any]) -> str:
 
     return (
         f"95% intervals: text only {ci('text')}, metadata {ci('metadata')}, aligned {ci('audio')}. "
-        f"The aligned model: {versus('audio_vs_text', 'text only')}; {versus('audio_vs_metadata', 'the metadata bound')}. "
+        f"The aligned model: {versus('audio_vs_text', 'text only')}; "
+        f"{versus('audio_vs_metadata', 'the metadata bound')}. "
         "Per question type: [comparison/comparison.md](comparison/comparison.md)."
     )
 

@@ -58,7 +58,7 @@ class EncoderSpec:
         if not self.layers:
             raise ValueError(f"encoder {self.kind!r}: at least one layer must be selected")
         if self.trim_to_audio and self.kind != "whisper":
-            raise ValueError(f"encoder {self.kind!r}: trim_to_audio is a Whisper setting (others encode the audio only)")
+            raise ValueError(f"encoder {self.kind!r}: trim_to_audio is a Whisper setting (the others encode the audio)")
         if self.pretrained is None and not self.config:
             raise ValueError(f"encoder {self.kind!r}: give `pretrained` (hub id or path) or a `config` for random init")
 

@@ -3,8 +3,8 @@
 ``ConvAdapter`` (Whisper, W2V-BERT, SSLAM; 50 -> 25 Hz): conv k=3 (D -> 2D), GELU, norm, then
 conv k=4 stride 2 (2D -> D), GELU, norm; a larger even ``stride`` s (conv k=2s) compresses
 further (s=4: 12.5 Hz, half the audio positions the RLM attends over, for CPU presets).
-``MLPAdapter`` (MuQ, already 25 Hz): two linear layers with GELU. Padded frames are zeroed before each convolution so a sample's output never
-depends on how much padding the batch gave it.
+``MLPAdapter`` (MuQ, already 25 Hz): two linear layers with GELU. Padded frames are zeroed
+before each convolution so a sample's output never depends on how much padding the batch gave it.
 """
 
 from __future__ import annotations

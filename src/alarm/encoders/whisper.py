@@ -85,7 +85,7 @@ class WhisperEncoder(FrozenEncoder):
         return self.model.config.encoder_layers + 1
 
     def window_output_length(self, num_samples: int) -> int:
-        # At least one frame: the encoder always produces 1500, so even a click has a frame.
+        # At least one frame: the encoder always produces 50 a second or more, so even a click has one.
         return max(1, math.ceil(num_samples / HOP_LENGTH) // 2)
 
     def mel_frames(self, num_samples: int) -> int:
@@ -102,7 +102,9 @@ class WhisperEncoder(FrozenEncoder):
         for n, wave in enumerate(waves):
             groups.setdefault(self.mel_frames(wave.numel()), []).append(n)
         param = next(self.model.parameters())
-        hidden = torch.zeros(len(self.layers), len(waves), int(lengths.max()), self.hidden_size, dtype=param.dtype)
+        hidden = torch.zeros(
+            len(self.layers), len(waves), int(lengths.max()), self.hidden_size, dtype=param.dtype, device=param.device
+        )
         for frames, members in groups.items():
             features = self.feature_extractor(
                 [waves[n].detach().cpu().numpy().astype(np.float32) for n in members],
@@ -114,8 +116,8 @@ class WhisperEncoder(FrozenEncoder):
             states = self._hidden_states(features.to(param.device, param.dtype))
             for i, n in enumerate(members):
                 keep = int(lengths[n])
-                hidden[:, n, :keep] = states[:, i, :keep].to(hidden.device)
-        return hidden.to(param.device), lengths
+                hidden[:, n, :keep] = states[:, i, :keep]
+        return hidden, lengths
 
     def _hidden_states(self, features: torch.Tensor) -> torch.Tensor:
         """The selected hidden states (L, n, frames / 2, D) of mel ``features`` of any length <= 30 s.

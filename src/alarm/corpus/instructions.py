@@ -63,7 +63,7 @@ options, requests to describe or summarise.
 Reply like this:
 <prompts>
 1. [en] What does the speaker say?
-2. [en] Is the sound loud or quiet?
+2. [en] What kind of sound is it?
 </prompts>"""
 
 _PROMPTS_USER = """\
@@ -75,10 +75,13 @@ Write {num_candidates} requests, about: {topics}. {language_rule}"""
 #: What Q's requests should cover, by the record's category. Named topics steer a small model
 #: away from what no clip settles (SmolLM2-135M, told only the clip, asks mostly for a
 #: speaker's age, name or job: 26 of 48 candidates on the demo's speech clips; with the speech
-#: topics, 2 of 48); a large model covers them and more.
+#: topics, 2 of 48); a large model covers them and more. v4 names the facts speech and sound
+#: accounts carry (who speaks, how fast; pitch, rhythm) instead of "the speaker's voice" and
+#: "loudness", which drew requests no account settles ("What is the tone of the voice?", "Is
+#: the sound loud or quiet?", the old format example) and then invented answers.
 TOPICS: dict[str, str] = {
-    "speech": "the words that are said; the speaker's voice; how the words are said",
-    "sound": "what the sound is; how it sounds (pitch, loudness, rhythm); whether there is speech",
+    "speech": "the words that are said; who speaks (a man, a woman, a child); how fast or slowly they speak",
+    "sound": "what the sound is; its pitch or rhythm; whether there is speech",
     "music": "the instruments; the mood; the tempo and rhythm",
     "instruction": "what is said; what the speaker asks for",
 }
@@ -190,7 +193,8 @@ OPENINGS: dict[str, str] = {"prompts": "<prompts>\n1.", "filter": "<verdicts>\n1
 INSTRUCTIONS: dict[str, Instruction] = {
     # v2: shorter rules a 135M instruct model can follow; the judge answers yes/no (v1: keep/drop)
     # prompts v3: the user message names the topics of the record's category (TOPICS)
-    "prompts": Instruction("prompts", "v3", _PROMPTS_SYSTEM, _PROMPTS_USER),
+    # prompts v4: topics of the facts accounts carry; a format example every clip can answer
+    "prompts": Instruction("prompts", "v4", _PROMPTS_SYSTEM, _PROMPTS_USER),
     # filter v3: the format example keeps two of three (a small judge copies the example's
     # verdicts: SmolLM2 kept 50 candidates of 28 clips instead of 31, docs/corpus.md)
     "filter": Instruction("filter", "v3", _FILTER_SYSTEM, _FILTER_USER),

@@ -106,6 +106,15 @@ class Stage:
         return replace(base, seed=seed, **over)
 
 
+def _account(record: CorpusRecord) -> tuple[str, ...]:
+    """What the grounding check takes as evidence: the metadata and the context turns.
+
+    The request is not evidence: words taken from it ("the speaker" of a noise clip, "loud"
+    of "loud or quiet?") would let a false premise or a guess through.
+    """
+    return (record.metadata, *(m["content"] for m in record.context))
+
+
 def _usable(completion: Completion | None, expects_thinking: bool, allow_length: bool = False) -> tuple[str, str]:
     """(reasoning, answer) of a completion that ended normally, else :class:`StageError`.
 
@@ -354,9 +363,7 @@ class RespondStage(Stage):
             raise StageError("echoed the request", f"{tag} in the response")
         trimmed = False
         if not self.spoken(record):
-            # The request is not evidence: words taken from it ("the speaker" of a noise clip,
-            # "loud" of "loud or quiet?") would let a false premise or a guess through.
-            sources = (record.metadata, *(m["content"] for m in record.context))
+            sources = _account(record)
             grounded = self.grounded_part(answer, sources)
             trimmed = grounded != answer
             self.check_grounding(grounded or answer, *sources, what="answer")
@@ -413,8 +420,8 @@ class RephraseStage(Stage):
             raise StageError("refusal", target[:200])
         if phrase := rewriting_talk(target, f"{record.prompt}\n{record.response_raw}"):
             raise StageError("talks about the rewriting", repr(phrase))
-        self.check_grounding(split_think(target, expects_thinking=False)[1], record.metadata, record.response_raw,
-                             *(m["content"] for m in record.context), what="rewrite")  # fmt: skip
+        self.check_grounding(split_think(target, expects_thinking=False)[1], *_account(record), record.response_raw,
+                             what="rewrite")  # fmt: skip
         if self.config.rephrase_exposure_check and (hits := exposure_hits(target)):
             # the same detector the report measures targets with; a new seed may rewrite it cleanly
             raise StageError("target exposes the text", ", ".join(repr(h) for h in dict.fromkeys(hits)))

@@ -63,9 +63,10 @@ class ConvAdapter(nn.Module):
         x = self.input_proj(x) * length_mask(lengths, x.shape[1])[..., None]
         x = F.pad(x, (0, 0, 0, -x.shape[1] % self.stride)).transpose(1, 2)  # (B, D, T_padded)
         h = self.norm1(F.gelu(self.conv1(x)))  # (B, 2D, T_padded)
-        h = h * length_mask(self.output_lengths(lengths) * self.stride, h.shape[2])[:, None, :]
+        out_lengths = self.output_lengths(lengths)
+        h = h * length_mask(out_lengths * self.stride, h.shape[2])[:, None, :]
         y = self.norm2(F.gelu(self.conv2(h)))  # (B, D, T_padded / s)
-        return y.transpose(1, 2), self.output_lengths(lengths)
+        return y.transpose(1, 2), out_lengths
 
 
 class MLPAdapter(nn.Module):

@@ -78,6 +78,19 @@ def test_json_round_trip_and_resume_conflicts():
         config.replace(worker_start_method="thread")
 
 
+def test_best_final_weights_need_validated_checkpoints():
+    config = TrainConfig(**REQUIRED, report_to=(), eval_every=50, save_every=100, final_weights="best")
+    assert config.final_weights == "best"
+    with pytest.raises(ValueError, match="final_weights must be one of"):
+        config.replace(final_weights="lowest")
+    with pytest.raises(ValueError, match=r"save_every \(150\) must be a multiple of eval_every \(100\)"):
+        config.replace(eval_every=100, save_every=150)
+    with pytest.raises(ValueError, match="needs a validation split"):
+        config.replace(val_split="")
+    with pytest.raises(ValueError, match="needs a validation split"):
+        config.replace(save_every=0)
+
+
 def test_schedule_warms_up_then_decays_to_the_floor():
     factors = [schedule_factor(i, warmup=4, total=20, kind="cosine", min_ratio=0.1) for i in range(20)]
     assert factors[:4] == [0.25, 0.5, 0.75, 1.0]

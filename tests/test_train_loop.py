@@ -266,6 +266,46 @@ def test_kill_and_resume_repeats_the_uninterrupted_run(tones, ca_cache, tmp_path
         Trainer(_config(tones, tmp_path / "b", **{**common, "learning_rate": 1.0}), resume=True)
 
 
+def _scripted_validation(trainer: Trainer, losses: dict[int, float]) -> None:
+    """Make the validation loss at each evaluated step the scripted one (the loop's choice is under test)."""
+    trainer.evaluate = lambda: losses[trainer.state.step]
+
+
+def test_best_final_weights_survive_pruning_and_resume(tones, ca_cache, tmp_path):
+    cache, corpus = ca_cache
+    common = dict(preset=CA, corpus=corpus, features=cache, max_steps=20, effective_batch_size=4,
+                  micro_batch_size=2, warmup_steps=3, learning_rate=3e-3, save_every=5, eval_every=5,
+                  keep_checkpoints=1, num_samples=0, final_weights="best")  # fmt: skip
+    losses = {5: 3.0, 10: 1.0, 15: 2.0, 20: 2.5}  # best at step 10, which pruning would otherwise delete
+
+    trainer = Trainer(_config(tones, tmp_path / "a", **common))
+    _scripted_validation(trainer, losses)
+    result = trainer.run()
+    assert (result.final_step, result.best_val_loss, result.steps) == (10, 1.0, 20)
+    assert sorted(os.listdir(tmp_path / "a/checkpoints")) == ["step-0000010", "step-0000020"]
+    final = load_file(tmp_path / "a/final/model.safetensors")
+    best = load_file(tmp_path / "a/checkpoints/step-0000010/model.safetensors")
+    last = load_file(tmp_path / "a/checkpoints/step-0000020/model.safetensors")
+    assert all(torch.equal(final[k], best[k]) for k in final)
+    assert any(not torch.equal(final[k], last[k]) for k in final)
+
+    # killed after the best step: the resumed run still knows it (the checkpoint's state carries it)
+    with pytest.raises(Interrupted):
+        killed = Trainer(_config(tones, tmp_path / "b", **common), callbacks=[_kill_at(17)])
+        _scripted_validation(killed, losses)
+        killed.run()
+    resumed = Trainer(_config(tones, tmp_path / "b", **common), resume=True)
+    _scripted_validation(resumed, losses)
+    assert resumed.run().final_step == 10
+    again = load_file(tmp_path / "b/final/model.safetensors")
+    assert all(torch.equal(again[k], final[k]) for k in final)
+
+    plain = Trainer(_config(tones, tmp_path / "c", **{**common, "final_weights": "last"}))
+    _scripted_validation(plain, losses)
+    assert plain.run().final_step == 20
+    assert sorted(os.listdir(tmp_path / "c/checkpoints")) == ["step-0000020"]
+
+
 # -- stage-wise recipe -----------------------------------------------------------------------
 
 

@@ -45,6 +45,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def checkpoint_name(step: int) -> str:
+    """The folder name of step ``step``'s checkpoint (zero-padded: names sort by step)."""
+    return f"step-{step:07d}"
+
+
 def latest_checkpoint(output: str) -> str | None:
     """The newest complete checkpoint of a run (directories appear only when complete)."""
     root = os.path.join(output, CHECKPOINTS)
@@ -147,15 +152,17 @@ class Checkpoints:
         state: dict[str, Any],
         plan: dict[str, Any],
         extras: Callable[[str], None] = lambda folder: None,
+        pinned: int | None = None,
     ) -> str:
         """Write ``step-NNNNNNN`` atomically: weights, optimizer, schedule, position, RNG.
 
         ``model`` is the unwrapped model; ``extras(folder)`` adds files on the main process
-        (the curves) before the folder is renamed into place.
+        (the curves) before the folder is renamed into place; the checkpoint of step
+        ``pinned`` (the best so far) survives pruning.
         """
         acc = self.accelerator
-        final = os.path.join(self.root, f"step-{step:07d}")
-        tmp = os.path.join(self.root, f".tmp-step-{step:07d}")
+        final = os.path.join(self.root, checkpoint_name(step))
+        tmp = os.path.join(self.root, f".tmp-{checkpoint_name(step)}")
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(tmp)
@@ -180,15 +187,17 @@ class Checkpoints:
             extras(tmp)
             shutil.rmtree(final, ignore_errors=True)  # the same step saved again after a resume
             os.replace(tmp, final)
-            self.prune()
+            self.prune(pinned)
         acc.wait_for_everyone()
         return final
 
-    def prune(self) -> None:
-        """Delete all but the newest ``keep`` checkpoints."""
+    def prune(self, pinned: int | None = None) -> None:
+        """Delete all but the newest ``keep`` checkpoints and the one of step ``pinned``."""
         done = sorted(n for n in os.listdir(self.root) if n.startswith("step-"))
         stale = done[: max(0, len(done) - self.keep)] if self.keep else []
         for name in stale:
+            if pinned is not None and name == checkpoint_name(pinned):
+                continue
             shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
 
     def load(

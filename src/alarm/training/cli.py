@@ -31,6 +31,7 @@ _HELP = {
     "train_modules": "prefixes of trainable parameters that train (e.g. fusion); default: all",
     "max_steps": "stop after N optimizer steps (the schedule spans them)",
     "report_to": "tensorboard and/or wandb (used when installed; metrics.csv is always written)",
+    "final_weights": "what final/ holds: last (the last step) or best (the checkpoint with the lowest val loss)",
 }
 
 

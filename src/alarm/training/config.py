@@ -41,6 +41,7 @@ PRECISIONS = ("auto", "no", "bf16", "fp16")
 FROZEN_DTYPES = ("auto", "float32", "bfloat16", "float16")
 START_METHODS = ("auto", "fork", "spawn", "forkserver")
 REPORTERS = ("tensorboard", "wandb")
+FINAL_WEIGHTS = ("last", "best")
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,11 @@ class TrainConfig:
     validation; 0 = the whole split), ``num_samples`` generated per evaluation with
     ``sample_max_new_tokens`` / ``sample_thinking_budget``, ``report_to`` (``tensorboard``,
     ``wandb``: used when installed; the CSV is always written), ``progress`` bar.
+
+    Result: ``final_weights`` ``last`` writes the last step's weights to ``OUTPUT/final``;
+    ``best`` those of the checkpoint with the lowest validation loss (needs a validation
+    split and checkpoints at evaluated steps: ``save_every`` a multiple of ``eval_every``;
+    that checkpoint is never pruned).
     """
 
     preset: str
@@ -138,6 +144,8 @@ class TrainConfig:
     sample_thinking_budget: int = 128
     report_to: tuple[str, ...] = ("tensorboard",)
     progress: bool = True
+    # result
+    final_weights: str = "last"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train_modules", tuple(self.train_modules))
@@ -166,6 +174,15 @@ class TrainConfig:
             raise ValueError(f"frozen_dtype must be one of {FROZEN_DTYPES}, got {self.frozen_dtype!r}")
         if self.worker_start_method not in START_METHODS:
             raise ValueError(f"worker_start_method must be one of {START_METHODS}, got {self.worker_start_method!r}")
+        if self.final_weights not in FINAL_WEIGHTS:
+            raise ValueError(f"final_weights must be one of {FINAL_WEIGHTS}, got {self.final_weights!r}")
+        if self.final_weights == "best" and not (self.val_split and self.save_every):
+            raise ValueError("final_weights 'best' needs a validation split and checkpoints (save_every > 0)")
+        if self.final_weights == "best" and self.save_every % self.eval_every:
+            raise ValueError(
+                f"final_weights 'best' picks among checkpoints, so every one needs a validation loss: "
+                f"save_every ({self.save_every}) must be a multiple of eval_every ({self.eval_every})"
+            )
         unknown = set(self.report_to) - set(REPORTERS)
         if unknown:
             raise ValueError(f"report_to takes {REPORTERS}, got {sorted(unknown)}")

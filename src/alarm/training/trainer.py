@@ -47,6 +47,7 @@ from alarm.training.checkpoint import (
     CHECKPOINTS,
     CONFIG_NAME,
     Checkpoints,
+    checkpoint_name,
     checkpoint_to_resume,
     latest_checkpoint,
     set_rng_state,
@@ -97,6 +98,8 @@ class TrainState:
     step_in_epoch: int = 0
     samples: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    best_step: int | None = None  # the checkpoint with the lowest validation loss so far
+    best_val_loss: float | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ class TrainResult:
     final_model: str
     last_loss: float | None
     skipped: dict[str, int]
+    final_step: int  # the step whose weights final_model holds
+    best_val_loss: float | None = None
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -302,6 +307,7 @@ class Trainer:
             state=asdict(self.state),
             plan=self._plan_fingerprint(),
             extras=lambda folder: self.plot(os.path.join(folder, "curves.png")),
+            pinned=self.state.best_step,
         )
 
     def plot(self, png: str) -> None:
@@ -490,6 +496,7 @@ class Trainer:
                 if state.step % config.eval_every == 0 or state.step == self.total_steps:
                     val_loss = self.evaluate()
                     self.write_samples()
+                    self._track_best(val_loss)
                 if state.step % config.log_every == 0 or val_loss is not None or state.step == self.total_steps:
                     self._log(record, val_loss, window, started)
                 last = StepRecord(**{**asdict(record), "val_loss": val_loss})
@@ -504,6 +511,15 @@ class Trainer:
                 state.step_in_epoch = 0
         bar.close()
         return self._finish(last)
+
+    def _track_best(self, val_loss: float | None) -> None:
+        """Note this step as the best so far when it will be checkpointed with a lower validation loss."""
+        state, config = self.state, self.config
+        checkpointed = bool(config.save_every) and state.step % config.save_every == 0
+        if config.final_weights != "best" or val_loss is None or not (checkpointed or state.step == self.total_steps):
+            return
+        if state.best_val_loss is None or val_loss < state.best_val_loss:
+            state.best_step, state.best_val_loss = state.step, val_loss
 
     def _log(self, record: StepRecord, val_loss: float | None, window: dict[str, Any], started: float) -> None:
         now = time.perf_counter()
@@ -537,11 +553,18 @@ class Trainer:
 
     def _finish(self, last: StepRecord | None) -> TrainResult:
         acc, config = self.accelerator, self.config
-        if latest_checkpoint(config.output) != os.path.join(config.output, CHECKPOINTS, f"step-{self.state.step:07d}"):
+        checkpoint_dir = os.path.join(config.output, CHECKPOINTS)
+        if latest_checkpoint(config.output) != os.path.join(checkpoint_dir, checkpoint_name(self.state.step)):
             self.save_checkpoint()
         final = os.path.join(config.output, "final")
-        weights = self.checkpoints.weights(self.unwrapped)
+        final_step = self.state.step
+        if config.final_weights == "best" and self.state.best_step is not None:
+            final_step = self.state.best_step
+            log.info("final/ holds step %d (validation loss %.4f)", final_step, self.state.best_val_loss)
+        weights = self.checkpoints.weights(self.unwrapped) if final_step == self.state.step else None
         if acc.is_main_process:
+            if final_step != self.state.step:  # the pinned checkpoint's weights, as saved
+                weights = read_trainable_weights(os.path.join(checkpoint_dir, checkpoint_name(final_step)))
             self.unwrapped.save_pretrained(final, weights)
         acc.wait_for_everyone()
         if self.metrics is not None:
@@ -550,7 +573,15 @@ class Trainer:
         if skipped:
             log.warning("skipped samples by reason: %s (see %s)", skipped, self.rejects.path)
         acc.end_training()
-        return TrainResult(config.output, self.state.step, final, last.loss if last else None, skipped)
+        return TrainResult(
+            config.output,
+            self.state.step,
+            final,
+            last.loss if last else None,
+            skipped,
+            final_step=final_step,
+            best_val_loss=self.state.best_val_loss,
+        )
 
 
 def train(

@@ -80,7 +80,7 @@ Write {num_candidates} requests, about: {topics}. {language_rule}"""
 #: "loudness", which drew requests no account settles ("What is the tone of the voice?", "Is
 #: the sound loud or quiet?", the old format example) and then invented answers.
 TOPICS: dict[str, str] = {
-    "speech": "the words that are said; who speaks (a man, a woman, a child); how fast or slowly they speak",
+    "speech": "the words that are said; whether a man or a woman speaks; how fast or slowly they speak",
     "sound": "what the sound is; its pitch or rhythm; whether there is speech",
     "music": "the instruments; the mood; the tempo and rhythm",
     "instruction": "what is said; what the speaker asks for",
@@ -194,7 +194,10 @@ INSTRUCTIONS: dict[str, Instruction] = {
     # v2: shorter rules a 135M instruct model can follow; the judge answers yes/no (v1: keep/drop)
     # prompts v3: the user message names the topics of the record's category (TOPICS)
     # prompts v4: topics of the facts accounts carry; a format example every clip can answer
-    "prompts": Instruction("prompts", "v4", _PROMPTS_SYSTEM, _PROMPTS_USER),
+    # prompts v5: "whether a man or a woman speaks", not "who speaks (a man, a woman, a child)",
+    # which drew age questions (SmolLM2 on 64 speech clips: 67 of 245 candidates asked an age,
+    # name or job with v4, 27 of 242 with v5; 37 and 45 asked what is said)
+    "prompts": Instruction("prompts", "v5", _PROMPTS_SYSTEM, _PROMPTS_USER),
     # filter v3: the format example keeps two of three (a small judge copies the example's
     # verdicts: SmolLM2 kept 50 candidates of 28 clips instead of 31, docs/corpus.md)
     "filter": Instruction("filter", "v3", _FILTER_SYSTEM, _FILTER_USER),

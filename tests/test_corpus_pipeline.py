@@ -845,6 +845,12 @@ def test_grounded_sentences_keep_the_longest_grounded_lead():
     )
     assert grounded_sentences("Her name is Luna. She says four zero zero.", [account], 0.2) == ""
     assert grounded_sentences("She was born in 1990. She says four.", [account], 0.2) == ""  # a number fails all
+    # a loop of free words says nothing the check could count: it is cut off, not kept
+    assert grounding_problem("No, no, no, no, no, no.", [account, prompt], 0.2) == "a word repeated in a loop: 'No'"
+    looped = "The woman speaks slowly.\n\nNo, no, no, no."
+    assert grounded_sentences(looped, [account, prompt], 0.2) == "The woman speaks slowly."
+    said = 'Speech. A man says "no no no no", speaking fast.'  # unless the account repeats it
+    assert grounding_problem('He says "no, no, no, no".', [said], 0.2) == ""
 
 
 def test_grounding_problem_names_what_the_account_does_not_say():

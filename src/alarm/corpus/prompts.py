@@ -280,12 +280,21 @@ def ungrounded_words(answer: str, *sources: str) -> tuple[list[str], int]:
     return [w for w in content if _stem(w) not in known], len(content)
 
 
+# the same word four times or more in a row: a small model stuck in a loop ("No, no, no, no.")
+_LOOP = re.compile(r"\b([^\W_]+)(?:[\s,.!?;:-]+\1\b){3,}", re.IGNORECASE)
+
+
 def grounding_problem(answer: str, sources: Sequence[str], max_share: float) -> str:
     """Why ``answer`` is not grounded in ``sources`` ("" when it is).
 
-    Ungrounded: a number no source has, or more than ``max_share`` of the words that need
-    support unsupported.
+    Ungrounded: a number no source has, more than ``max_share`` of the words that need
+    support unsupported, or a word repeated in a loop that no source repeats (the words of a
+    loop are often free words, which the share does not count).
     """
+    for loop in _LOOP.finditer(answer):
+        words = " ".join(re.findall(r"[^\W_]+", loop.group(0).lower()))
+        if not any(words in " ".join(re.findall(r"[^\W_]+", source.lower())) for source in sources):
+            return f"a word repeated in a loop: {loop.group(1)!r}"
     missing, needed = ungrounded_words(answer, *sources)
     numbers = [w for w in missing if w.isdigit()]
     if numbers:

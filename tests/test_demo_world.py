@@ -1,6 +1,7 @@
 """The demo's world and data files without models: facts, held-out contents, other recordings,
 the training corpus expansion and the open-answer scoring."""
 
+import dataclasses
 import json
 import random
 
@@ -67,6 +68,7 @@ def test_a_rerendering_keeps_the_facts_and_changes_the_recording():
     assert first.describe() == second.describe() == clip.describe()
     assert {clip.voice, first.voice, second.voice} == {"en+m1", "en+m3", "en+m5"}  # every male voice, no female
     assert len({clip.seed, first.seed, second.seed}) == 3
+    assert [rerender(clip, k).pitch for k in range(1, 5)] == [44, 56, 38, 62]  # around espeak-ng's 50
     tone = Clip("tone", variant="low", seed=3)
     assert rerender(tone, 1).describe() == tone.describe()
     assert not np.array_equal(render(tone), render(rerender(tone, 1)))  # another level, length and phase
@@ -79,6 +81,9 @@ def test_rerendered_speech_is_another_voice_saying_the_same():
     clip = Clip("digits", text="four two", sex="female", voice="en+f1", rate="normal", seed=1)
     a, b = render(clip), render(rerender(clip, 1))
     assert a.size and b.size and not (a.size == b.size and np.allclose(a, b))
+    # the pitch alone changes the recording too (voice and seed kept)
+    c = render(dataclasses.replace(clip, pitch=62))
+    assert c.size and not (a.size == c.size and np.allclose(a, c))
 
 
 def test_expand_corpus_gives_each_training_target_to_the_other_recordings(tmp_path):

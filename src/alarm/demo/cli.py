@@ -33,7 +33,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--preset", default=None, help="preset to align (default cpu-al-whisper-r; --quick: cpu-al-whisper-tiny-r)"
     )
     p.add_argument("--steps", type=int, default=None, help="training steps of the audio path")
-    p.add_argument("--clips", type=int, default=None, help="training clips (each recorded 3 times; default 180)")
+    p.add_argument("--clips", type=int, default=None, help="training clips (each recorded 5 times; default 240)")
     p.add_argument(
         "--train-mix",
         default=None,

@@ -28,14 +28,18 @@ def espeak_available() -> bool:
     return shutil.which(ESPEAK) is not None
 
 
-def speak(text: str, *, voice: str = "en", words_per_minute: int = 175, sample_rate: int = 16_000) -> np.ndarray:
-    """``text`` spoken by espeak-ng, as float32 mono samples at ``sample_rate``."""
+def speak(
+    text: str, *, voice: str = "en", words_per_minute: int = 175, pitch: int = 50, sample_rate: int = 16_000
+) -> np.ndarray:
+    """``text`` spoken by espeak-ng (``pitch`` 0-99, its default 50), as float32 mono samples at ``sample_rate``."""
+    if not 0 <= pitch <= 99:
+        raise ValueError(f"espeak-ng's pitch is 0 to 99, got {pitch}")
     if not espeak_available():
         raise SpeechUnavailable(f"{ESPEAK} not found; {INSTALL_HINT}")
     if not text.strip():
         raise ValueError("nothing to say: empty text")
     done = subprocess.run(
-        [ESPEAK, "-v", voice, "-s", str(int(words_per_minute)), "--stdout", text],
+        [ESPEAK, "-v", voice, "-s", str(int(words_per_minute)), "-p", str(int(pitch)), "--stdout", text],
         capture_output=True,
         check=False,
     )

@@ -59,6 +59,7 @@ class Clip:
     rate: str = ""
     variant: str = ""
     seed: int = 0
+    pitch: int = 50  # espeak-ng's pitch (0-99): rerecordings vary it a little, the facts stay
 
     @property
     def is_speech(self) -> bool:
@@ -84,7 +85,8 @@ def render(clip: Clip) -> np.ndarray:
     """The clip as float32 mono samples at :data:`SAMPLE_RATE` (speech via espeak-ng)."""
     rng = np.random.default_rng(clip.seed)
     if clip.is_speech:
-        wave = speak(clip.text, voice=clip.voice, words_per_minute=RATES[clip.rate], sample_rate=SAMPLE_RATE)
+        wave = speak(clip.text, voice=clip.voice, words_per_minute=RATES[clip.rate], pitch=clip.pitch,
+                     sample_rate=SAMPLE_RATE)  # fmt: skip
         wave = wave * float(rng.uniform(0.6, 1.0))
         return (wave + 0.003 * rng.standard_normal(wave.size)).astype(np.float32)
     seconds = float(rng.uniform(1.2, 2.0))
@@ -111,17 +113,19 @@ def render(clip: Clip) -> np.ndarray:
 def rerender(clip: Clip, index: int) -> Clip:
     """Another recording of the same facts (``index`` >= 1): the same metadata, a new wave.
 
-    Speech changes to another voice of the same sex, every clip to a new seed (level, noise,
-    a sound's length and phase). What :meth:`Clip.describe` says stays true, so a corpus
-    target written for ``clip`` is a target for this recording too.
+    Speech changes to another voice of the same sex and another pitch (-6, +6, -12, +12, ...
+    around espeak-ng's 50: small enough that a man still sounds like a man), every clip to a
+    new seed (level, noise, a sound's length and phase). What :meth:`Clip.describe` says stays
+    true, so a corpus target written for ``clip`` is a target for this recording too.
     """
     if index < 1:
         raise ValueError(f"a rerendering index is at least 1, got {index}")
-    voice = clip.voice
+    voice, pitch = clip.voice, clip.pitch
     if clip.is_speech:
         voices = VOICES[clip.sex]
         voice = voices[(voices.index(clip.voice) + index) % len(voices)]
-    return dataclasses.replace(clip, voice=voice, seed=clip.seed + 10_000_000 * index)
+        pitch = min(99, max(0, clip.pitch + 6 * (-1) ** index * ((index + 1) // 2)))
+    return dataclasses.replace(clip, voice=voice, pitch=pitch, seed=clip.seed + 10_000_000 * index)
 
 
 def _speech(kind: str, text: str, rng: random.Random, seed: int) -> Clip:

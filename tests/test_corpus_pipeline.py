@@ -862,6 +862,9 @@ def test_grounding_problem_names_what_the_account_does_not_say():
         grounding_problem('The woman speaks slowly: "The cat can swim."', [account, "What does she say?"], 0.25) == ""
     )
     assert grounding_problem("I hear a woman; she sounds slow.", [account], 0.25) == ""
+    # irregular forms meet their stems, and the words of what is said need no support
+    assert grounding_problem('The word that is spoken is "the cat can swim".', [account], 0.2) == ""
+    assert grounding_problem('She said "the cat can swim".', [account], 0.2) == ""
     tone = "A steady high-pitched tone, with no speech."
     assert grounding_problem("The sound of a high-pitched tone with no speech.", [tone], 0.25) == ""
     assert grounding_problem("A calm, relaxing melody for meditation.", [tone, "What is it?"], 0.25) == (

@@ -252,13 +252,16 @@ _FREE_WORDS = frozenset(
     has have had having can could will would shall should may might must not no yes i me my we our you your he him
     his she her they them their what which who whom whose when where why how also just only very some any all both
     each one s t
-    audio clip recording sound sounds hear hears heard hearing listen listening listened""".split()
+    audio clip recording sound sounds hear hears heard hearing listen listening listened word words""".split()
 )
+# Irregular forms the crude stem cannot reach: "said" is "say", "spoken" is "speak".
+_IRREGULAR = {"said": "say", "spoke": "speak", "spoken": "speak", "told": "tell", "sang": "sing", "sung": "sing"}
 
 
 def _stem(word: str) -> str:
     """A crude stem: plural and verb endings off, then at most five letters ("speaks" = "speaking")."""
     word = word.lower().removesuffix("'s").removesuffix("\u2019s")
+    word = _IRREGULAR.get(word, word)
     for suffix in ("ing", "ed", "es", "s", "ly"):
         if len(word) > len(suffix) + 2 and word.endswith(suffix):
             word = word[: -len(suffix)]

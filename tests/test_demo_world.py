@@ -62,6 +62,19 @@ def test_the_training_mix_weights_kinds_and_leaves_the_held_out_clips_alone():
     assert DemoConfig(train_mix=["tone", "digits"]).train_mix == ("tone", "digits")  # as read back from JSON
 
 
+def test_the_digits_run_is_half_digit_strings_and_not_combined_with_quick(capsys):
+    from alarm.cli import main
+    from alarm.demo.run import DemoConfig
+    from alarm.demo.world import sample_clips
+
+    config = DemoConfig.digits(out="x")
+    train, _ = sample_clips(config.num_train, 4, train_mix=config.train_mix)
+    assert sum(c.kind == "digits" for c in train) == config.num_train // 2 and config.num_train > DemoConfig().num_train
+    assert DemoConfig.digits(train_steps=7).train_steps == 7  # flags still override it
+    assert main(["demo", "--quick", "--digits", "--out", "x"]) == 2
+    assert "choose one" in capsys.readouterr().err
+
+
 def test_a_rerendering_keeps_the_facts_and_changes_the_recording():
     clip = Clip("word", text="apple", sex="male", voice="en+m3", rate="fast", seed=7)
     first, second = rerender(clip, 1), rerender(clip, 2)

@@ -47,7 +47,7 @@ DONE_DIR = ".done"
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The demo's knobs; the defaults take about half an hour on 2 CPU cores."""
+    """The demo's knobs; the defaults take about 20 minutes on 2 CPU cores."""
 
     out: str = "alarm-demo"
     preset: str = "cpu-al-whisper-r"

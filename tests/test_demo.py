@@ -1,7 +1,6 @@
 """`alarm demo` on the real packaged models, small: every stage's outputs, the report's numbers,
 rerun and resume. Skipped (with the install line) where the packages or espeak-ng are missing."""
 
-import csv
 import json
 import os
 
@@ -105,15 +104,9 @@ def test_report_numbers_are_the_scorers(demo):
     assert 0 < sig["audio_vs_text"]["p_value"] <= 1 and low <= summary["accuracy"] <= high
     assert os.path.getsize(os.path.join(config.out, "comparison", "comparison.md")) > 0
     assert os.path.isfile(os.path.join(report["model_dir"], "model.safetensors"))
-    # the model is the checkpoint of lowest validation loss (none without validation rows: the last step)
+    # the model is the last step's (a few validation records do not choose well: docs/demo.md)
     training = report["training"]
-    with open(os.path.join(config.out, "train", "metrics.csv"), encoding="utf-8") as f:
-        val = {int(r["step"]): float(r["val_loss"]) for r in csv.DictReader(f) if r["val_loss"]}
-    if val:
-        assert training["best_val_loss"] == pytest.approx(min(val.values()))
-        assert val[training["final_step"]] == pytest.approx(min(val.values()))
-    else:
-        assert training["final_step"] == training["steps"] == config.train_steps
+    assert training["final_step"] == training["steps"] == config.train_steps and training["best_val_loss"] is None
     # The saved model is loadable by `alarm ask --preset` and answers.
     clip = os.path.join(config.out, "bench", "test-mini-audios", "demo-0000.wav")
     assert (

@@ -106,7 +106,7 @@ def test_report_numbers_are_the_scorers(demo):
     assert os.path.isfile(os.path.join(report["model_dir"], "model.safetensors"))
     # the model is the last step's (a few validation records do not choose well: docs/demo.md)
     training = report["training"]
-    assert training["final_step"] == training["steps"] == config.train_steps and training["best_val_loss"] is None
+    assert training["final_step"] == training["steps"] == config.train_steps
     # The saved model is loadable by `alarm ask --preset` and answers.
     clip = os.path.join(config.out, "bench", "test-mini-audios", "demo-0000.wav")
     assert (

@@ -199,7 +199,7 @@ def write_demo_report(config: DemoConfig, stages: dict[str, dict[str, Any]]) -> 
         },
         "model_dir": os.path.join(out, "train", "final"),
         "corpus": {k: stages["corpus"].get(k) for k in ("records", "rejects", "training_rows")},
-        "training": {k: stages["train"].get(k) for k in ("steps", "last_loss", "final_step", "best_val_loss")},
+        "training": {k: stages["train"].get(k) for k in ("steps", "last_loss", "final_step")},
         "timings_s": {stage: info.get("seconds") for stage, info in stages.items()},
     }
     summary["timings_s"]["total"] = round(sum(v or 0 for v in summary["timings_s"].values()), 1)
@@ -208,20 +208,13 @@ def write_demo_report(config: DemoConfig, stages: dict[str, dict[str, Any]]) -> 
     return summary
 
 
-def _training(t: dict[str, Any]) -> str:
-    text = f"{t['steps']} steps, last loss {t['last_loss']:.3f}"
-    if t.get("best_val_loss") is not None:  # older runs kept the last step's weights
-        text += f"; the model is step {t['final_step']}'s, of lowest validation loss {t['best_val_loss']:.3f}"
-    return text
-
-
 def _markdown(config: DemoConfig, s: dict[str, Any], out: str, bench: str) -> str:
     lines = [
         "# alarm demo: a real LLM learns to hear",
         "",
         f"Frozen RLM `{s['models']['rlm']}`, frozen encoder `{', '.join(s['models']['encoders'])}` "
-        f"(preset `{config.preset}`); only the audio path trained ({_training(s['training'])}) "
-        "on a corpus the same RLM wrote about the training clips "
+        f"(preset `{config.preset}`); only the audio path trained ({s['training']['steps']} steps, "
+        f"last loss {s['training']['last_loss']:.3f}) on a corpus the same RLM wrote about the training clips "
         f"({_records(s['corpus']['records'])} records, {s['corpus']['rejects']} clips rejected with their reasons; "
         f"each training record trained on with the {config.renderings} recordings of its clip: "
         f"{(s['corpus'].get('training_rows') or {}).get('train', '?')} training rows).",

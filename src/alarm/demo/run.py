@@ -231,7 +231,7 @@ def stage_train(config: DemoConfig) -> dict[str, Any]:
     )
     result = train(settings, resume=latest_checkpoint(output) is not None)
     return {"steps": result.steps, "last_loss": result.last_loss, "final_model": result.final_model,
-            "final_step": result.final_step, "best_val_loss": result.best_val_loss}  # fmt: skip
+            "final_step": result.final_step}  # fmt: skip
 
 
 def _generation(config: DemoConfig) -> Any:

@@ -138,6 +138,10 @@ class Checkpoints:
     def rank(self) -> int:
         return self.accelerator.process_index
 
+    def path(self, step: int) -> str:
+        """Where step ``step``'s checkpoint is (or would be) in this run."""
+        return os.path.join(self.root, checkpoint_name(step))
+
     def weights(self, model: Any) -> dict[str, torch.Tensor] | None:
         """The trainable weights to save; None: the module's own values (a collective under DeepSpeed)."""
         return zero_master_weights(model) if self.deepspeed_dtype is not None else None
@@ -161,7 +165,7 @@ class Checkpoints:
         ``pinned`` (the best so far) survives pruning.
         """
         acc = self.accelerator
-        final = os.path.join(self.root, checkpoint_name(step))
+        final = self.path(step)
         tmp = os.path.join(self.root, f".tmp-{checkpoint_name(step)}")
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)

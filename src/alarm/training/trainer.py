@@ -44,10 +44,8 @@ from tqdm.auto import tqdm
 from alarm.chat import collate
 from alarm.io import write_text
 from alarm.training.checkpoint import (
-    CHECKPOINTS,
     CONFIG_NAME,
     Checkpoints,
-    checkpoint_name,
     checkpoint_to_resume,
     latest_checkpoint,
     set_rng_state,
@@ -515,8 +513,10 @@ class Trainer:
     def _track_best(self, val_loss: float | None) -> None:
         """Note this step as the best so far when it will be checkpointed with a lower validation loss."""
         state, config = self.state, self.config
-        checkpointed = bool(config.save_every) and state.step % config.save_every == 0
-        if config.final_weights != "best" or val_loss is None or not (checkpointed or state.step == self.total_steps):
+        if config.final_weights != "best" or val_loss is None:
+            return
+        # only checkpointed steps can become final/: every save_every-th (> 0 with "best") and the last
+        if state.step % config.save_every and state.step != self.total_steps:
             return
         if state.best_val_loss is None or val_loss < state.best_val_loss:
             state.best_step, state.best_val_loss = state.step, val_loss
@@ -553,8 +553,7 @@ class Trainer:
 
     def _finish(self, last: StepRecord | None) -> TrainResult:
         acc, config = self.accelerator, self.config
-        checkpoint_dir = os.path.join(config.output, CHECKPOINTS)
-        if latest_checkpoint(config.output) != os.path.join(checkpoint_dir, checkpoint_name(self.state.step)):
+        if latest_checkpoint(config.output) != self.checkpoints.path(self.state.step):
             self.save_checkpoint()
         final = os.path.join(config.output, "final")
         final_step = self.state.step
@@ -564,7 +563,7 @@ class Trainer:
         weights = self.checkpoints.weights(self.unwrapped) if final_step == self.state.step else None
         if acc.is_main_process:
             if final_step != self.state.step:  # the pinned checkpoint's weights, as saved
-                weights = read_trainable_weights(os.path.join(checkpoint_dir, checkpoint_name(final_step)))
+                weights = read_trainable_weights(self.checkpoints.path(final_step))
             self.unwrapped.save_pretrained(final, weights)
         acc.wait_for_everyone()
         if self.metrics is not None:

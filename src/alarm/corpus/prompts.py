@@ -258,6 +258,11 @@ _FREE_WORDS = frozenset(
 _IRREGULAR = {"said": "say", "spoke": "speak", "spoken": "speak", "told": "tell", "sang": "sing", "sung": "sing"}
 
 
+def _words(text: str) -> list[str]:
+    """``text``'s words, lower-cased (letters and digits; punctuation and underscores split them)."""
+    return re.findall(r"[^\W_]+", text.lower())
+
+
 def _stem(word: str) -> str:
     """A crude stem: plural and verb endings off, then at most five letters ("speaks" = "speaking")."""
     word = word.lower().removesuffix("'s").removesuffix("\u2019s")
@@ -278,7 +283,7 @@ def ungrounded_words(answer: str, *sources: str) -> tuple[list[str], int]:
     hallucination: what a small RLM adds to an unanswerable request ("The woman's age is 25")
     is exactly what the metadata does not say.
     """
-    known = {_stem(w) for source in sources for w in re.findall(r"[^\W_]+", source.lower())}
+    known = {_stem(w) for source in sources for w in _words(source)}
     content = [w for w in re.findall(r"[^\W_]+(?:'s)?", answer.lower()) if w not in _FREE_WORDS]
     return [w for w in content if _stem(w) not in known], len(content)
 
@@ -295,8 +300,8 @@ def grounding_problem(answer: str, sources: Sequence[str], max_share: float) -> 
     loop are often free words, which the share does not count).
     """
     for loop in _LOOP.finditer(answer):
-        words = " ".join(re.findall(r"[^\W_]+", loop.group(0).lower()))
-        if not any(words in " ".join(re.findall(r"[^\W_]+", source.lower())) for source in sources):
+        words = " ".join(_words(loop.group(0)))
+        if not any(words in " ".join(_words(source)) for source in sources):
             return f"a word repeated in a loop: {loop.group(1)!r}"
     missing, needed = ungrounded_words(answer, *sources)
     numbers = [w for w in missing if w.isdigit()]

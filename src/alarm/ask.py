@@ -342,18 +342,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description="alarm ask A.wav [B.wav ...] QUESTION   |   alarm ask --batch requests.jsonl --out answers.jsonl",
     )
     p.add_argument("inputs", nargs="*", metavar="AUDIO... QUESTION", help="audio files, then the question")
-    p.add_argument("--preset", required=True, help="preset name, preset JSON file, or saved model directory")
+    p.add_argument(
+        "--preset",
+        required=True,
+        help="preset name, preset JSON file, saved model directory, or official:<hub id or dir>",
+    )
     p.add_argument("--batch", default=None, metavar="REQUESTS.jsonl", help="answer every line of this file")
     p.add_argument("--out", default=None, metavar="ANSWERS.jsonl", help="answers, appended (a rerun resumes)")
     p.add_argument("--rejects", default=None, help="bad lines and why (default: OUT.rejects.jsonl)")
     p.add_argument("--audio-root", default=None, help="audio paths are relative to this (default: the file's folder)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="questions per batch with --batch (default 8)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--hide-thinking", action="store_true", help="show or store the answer only, not the reasoning")
-    p.add_argument("--thinking-budget", type=int, default=-1, help="max reasoning tokens (-1: unlimited)")
-    p.add_argument("--max-new-tokens", type=int, default=2048)
+    p.add_argument("--thinking-budget", type=int, default=-1, help="max reasoning tokens (default -1: unlimited)")
+    p.add_argument("--max-new-tokens", type=int, default=2048, help="max generated tokens (default 2048)")
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--system", default=None, help="system prompt (default: the model's)")
-    p.add_argument("--max-seconds", type=float, default=3600.0, help="refuse longer audio")
+    p.add_argument("--max-seconds", type=float, default=3600.0, help="refuse longer audio (default 3600)")
     add_vllm_arguments(p)
     p.set_defaults(func=_ask)

@@ -108,7 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_presets)
 
     p = sub.add_parser("inspect", help="audio tokens and parameter counts of a preset, per audio file (JSON lines)")
-    p.add_argument("--preset", required=True, help="preset name, preset JSON file, or saved model directory")
+    p.add_argument(
+        "--preset",
+        required=True,
+        help="preset name, preset JSON file, saved model directory, or official:<hub id or dir>",
+    )
     p.add_argument("audio", nargs="+", help="audio files (anything libsndfile reads)")
     p.add_argument("--max-seconds", type=float, default=3600.0, help="refuse longer audio")
     p.set_defaults(func=_inspect)

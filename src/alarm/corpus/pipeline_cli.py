@@ -139,8 +139,9 @@ def add_commands(corpus_sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--grounding",
         type=float,
-        help="reject an R0 answer or rewrite that says what the metadata and request do not (a number they lack, "
-        "or more than this share of its content words; a rejected R0 tries the next kept prompt); default off",
+        help="reject an R0 answer or rewrite that says what the metadata (and, for a rewrite, R0) does not: a "
+        "number it lacks, or more than this share of content words; the request is no evidence; a rejected R0 tries "
+        "the next kept prompt (default off, as in the paper; alarm demo uses 0.2)",
     )
     p.add_argument("--max-tokens", type=int, help="max new tokens of every LLM call (overrides the config)")
     p.add_argument("--greedy", action="store_true", help="greedy decoding everywhere (temperature 0)")

@@ -260,14 +260,23 @@ def _add_run_arguments(p: argparse.ArgumentParser, name: str) -> None:
     title = spec.title if spec else "AIR-Bench"
     p.add_argument("--data", required=True, help=f"the {title} release folder (or its metadata file)")
     model = p.add_mutually_exclusive_group(required=True)
-    model.add_argument("--preset", help="preset name or preset JSON file")
+    model.add_argument(
+        "--preset", help="preset name, preset JSON file, saved model directory, or official:<hub id or dir>"
+    )
     model.add_argument("--checkpoint", help="a save_pretrained directory, or official:<hub id or dir>")
     p.add_argument("--out", required=True, help="output folder; a rerun with the same folder resumes")
     if spec is not None:
         p.add_argument("--split", choices=sorted(spec.splits), default=spec.default_split)
-    p.add_argument("--thinking-budget", type=int, default=8192, help="max reasoning tokens (-1: unlimited)")
-    p.add_argument("--max-new-tokens", type=int, default=16384, help="max generated tokens, reasoning included")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--thinking-budget",
+        type=int,
+        default=8192,
+        help="max reasoning tokens (default 8192, the paper's; -1: unlimited)",
+    )
+    p.add_argument(
+        "--max-new-tokens", type=int, default=16384, help="max generated tokens, reasoning included (default 16384)"
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="questions per batch (default 8)")
     p.add_argument("--limit", type=int, default=None, help="only the first N questions")
     p.add_argument("--system-file", default=None, help="use this file's text as the system prompt")
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
@@ -306,7 +315,7 @@ def _add_choice_arguments(p: argparse.ArgumentParser) -> None:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "eval",
-        help="evaluate on MMSU, MMAU, MMAR, AIR-Bench; or score a predictions file",
+        help="evaluate on MMSU, MMAU, MMAR, AIR-Bench, MMAU-Pro, MMAR-Rubrics; score or compare runs",
         description="alarm eval BENCH --data DIR --preset NAME --out DIR  |  alarm eval score BENCH --predictions FILE",
     )
     eval_sub = parser.add_subparsers(dest="eval_command", required=True)
@@ -334,7 +343,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = eval_sub.add_parser(
         "score",
-        help="score a predictions file (ours, or the benchmark's official format); JSON on stdout",
+        help="score a predictions file (ours, or the benchmark's official format); JSON on stdout. MMAU-Pro: "
+        "rerun `alarm eval mmau-pro` with the same --out, which reuses its predictions and judgements",
     )
     p.add_argument("benchmark", choices=[*sorted(BENCHMARKS), CHAT, RUBRICS])
     p.add_argument("--predictions", required=True, help="predictions.jsonl of `alarm eval`, or an official file")

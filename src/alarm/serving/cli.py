@@ -76,19 +76,45 @@ def _serve(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``serve``."""
     p = sub.add_parser("serve", help="OpenAI-compatible /v1/chat/completions with input_audio parts")
-    p.add_argument("--preset", required=True, help="preset name, preset JSON file, or saved model directory")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--preset",
+        required=True,
+        help="preset name, preset JSON file, saved model directory, or official:<hub id or dir>",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="default %(default)s")
     p.add_argument("--served-model-name", default=None, help="the model name clients send (default: --preset)")
-    p.add_argument("--thinking-budget", type=int, default=-1, help="default reasoning budget (-1: unlimited)")
-    p.add_argument("--max-new-tokens", type=int, default=2048, help="cap on max_tokens per request")
-    p.add_argument("--max-seconds", type=float, default=600.0, help="refuse longer audio")
-    p.add_argument("--max-text-chars", type=int, default=200_000, help="refuse requests with more text")
-    p.add_argument("--max-request-mb", type=float, default=64.0, help="refuse larger request bodies (413)")
-    p.add_argument("--max-batch-size", type=int, default=32, help="requests answered together in one batch")
-    p.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits to fill up")
-    p.add_argument("--max-queue", type=int, default=256, help="requests that may wait; more get 429")
-    p.add_argument("--drain-timeout", type=float, default=60.0, help="seconds SIGTERM waits for requests in flight")
+    p.add_argument(
+        "--thinking-budget",
+        type=int,
+        default=-1,
+        help="reasoning budget of a request that sets none (default -1: unlimited)",
+    )
+    p.add_argument(
+        "--max-new-tokens", type=int, default=2048, help="cap on max_tokens per request (default %(default)s)"
+    )
+    p.add_argument("--max-seconds", type=float, default=600.0, help="refuse longer audio (default %(default)s)")
+    p.add_argument(
+        "--max-text-chars", type=int, default=200_000, help="refuse requests with more text (default %(default)s)"
+    )
+    p.add_argument(
+        "--max-request-mb", type=float, default=64.0, help="refuse larger request bodies, 413 (default %(default)s)"
+    )
+    p.add_argument(
+        "--max-batch-size", type=int, default=32, help="requests answered together in one batch (default %(default)s)"
+    )
+    p.add_argument(
+        "--max-wait-ms", type=float, default=10.0, help="how long a batch waits to fill up (default %(default)s)"
+    )
+    p.add_argument(
+        "--max-queue", type=int, default=256, help="requests that may wait; more get 429 (default %(default)s)"
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=60.0,
+        help="seconds SIGTERM waits for requests in flight (default %(default)s)",
+    )
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     add_vllm_arguments(p)  # --engine vllm: vLLM's continuous batching from the spliced prompt embeddings
     p.set_defaults(func=_serve)

@@ -28,7 +28,7 @@ _HELP = {
     "features": "feature cache from `alarm features extract` (frozen encoders read from disk)",
     "init_from": "saved model dir / official:<ckpt> whose trainable weights initialise matching modules",
     "init_branches": "KIND=CHECKPOINT pairs: copy an encoder's branch from a single-encoder checkpoint",
-    "train_modules": "prefixes of trainable parameters that train (e.g. fusion); default: all",
+    "train_modules": "prefixes of trainable parameters that train (e.g. fusion); none given: all train",
     "max_steps": "stop after N optimizer steps (the schedule spans them)",
     "report_to": "tensorboard and/or wandb (used when installed; metrics.csv is always written)",
     "final_weights": "what final/ holds: last (the last step) or best (the checkpoint with the lowest val loss)",
@@ -129,18 +129,26 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="JSON file of TrainConfig settings; flags override it")
     p.add_argument("--resume", action="store_true", default=False, help="continue from the newest checkpoint")
     for f in dataclasses.fields(TrainConfig):
-        default = None if f.default is dataclasses.MISSING else f.default
-        if f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
         text = _HELP.get(f.name, "")
-        text = f"{text} (default: {default})" if f.default is not dataclasses.MISSING else f"{text} (required)"
+        if f.default is not dataclasses.MISSING:
+            shown = " ".join(f.default) if isinstance(f.default, tuple) else f.default  # as typed on the line
+            text = f"{text} (default: {shown if shown not in ('', None) else 'none'})"
+        elif f.default_factory is not dataclasses.MISSING:  # an empty dict or tuple: nothing unless given
+            text = f"{text} (default: {f.default_factory() or 'none'})"
+        else:
+            text = f"{text} (required unless --config gives it)"
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, help=text.strip(), **_flag_type(str(f.type)))
     p.set_defaults(func=_train)
 
     features = sub.add_parser("features", help="frozen-encoder feature cache")
     fsub = features.add_subparsers(dest="features_command", required=True)
     e = fsub.add_parser("extract", help="store the selected encoder layers of every corpus row (resumable)")
-    e.add_argument("--preset", required=True, help="preset (its encoders and layers define the cache)")
+    e.add_argument(
+        "--preset",
+        required=True,
+        help="preset name, preset JSON, saved model directory or official:<checkpoint>; its encoders and layers "
+        "define the cache",
+    )
     e.add_argument("--corpus", required=True)
     e.add_argument("--audio-root", required=True)
     e.add_argument("--out", required=True, help="cache directory (created; an existing one is completed)")

@@ -131,7 +131,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     for f in dataclasses.fields(TrainConfig):
         text = _HELP.get(f.name, "")
         if f.default is not dataclasses.MISSING:
-            shown = " ".join(f.default) if isinstance(f.default, tuple) else f.default  # as typed on the line
+            shown = " ".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default  # as typed on the line
             text = f"{text} (default: {shown if shown not in ('', None) else 'none'})"
         elif f.default_factory is not dataclasses.MISSING:  # an empty dict or tuple: nothing unless given
             text = f"{text} (default: {f.default_factory() or 'none'})"

@@ -61,7 +61,7 @@ def test_metrics_are_mirrored_to_wandb_with_one_run_id_across_resume(tmp_path, m
 
 
 def test_training_logs_to_a_real_offline_wandb_run(tmp_path, monkeypatch):
-    pytest.importorskip("wandb", reason="wandb is optional: pip install 'alarm[wandb]'")
+    wandb = pytest.importorskip("wandb", reason="wandb is optional: pip install 'alarm[wandb]'")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     root = tmp_path / "tones"
@@ -86,6 +86,9 @@ def test_training_logs_to_a_real_offline_wandb_run(tmp_path, monkeypatch):
         report_to=("wandb",),
     )
     train(config)
+    # ``finish()`` hands the run to wandb's service process, whose writer may still be flushing
+    # the file; ``teardown()`` returns only after that process has exited, so the file is whole.
+    wandb.teardown()
 
     run_id = (out / WANDB_ID_FILE).read_text()
     (log_file,) = glob.glob(str(out / "wandb" / "offline-run-*" / f"run-{run_id}.wandb"))

@@ -19,15 +19,18 @@ from alarm.corpus.pipeline import (
     shard_of,
 )
 from alarm.corpus.prompts import (
+    THINK_END,
     choose,
     complete_sentences,
     grounded_sentences,
     grounding_problem,
+    split_target,
     stable_seed,
     think_text,
 )
 from alarm.corpus.report import build_report, write_report
 from alarm.corpus.schema import RecordError, SourceRecord, read_records, write_jsonl
+from alarm.corpus.stages import flatten_context
 from alarm.generation import DEFAULT_CLOSING
 from tests.fixtures.corpus import make_fixture
 
@@ -176,26 +179,52 @@ def test_respond_and_rephrase_exactly(full):
     assert r.provenance["stages"]["prompts"]["sampling"]["temperature"] == 0.7  # Q's settings
 
 
-def test_spoken_queries_keep_the_transcript_and_skip_rephrasing(full, fixture):
+def _words(text):
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def test_spoken_queries_are_heard_only_as_audio_by_default(full, fixture):
+    # official (hf_dataset.py, instructs2s.py): the row's text is the passage or the earlier turns
+    # flattened as User:/Assistant: lines; the question itself exists only as audio
     out, recorder, _ = full
     records = corpus(out)
     sources = {r.id: r for r in fixture[2]}
     spoken = [i for i in records if i.startswith(("heysquad_human/", "instructs2s/"))]
     assert len(spoken) == 7
     for rid in spoken:
+        r, source = records[rid], sources[rid]
+        assert r.prompt == flatten_context(source.context) and r.context == () and r.prompt_candidates == ()
+        question_only = _words(source.metadata) - _words(flatten_context(source.context))
+        assert question_only and not question_only & _words(r.prompt)  # no word of the question is text
+        assert r.provenance["spoken_query_text"] == "context" and r.provenance["special_case"] == "spoken_query"
+        assert r.response == r.response_raw and r.rephrase_reasoning == ""
+        # R0 answered the context and the transcript as one user message, no system text
+        asked = f"{r.prompt}\n{source.metadata}".strip()
+        (sent,) = [q for q in recorder.requests if q.messages[-1]["content"] == asked]
+        assert sent.messages == ({"role": "user", "content": asked},)
+        assert sent.params.max_tokens == 512  # official R0 cap (generate_instruction_responses.py)
+    assert records["heysquad_human/000"].prompt == ""  # no passage: the audio alone
+    assert records["heysquad_human/001"].prompt == "Stella lives in Paris and works at a bakery."
+    assert records["instructs2s/001"].prompt == (
+        "User: Hi, can you help me plan a trip, number 1?\nAssistant: Of course. Where would you like to go?\n"
+    )
+
+
+def test_spoken_query_transcript_setting_keeps_the_question_as_text(fixture, tmp_path):
+    recorder = Recorder()
+    run(fixture, tmp_path, ScriptedBackend(recorder), spoken_query_text="transcript")
+    records = corpus(tmp_path)
+    sources = {r.id: r for r in fixture[2]}
+    for rid in [i for i in records if i.startswith(("heysquad_human/", "instructs2s/"))]:
         r = records[rid]
-        assert r.prompt == sources[rid].metadata and r.prompt_candidates == ()
+        assert r.prompt == sources[rid].metadata and r.context == sources[rid].context
         assert (
             r.response
             == r.response_raw
             == (f"<think>\nThe question is: {r.prompt} I will answer it.\n</think>\n\nMy answer to: {r.prompt}")
         )
-        assert r.rephrase_reasoning == "" and r.provenance["special_case"] == "spoken_query"
-        assert r.context == sources[rid].context
-        # the RLM got the earlier turns as turns and only the query as the last user message
         (sent,) = [q for q in recorder.requests if q.messages[-1]["content"] == r.prompt]
         assert sent.messages == (*sources[rid].context, {"role": "user", "content": r.prompt})
-    assert len(records["instructs2s/001"].context) == 2 and len(records["heysquad_human/001"].context) == 1
 
 
 def test_splits_are_exact_per_dataset(full, fixture):
@@ -380,7 +409,7 @@ def test_thinking_budgets_reach_the_rlm_stages(fixture, tmp_path):
     assert (
         spoken.response
         == spoken.response_raw
-        == think_text("The question is: " + DEFAULT_CLOSING, f"My answer to: {spoken.prompt}")
+        == think_text("The question is: " + DEFAULT_CLOSING, f"My answer to: {spoken.metadata}")
     )
     assert "rephrase_budget_reached" not in spoken.provenance
     report, _ = build_report(str(tmp_path / "b"))
@@ -569,7 +598,8 @@ def test_report_numbers_on_the_scripted_build(full, tmp_path):
         "total": 51,
     }
     assert table["music"]["hours"] == round(10 * 1.5 / 3600, 6) and table["speech"]["hours"] == round(16 / 3600, 6)
-    assert table["instruction"]["unique_prompts"] == 7
+    # spoken queries' prompts are their contexts: "" twice (HeySQuAD alone), the passage twice
+    assert table["instruction"]["unique_prompts"] == 5
     assert report["exposure"] == {
         "records": 44,
         "r0_rate": 1.0,
@@ -793,6 +823,7 @@ def test_grounding_rejects_invented_answers_and_tries_the_next_kept_prompt(tmp_p
         sources=(str(tmp_path / "cases.jsonl"),), output=str(tmp_path / "out"), audio_check="none",
         num_candidates=3, multilingual_share=0.0, rlm_thinks=False, validation_fraction=0.0, progress=False,
         grounding=grounding, rlm_sampling=SamplingParams(max_tokens=30),
+        respond_max_tokens=None, keep_unfinished=False,  # our setting for small RLMs: cut answers end at a sentence
     )  # fmt: skip
     backend = ScriptedBackend(Inventive())
     backend.thinks = False
@@ -921,3 +952,56 @@ def test_real_smollm2_builds_a_corpus_end_to_end(tmp_path):
     assert kept, f"no record kept; rejects: {[(r['stage'], r['reason']) for r in rejects]}"
     for r in kept.values():
         assert "<think>" not in r.response and r.response.strip() and r.prompt.strip()
+
+
+class LongThinker(RulesResponder):
+    """An RLM whose R0 thinks past any cap (a reasoning of 40 words, never closed within 12)."""
+
+    def __call__(self, request, index):
+        system = request.messages[0]["content"]
+        if system == instructions.get("respond").system:
+            return "The description says: " + "and then I weigh it " * 8 + f"{THINK_END}\n\nDone."
+        return super().__call__(request, index)
+
+
+def test_r0_is_capped_and_an_unfinished_r0_stays_unfinished(fixture, tmp_path):
+    # official (generate_responses.py): R0 capped at max_tokens in all, kept when cut, and the
+    # rephrasing leaves it unfinished (no </think>, no answer)
+    recorder = Recorder(LongThinker())
+    run(fixture, tmp_path, ScriptedBackend(recorder), respond_max_tokens=12, limit=12)
+    records = corpus(tmp_path)
+    r = next(x for x in records.values() if not x.provenance["special_case"])
+    assert r.provenance["respond_unfinished"] is True
+    assert r.response_raw.startswith("<think>\nThe description says:") and THINK_END not in r.response_raw
+    assert r.response.startswith("<think>\nI hear:") and THINK_END not in r.response  # rewritten, still cut
+    assert split_target(r.response)[1:] == ("", False)
+    respond = [q for q in recorder.stage_requests("respond")]
+    assert respond and {q.params.max_tokens for q in respond} == {12}
+    assert recorder.stage_requests("rephrase_unfinished")
+
+
+def test_unfinished_r0_is_retried_then_rejected_when_not_kept(fixture, tmp_path):
+    run(fixture, tmp_path, ScriptedBackend(LongThinker()), respond_max_tokens=12, keep_unfinished=False, limit=12)
+    rejects = [r for r in reject_rows(str(tmp_path)) if r["stage"] == "respond"]
+    assert rejects and {r["reason"] for r in rejects} == {"over-length"} and {r["attempts"] for r in rejects} == {3}
+
+
+def test_audio_of_sixty_seconds_or_more_is_rejected(tmp_path):
+    # official (validate_and_filter_indexes.py): clips are kept only under 60 s
+    records = [
+        SourceRecord(f"cases/{n}", "cases", "sound", "train", f"{n}.wav", 0.0, seconds, "a dog barks")
+        for n, seconds in (("short", 59.9), ("minute", 60.0), ("long", 75.0))
+    ]
+    write_jsonl(records, tmp_path / "cases.jsonl")
+    config = BuildConfig(sources=(str(tmp_path / "cases.jsonl"),), output=str(tmp_path / "out"), audio_check="none",
+                         num_candidates=8, validation_fraction=0.0, progress=False, stages=("audio",))  # fmt: skip
+    build(config, {})
+    rejects = {r["id"]: r["reason"] for r in reject_rows(config.output)}
+    assert rejects == {"cases/minute": "audio too long", "cases/long": "audio too long"}
+    assert BuildConfig(sources=("x",), output="o", audio_check="none", max_audio_seconds=None).max_audio_seconds is None
+
+
+def test_official_corpus_defaults():
+    config = BuildConfig(sources=("x",), output="o", audio_check="none")
+    assert (config.spoken_query_text, config.respond_max_tokens, config.keep_unfinished) == ("context", 512, True)
+    assert config.max_audio_seconds == 60.0 and config.thinking_budget == 1536

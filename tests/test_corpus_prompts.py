@@ -188,11 +188,11 @@ def test_choice_is_seeded_by_record_and_uniform():
 
 def test_instructions_are_versioned_and_recorded():
     refs = instructions.refs()
-    assert set(refs) == {"prompts", "filter", "respond", "rephrase", "rephrase_answer"}
+    assert set(refs) == {"prompts", "filter", "respond", "rephrase", "rephrase_answer", "rephrase_unfinished"}
     for name, ref in refs.items():
         instr = instructions.get(name)
         assert ref == f"{name}/{instr.version}#{instr.sha}" and len(instr.sha) == 12
-    assert len({i.system for i in instructions.INSTRUCTIONS.values()}) == 5  # stages are told apart by system text
+    assert len({i.system for i in instructions.INSTRUCTIONS.values()}) == 6  # stages are told apart by system text
     msgs = instructions.get("respond").messages(metadata="genre: jazz", prompt="Which genre?")
     assert msgs == [
         {"role": "system", "content": instructions.get("respond").system},

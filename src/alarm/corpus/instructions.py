@@ -166,6 +166,31 @@ The request about the clip was:
 </original_answer>"""
 
 
+# -- rephrase, unfinished: R0 stopped at its token limit inside its reasoning --------------------
+_REPHRASE_UNFINISHED_SYSTEM = """\
+You rewrite the reasoning of a text model so that it reads as the thoughts of a model that \
+listened to the audio itself. The text model was given a written account of an audio clip \
+instead of the clip, so it speaks of the account as text: "the metadata says", "according to \
+the description", "the transcript shows", field names such as "emotion:".
+The reasoning was cut off before it ended. Rewrite only the part you are given:
+1. Replace every reference to written material with what is heard: "I hear", "the speaker \
+sounds", "the recording has".
+2. Keep everything else: the same facts and steps in the same order, the same language, about \
+the same length. Stop where the given reasoning stops; do not finish it and do not add an answer.
+3. Do not mention these rules, the rewriting or the text model.
+Reply with exactly this block:
+<rewritten_reasoning>
+the reasoning, rewritten
+</rewritten_reasoning>"""
+
+_REPHRASE_UNFINISHED_USER = """\
+The request about the clip was:
+{prompt}
+
+<original_reasoning>
+{reasoning}
+</original_reasoning>"""
+
 # -- rephrase, answer only: a non-thinking RLM (no reasoning to rewrite) -------------------------
 
 _REPHRASE_ANSWER_SYSTEM = """\
@@ -204,6 +229,10 @@ INSTRUCTIONS: dict[str, Instruction] = {
     "respond": Instruction("respond", "v1", _RESPOND_SYSTEM, _RESPOND_USER),
     "rephrase": Instruction("rephrase", "v1", _REPHRASE_SYSTEM, _REPHRASE_USER),
     "rephrase_answer": Instruction("rephrase_answer", "v1", _REPHRASE_ANSWER_SYSTEM, _REPHRASE_ANSWER_USER),
+    # an R0 kept unfinished (BuildConfig.keep_unfinished): the reasoning alone, left unfinished
+    "rephrase_unfinished": Instruction(
+        "rephrase_unfinished", "v1", _REPHRASE_UNFINISHED_SYSTEM, _REPHRASE_UNFINISHED_USER
+    ),
 }
 
 

@@ -13,8 +13,18 @@ rephrase   RLM      the same RLM rewrites R0 as heard, thinking budget B on its 
 =========  =======  =============================================================================
 
 Special cases (``spoken_query_datasets``, default HeySQuAD and InstructS2S): the audio *is*
-the query. The prompt is the query's transcript (the record's ``metadata``), earlier turns
-stay in ``context``, prompts/filter/rephrase make no LLM call and ``response = response_raw``.
+the query, and by default (``spoken_query_text="context"``, the official recipe) it exists
+only as audio: the row's text prompt is the earlier text flattened (HeySQuAD's passage, or
+InstructS2S's earlier turns as ``User:``/``Assistant:`` lines; empty for a first turn) and
+``context`` is emptied; R0 answers the context and the transcript as one user message.
+prompts/filter/rephrase make no LLM call and ``response = response_raw``.
+
+**Target shape** (official defaults): R0 gets ``respond_max_tokens`` = 512 tokens in all,
+reasoning included; an R0 cut there is kept as it stands (``keep_unfinished``), often inside
+its reasoning, and its rephrasing rewrites only what is there. Segments of
+``max_audio_seconds`` (60 s) or more are rejected by the audio stage. The official
+100-612-token target filter needs the RLM's tokenizer and is applied when training reads the
+corpus (``TrainConfig.target_tokens``).
 
 **Split** (the audio stage): a dataset whose source records already hold ``validation``
 records (an official split, or the collectors' hashed one) keeps them as given; otherwise
@@ -130,7 +140,20 @@ class BuildConfig:
 
     Sampling defaults follow Qwen3's advice: instruct (Q) temperature 0.7 / top-p 0.8,
     thinking (RLM) 0.6 / 0.95, top-k 20. ``thinking_budget`` is B of the rephrasing pass
-    (paper: 1536); ``respond_thinking_budget`` limits R0's reasoning (-1: none, as in the paper).
+    (paper: 1536); ``respond_thinking_budget`` limits R0's reasoning alone (-1: no separate
+    limit). ``respond_max_tokens`` caps R0 as a whole, reasoning and answer together: 512 in
+    the official ``generate_responses.py`` / ``generate_instruction_responses.py`` (None: the
+    RLM's ``rlm_sampling.max_tokens``, 4096, which this project used before: fewer R0s end
+    mid-thought, but the targets are longer than the ones the paper trained on).
+    ``keep_unfinished`` (official: on) keeps an R0 cut at that cap as it stands, often inside
+    its reasoning; rephrasing then rewrites only what is there (instruction
+    ``rephrase_unfinished``). Off: a thinking RLM's cut R0 is retried and then rejected, and a
+    plain answer keeps its complete sentences (for small RLMs whose cut answers are chatter).
+    ``spoken_query_text``: what text a spoken query's row carries besides its audio:
+    ``context`` (official: the passage or the earlier turns, never the question) or
+    ``transcript`` (the question's transcript: the text gives the question away).
+    ``max_audio_seconds``: segments this long or longer are rejected by the audio stage
+    (official ``validate_and_filter_indexes.py``: under 60 s; None: no limit).
     ``rephrase_exposure_check`` retries a rephrasing whose target the lexical exposure detector
     still flags and rejects the record if no attempt passes (off: the paper keeps every rewrite).
     ``reply_openings`` starts the prompter's replies with the opening of their format
@@ -162,6 +185,10 @@ class BuildConfig:
     validation_fraction: float = 0.1
     seed: int = 0
     spoken_query_datasets: tuple[str, ...] = ("heysquad_human", "instructs2s")  # the collectors' names
+    spoken_query_text: str = "context"  # context | transcript
+    respond_max_tokens: int | None = 512
+    keep_unfinished: bool = True
+    max_audio_seconds: float | None = 60.0
     prompter_sampling: SamplingParams = SamplingParams(max_tokens=4000, temperature=0.7, top_p=0.8, top_k=20)
     rlm_sampling: SamplingParams = SamplingParams(max_tokens=4096, temperature=0.6, top_p=0.95, top_k=20)
     chunk_size: int = 64
@@ -190,6 +217,12 @@ class BuildConfig:
             raise ValueError("thinking budgets are -1 (none) or a number of tokens >= 0")
         if self.grounding is not None and not 0 <= self.grounding <= 1:
             raise ValueError(f"grounding is a share in [0, 1] (or None: off), got {self.grounding}")
+        if self.spoken_query_text not in ("context", "transcript"):
+            raise ValueError(f"spoken_query_text is context or transcript, got {self.spoken_query_text!r}")
+        if self.respond_max_tokens is not None and self.respond_max_tokens < 1:
+            raise ValueError(f"respond_max_tokens is positive (or None: the RLM's cap), got {self.respond_max_tokens}")
+        if self.max_audio_seconds is not None and not self.max_audio_seconds > 0:
+            raise ValueError(f"max_audio_seconds is positive (or None: no limit), got {self.max_audio_seconds}")
         if "en" not in self.languages:
             raise ValueError("languages must include 'en'")
 

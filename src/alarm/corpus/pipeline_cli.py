@@ -41,6 +41,10 @@ _DIRECT = {
     "stages": "stages",
     "rephrase_exposure_check": "rephrase_exposure_check",
     "grounding": "grounding",
+    "spoken_query_text": "spoken_query_text",
+    "respond_max_tokens": "respond_max_tokens",
+    "keep_unfinished": "keep_unfinished",
+    "max_audio_seconds": "max_audio_seconds",
 }
 
 
@@ -59,6 +63,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     overrides: dict[str, Any] = {}
     if args.max_tokens is not None:  # one cap for every stage: handy for quick trials with small models
         overrides["max_tokens"] = args.max_tokens
+        data.setdefault("respond_max_tokens", args.max_tokens)
     if args.greedy:
         overrides["temperature"] = 0.0
     for key in ("prompter_sampling", "rlm_sampling") if overrides else ():
@@ -149,6 +154,22 @@ def add_commands(corpus_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--validation-fraction", type=float, help="validation share per dataset (default 0.1)")
     p.add_argument("--seed", type=int, help="seed of sampling, prompt choice and split (default 0)")
     p.add_argument("--spoken-query-datasets", type=_csv, help="datasets whose audio is the query (comma-separated)")
+    p.add_argument(
+        "--spoken-query-text",
+        choices=("context", "transcript"),
+        help="the text beside a spoken query's audio: context (official: passage or earlier turns, never the "
+        "question) or transcript (the question as text: gives it away) (default context)",
+    )
+    p.add_argument(
+        "--respond-max-tokens", type=int, help="cap of R0, reasoning and answer together (default 512, official)"
+    )
+    p.add_argument(
+        "--keep-unfinished",
+        action=argparse.BooleanOptionalAction,
+        help="keep an R0 cut at its cap as it stands, as the official corpus does (default on); off: retry, then "
+        "reject it (a plain answer keeps its complete sentences)",
+    )
+    p.add_argument("--max-audio-seconds", type=float, help="reject segments this long or longer (default 60, official)")
     p.add_argument("--chunk-size", type=int, help="records per committed chunk and backend batch (default 64)")
     p.add_argument("--num-shards", type=int, help="split the work into N shards by id (default 1)")
     p.add_argument("--shard-index", type=int, help="the shard this process runs (0-based)")

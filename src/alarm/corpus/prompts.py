@@ -125,6 +125,30 @@ def think_text(reasoning: str, answer: str) -> str:
     return f"{THINK_OPEN}\n{reasoning.strip()}\n{THINK_END}\n\n{answer.strip()}"
 
 
+def unfinished_think_text(reasoning: str) -> str:
+    """A target cut inside its reasoning: ``<think>`` reasoning, never closed.
+
+    The official corpus keeps R0s cut at their token limit as they are, so a target may stop
+    mid-thought; closing it would teach the model to end its reasoning where the limit fell.
+    """
+    return f"{THINK_OPEN}\n{reasoning.strip()}"
+
+
+def split_target(text: str) -> tuple[str, str, bool]:
+    """(reasoning, answer, finished) of a stored target or R0; an unclosed ``<think>`` is unfinished.
+
+    Unlike :func:`split_think` this never raises on an unterminated reasoning: such a target is
+    kept on purpose (:func:`unfinished_think_text`). Stray tags still raise :class:`ParseError`.
+    """
+    if THINK_END not in text and text.lstrip().startswith(THINK_OPEN):
+        reasoning = text.lstrip()[len(THINK_OPEN) :].strip()
+        if THINK_OPEN in reasoning:
+            raise ParseError("stray think tag", "more than one <think>")
+        return reasoning, "", False
+    reasoning, answer = split_think(text, expects_thinking=False)
+    return reasoning, answer, True
+
+
 def extract_block(text: str, tag: str) -> str | None:
     """Content of the last complete ``<tag>...</tag>`` block, or None."""
     start = text.rfind(f"<{tag}>")

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from alarm.corpus import instructions
 from alarm.corpus.backends import ChatRequest, Completion, SamplingParams
 from alarm.corpus.prompts import (
+    THINK_END,
+    THINK_OPEN,
     Candidate,
     ParseError,
     choose,
@@ -35,10 +37,12 @@ from alarm.corpus.prompts import (
     rewriting_talk,
     screen_copies,
     screen_exposure,
+    split_target,
     split_think,
     stable_seed,
     text_problem,
     think_text,
+    unfinished_think_text,
 )
 from alarm.corpus.schema import CorpusRecord, SourceRecord
 
@@ -141,6 +145,14 @@ def _over_length(completion: Completion) -> StageError:
     return StageError("over-length", f"hit max_tokens after {completion.num_tokens} tokens")
 
 
+def _r0_parts(record: CorpusRecord) -> tuple[str, str, bool]:
+    """(reasoning, answer, finished) of a record's R0; an R0 kept unfinished has an open ``<think>``."""
+    try:
+        return split_target(record.response_raw)
+    except ParseError as err:
+        raise StageError(err.reason, err.detail, retry=False) from None
+
+
 def _truncated(completion: Completion | None) -> bool:
     return bool(completion and completion.finish_reason == "length")
 
@@ -155,6 +167,9 @@ class AudioStage(Stage):
         self.splits = splits
 
     def apply(self, record: SourceRecord, completion: Completion | None, attempt: int = 0) -> CorpusRecord:
+        limit = self.config.max_audio_seconds
+        if limit is not None and record.duration_s >= limit:  # the official filter keeps clips under 60 s
+            raise StageError("audio too long", f"{record.duration_s:.1f} s, not under {limit:g} s", retry=False)
         check_audio(record, self.config.audio_root, self.config.audio_check)
         rule = self.splits.rule_name(record.dataset)
         provenance = {
@@ -165,6 +180,7 @@ class AudioStage(Stage):
             "respond_thinking_budget": self.config.respond_thinking_budget,
             "split_rule": rule,
             "special_case": "spoken_query" if self.spoken(record) else None,
+            "spoken_query_text": self.config.spoken_query_text if self.spoken(record) else None,
             "stages": {},
         }
         fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(SourceRecord)}
@@ -203,8 +219,29 @@ def check_audio(record: SourceRecord, root: str, mode: str) -> None:
         )
 
 
+def flatten_context(turns: tuple[dict[str, str], ...]) -> str:
+    """The earlier turns as the plain text that goes with a spoken query's audio.
+
+    A lone user turn is a passage read with the question (HeySQuAD) and stays as it is; a
+    conversation (InstructS2S) becomes ``User: ...`` / ``Assistant: ...`` lines, one per turn,
+    each ending in a newline: the official layout (``dataset_collection/instructs2s.py``).
+    """
+    if len(turns) == 1 and turns[0]["role"] == "user":
+        return turns[0]["content"]
+    names = {"user": "User", "assistant": "Assistant", "system": "System"}
+    return "".join(f"{names[t['role']]}: {t['content']}\n" for t in turns)
+
+
 class PromptsStage(Stage):
-    """Q writes candidate prompts (spoken queries: the transcript is the prompt)."""
+    """Q writes candidate prompts; a spoken query's text is its context (or, as a setting, its transcript).
+
+    ``spoken_query_text="context"`` (the official recipe): the question exists only as audio;
+    the row's text is the earlier turns flattened (:func:`flatten_context`: the passage, or the
+    conversation so far; empty for a first turn) and ``context`` is emptied, since it now lives
+    in the prompt. ``"transcript"``: the question's transcript is the text prompt and the
+    earlier turns stay chat turns; the text then gives the question away, so a model trained
+    on it learns to answer text it can read, not speech it hears.
+    """
 
     name, role = "prompts", "prompter"
 
@@ -224,7 +261,9 @@ class PromptsStage(Stage):
         if self.spoken(record):
             if not record.metadata.strip():
                 raise StageError("empty transcript", "a spoken query needs its transcript in metadata", retry=False)
-            return replace(record, prompt=record.metadata.strip())
+            if self.config.spoken_query_text == "transcript":
+                return replace(record, prompt=record.metadata.strip())
+            return replace(record, prompt=flatten_context(record.context), context=())
         cfg = self.config
         _, answer = _usable(completion, expects_thinking=False, allow_length=True)
         answer = self.opening() + answer
@@ -337,20 +376,34 @@ class RespondStage(Stage):
     def request(self, record: CorpusRecord, attempt: int) -> ChatRequest:
         cfg = self.config
         prompt, _ = self.prompt_for(record, attempt)
-        if self.spoken(record):  # the query is the audio: the RLM answers it as a text chat
-            messages = [*record.context, {"role": "user", "content": prompt}]
+        if self.spoken(record):  # the query is the audio: the RLM answers its transcript as a text chat
+            messages = self.spoken_messages(record, prompt)
         else:
             system, user = instructions.get("respond").messages(metadata=record.metadata, prompt=prompt)
             messages = [system, *record.context, user]
-        params = self.params(cfg.rlm_sampling, record, attempt, thinking_budget=cfg.respond_thinking_budget)
-        return ChatRequest(tuple(messages), params)
+        over = {"thinking_budget": cfg.respond_thinking_budget}
+        if cfg.respond_max_tokens is not None:
+            over["max_tokens"] = cfg.respond_max_tokens
+        return ChatRequest(tuple(messages), self.params(cfg.rlm_sampling, record, attempt, **over))
+
+    def spoken_messages(self, record: CorpusRecord, prompt: str) -> list[dict[str, str]]:
+        """The text chat a spoken query's R0 answers: context and transcript, no system text.
+
+        ``context`` mode: one user message, the flattened context (the row's prompt) then the
+        transcript on the next line, as the official ``generate_instruction_responses.py``.
+        """
+        if self.config.spoken_query_text == "transcript":
+            return [*record.context, {"role": "user", "content": prompt}]
+        return [{"role": "user", "content": f"{prompt}\n{record.metadata}".strip()}]
 
     def apply(self, record: CorpusRecord, completion: Completion | None, attempt: int = 0) -> CorpusRecord:
         prompt, language = self.prompt_for(record, attempt)
         record = replace(record, prompt=prompt, provenance={**record.provenance, "prompt_language": language})
+        cut = _truncated(completion)
+        if cut and self.config.keep_unfinished:
+            return self.unfinished(record, completion)  # type: ignore[arg-type]
         plain = not self.config.rlm_thinks and not self.spoken(record)
         reasoning, answer = _usable(completion, expects_thinking=self.config.rlm_thinks, allow_length=plain)
-        cut = _truncated(completion)
         if cut:  # a plain answer cut at the limit keeps its complete sentences
             answer = complete_sentences(answer)
             if not answer:
@@ -374,6 +427,47 @@ class RespondStage(Stage):
             "respond_budget_reached": bool(completion and completion.budget_reached),
             "respond_cut_at_sentence": cut,
             "respond_trimmed_to_grounded": trimmed,
+            "respond_unfinished": False,
+        }
+        return replace(record, response_raw=raw, provenance=provenance)
+
+    def unfinished(self, record: CorpusRecord, completion: Completion) -> CorpusRecord:
+        """R0 cut at its token limit, kept as it stands (``keep_unfinished``, the official recipe).
+
+        Cut inside the reasoning it stays an open ``<think>``; cut in the answer the answer
+        stays partial. Only unusable text (special tokens, stray tags, a refusal, echoed
+        markup) is still rejected; the grounding check has no complete answer to judge.
+        """
+        if completion.error:
+            raise StageError("backend error", completion.error)
+        reason, detail = text_problem(completion.text)
+        if reason:
+            raise StageError(reason, detail)
+        text = completion.text
+        if self.config.rlm_thinks and THINK_END not in text and not text.lstrip().startswith(THINK_OPEN):
+            text = f"{THINK_OPEN}\n{text}"  # the chat template opened the reasoning
+        try:
+            reasoning, answer, finished = split_target(text)
+        except ParseError as err:
+            raise StageError(err.reason, err.detail) from None
+        if not (reasoning or answer):
+            raise StageError("empty answer", "the completion was cut before any text")
+        if is_refusal(answer or reasoning):
+            raise StageError("refusal", (answer or reasoning)[:200])
+        if tag := echoed_markup(f"{reasoning}\n{answer}"):
+            raise StageError("echoed the request", f"{tag} in the response")
+        if not finished:
+            raw = unfinished_think_text(reasoning)
+        elif reasoning or self.config.rlm_thinks:
+            raw = think_text(reasoning, answer)
+        else:
+            raw = answer
+        provenance = {
+            **record.provenance,
+            "respond_budget_reached": bool(completion.budget_reached),
+            "respond_cut_at_sentence": False,
+            "respond_trimmed_to_grounded": False,
+            "respond_unfinished": True,
         }
         return replace(record, response_raw=raw, provenance=provenance)
 
@@ -390,8 +484,10 @@ class RephraseStage(Stage):
     def request(self, record: CorpusRecord, attempt: int) -> ChatRequest | None:
         if self.spoken(record):
             return None
-        reasoning, answer = split_think(record.response_raw, expects_thinking=False)
-        if self.answer_only(reasoning):
+        reasoning, answer, finished = _r0_parts(record)
+        if not finished:  # cut inside its reasoning: only the reasoning is rewritten, and stays cut
+            messages = instructions.get("rephrase_unfinished").messages(prompt=record.prompt, reasoning=reasoning)
+        elif self.answer_only(reasoning):
             messages = instructions.get("rephrase_answer").messages(prompt=record.prompt, answer=answer)
         else:
             messages = instructions.get("rephrase").messages(prompt=record.prompt, reasoning=reasoning, answer=answer)
@@ -402,8 +498,11 @@ class RephraseStage(Stage):
         if self.spoken(record):
             return replace(record, response=record.response_raw, rephrase_reasoning="")
         own, rest = _usable(completion, expects_thinking=self.config.rlm_thinks)
-        old_reasoning, _ = split_think(record.response_raw, expects_thinking=False)
-        if self.answer_only(old_reasoning):
+        old_reasoning, _, finished = _r0_parts(record)
+        if not finished:
+            target = self.rewritten_unfinished(rest)
+            rewrite_format = "reasoning block"
+        elif self.answer_only(old_reasoning):
             if is_refusal(rest):
                 raise StageError("refusal", rest[:200])
             try:
@@ -420,8 +519,9 @@ class RephraseStage(Stage):
             raise StageError("refusal", target[:200])
         if phrase := rewriting_talk(target, f"{record.prompt}\n{record.response_raw}"):
             raise StageError("talks about the rewriting", repr(phrase))
-        self.check_grounding(split_think(target, expects_thinking=False)[1], *_account(record), record.response_raw,
-                             what="rewrite")  # fmt: skip
+        if finished:  # an unfinished target has no answer to check
+            self.check_grounding(split_think(target, expects_thinking=False)[1], *_account(record),
+                                 record.response_raw, what="rewrite")  # fmt: skip
         if self.config.rephrase_exposure_check and (hits := exposure_hits(target)):
             # the same detector the report measures targets with; a new seed may rewrite it cleanly
             raise StageError("target exposes the text", ", ".join(repr(h) for h in dict.fromkeys(hits)))
@@ -431,6 +531,20 @@ class RephraseStage(Stage):
             "rewrite_format": rewrite_format,
         }
         return replace(record, response=target, rephrase_reasoning=own, provenance=provenance)
+
+    @staticmethod
+    def rewritten_unfinished(rest: str) -> str:
+        """The open ``<think>`` target from the rewritten reasoning of an R0 cut mid-thought."""
+        new_reasoning = extract_block(rest, "rewritten_reasoning")
+        if new_reasoning is None:
+            if is_refusal(rest):
+                raise StageError("refusal", rest[:200])
+            raise StageError("no rewrite block", "missing <rewritten_reasoning>")
+        if not new_reasoning.strip():
+            raise StageError("empty rewrite", "the rewritten reasoning is empty")
+        if THINK_END in new_reasoning or THINK_OPEN in new_reasoning:
+            raise StageError("stray think tag", "a think tag in the rewritten reasoning")
+        return unfinished_think_text(new_reasoning)
 
     @staticmethod
     def rewritten_blocks(rest: str, old_reasoning: str) -> str:

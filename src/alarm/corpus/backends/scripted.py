@@ -82,7 +82,8 @@ class RulesResponder:
     * filter: keeps everything but requests to guess;
     * respond: reasoning and answer that quote "the description" (R0 exposes the text);
     * rephrase: the same reasoning and answer with the written references replaced by
-      heard ones, after a short reasoning of its own (rephrase_answer: the answer alone);
+      heard ones, after a short reasoning of its own (rephrase_answer: the answer alone;
+      rephrase_unfinished: the cut reasoning alone, still cut);
     * a request with no system message (a spoken query): a reasoning and an answer that
       repeat the question.
     """
@@ -125,6 +126,12 @@ class RulesResponder:
             )
         if stage == "rephrase":
             return self.rephrase(user)
+        if stage == "rephrase_unfinished":
+            reasoning = user.split("<original_reasoning>\n", 1)[1].split("\n</original_reasoning>", 1)[0]
+            heard = reasoning.replace("The description says:", "I hear:")
+            return f"I rewrite what is there and stop where it stops.{THINK_END}\n\n" + (
+                f"<rewritten_reasoning>\n{heard}\n</rewritten_reasoning>"
+            )
         if stage == "rephrase_answer":
             answer = user.split("\n\nAnswer to rewrite:\n", 1)[1]
             return answer.replace("From the description:", "I heard:")

@@ -214,6 +214,19 @@ def test_sampling_params_stop_only_at_the_tokenizers_end_of_turn():
     assert (sampled["temperature"], sampled["top_p"], sampled["top_k"]) == (0.7, 0.95, 5)
 
 
+def test_official_protocol_sampling_maps_every_value_and_the_seed():
+    from alarm.evaluation.protocol import OFFICIAL, generation_config
+
+    config = generation_config(OFFICIAL, {"temperature": 0.6, "top_p": 0.95, "top_k": 20}, seed=3)
+    params = sampling_params(_FakeVLLM, config, 8192, eos_token_id=1)
+    assert params["temperature"] == 0.6 and params["top_p"] == 0.95 and params["top_k"] == 20
+    assert params["min_p"] == 0.0 and params["repetition_penalty"] == 1.0 and params["seed"] == 3
+    assert params["max_tokens"] == 8192
+    # a model without sampling defaults: vLLM's own (plain sampling), top-k off as vLLM spells it
+    plain = sampling_params(_FakeVLLM, generation_config(OFFICIAL, {}, seed=None), 5, 1)
+    assert plain["temperature"] == 1.0 and plain["top_p"] == 1.0 and plain["top_k"] == -1 and plain["seed"] is None
+
+
 def test_rlm_source_saves_a_tiny_rlm_only_while_vllm_starts(single):
     with rlm_source(single, VLLMSettings()) as folder:
         saved = Path(folder)

@@ -1,11 +1,20 @@
 """Generation with a thinking budget, over prompt embeddings, batched or streamed.
 
-Thinking budget ``B`` (the official ALARM recipe): the RLM generates at most ``B`` tokens in a
-first pass. A sample that finished (end of turn) is done. A sample that ran out of tokens
-while still reasoning gets a short closing sentence plus ``</think>`` appended, and every
-unfinished sample continues from ``prompt + what it wrote`` in a second pass for the rest of
-``max_new_tokens``. ``B = -1`` means no budget. Reasoning tokens therefore never exceed ``B``
-and every output has a ``</think>`` before its answer (unless ``max_new_tokens`` runs out).
+Thinking budget ``B`` (the two-pass scheme of the official ``generate_vllm_mcqa.py``): the RLM
+generates at most ``B`` tokens in a first pass. A sample that finished (end of turn) is done.
+A sample that ran out of tokens while still reasoning gets a short closing sentence plus
+``</think>`` appended, and every unfinished sample continues from ``prompt + what it wrote``
+in a second pass. ``B = -1`` means no budget. Reasoning tokens therefore never exceed ``B``
+and every output has a ``</think>`` before its answer (unless the second pass runs out).
+
+How long the second pass may run is ``GenerationConfig.second_pass``: ``remaining`` (ours,
+the default) gives it what is left of ``max_new_tokens``, so an output never exceeds
+``max_new_tokens``; ``full`` (official: the second ``llm.generate`` reuses the sampling
+parameters whose ``max_tokens`` is the whole ``max_new_tokens``) gives it ``max_new_tokens``
+again, capped so that prompt + output stay within ``max_model_len`` (vLLM stops a request
+there). The official code re-tokenizes the decoded first-pass text with the closing sentence;
+here the generated ids are kept and the closing sentence's ids appended (the same text, and
+the ids the model actually wrote).
 A model with no thinking mode (no ``</think>`` token: SmolLM2-Instruct, the real RLM of the
 CPU presets) answers in one pass whatever ``B`` is, with empty reasoning.
 
@@ -47,9 +56,19 @@ THINK_END = "</think>"
 DEFAULT_CLOSING = "\n\nTime is up for thinking, so I will answer now with what I have worked out.\n"
 
 
+SECOND_PASS = ("remaining", "full")
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
-    """Decoding settings. Sampling defaults follow Qwen3's advice for thinking models."""
+    """Decoding settings. Sampling defaults follow Qwen3's advice for thinking models.
+
+    ``top_k = 0`` means no top-k cut; ``min_p = 0`` and ``repetition_penalty = 1`` change
+    nothing. ``seed`` (sampling only) seeds every decoding pass, as the official evaluation
+    gives vLLM one seed for all requests. ``closing_text`` is followed by ``</think>`` unless it
+    holds one itself (the official sentence ends the reasoning itself, then ``\n\n``).
+    ``second_pass`` and ``max_model_len``: see the module docstring.
+    """
 
     max_new_tokens: int = 4096
     thinking_budget: int = -1
@@ -57,13 +76,36 @@ class GenerationConfig:
     temperature: float = 0.6
     top_p: float = 0.95
     top_k: int = 20
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    seed: int | None = None
     closing_text: str = DEFAULT_CLOSING
+    second_pass: str = "remaining"
+    max_model_len: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be positive")
         if self.thinking_budget < -1:
             raise ValueError("thinking_budget is -1 (unlimited) or a number of tokens >= 0")
+        if self.second_pass not in SECOND_PASS:
+            raise ValueError(f"second_pass is one of {SECOND_PASS}, got {self.second_pass!r}")
+        if self.max_model_len is not None and self.max_model_len < 1:
+            raise ValueError("max_model_len must be positive (or None: no cap)")
+
+    @property
+    def closing(self) -> str:
+        """What is appended to reasoning cut by the budget: the closing text, ended by ``</think>``."""
+        return self.closing_text if THINK_END in self.closing_text else self.closing_text + THINK_END
+
+    def second_pass_limit(self, first_len: int, prompt_len: int, written: int) -> int:
+        """New tokens the second pass may write for one sample (see the module docstring)."""
+        if self.second_pass == "remaining":
+            return self.max_new_tokens - first_len
+        limit = self.max_new_tokens
+        if self.max_model_len is not None:
+            limit = min(limit, self.max_model_len - prompt_len - written)
+        return max(limit, 0)
 
 
 @dataclass(frozen=True)
@@ -131,9 +173,46 @@ def has_thinking_mode(tokenizer: PreTrainedTokenizerBase) -> bool:
 
 
 def _decode_kwargs(config: GenerationConfig) -> dict[str, Any]:
+    """transformers ``generate`` keywords; neutral values are None so no processor is added."""
     if not config.do_sample:
         return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    return {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k}
+    return {
+        "do_sample": True,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "top_k": config.top_k,
+        "min_p": config.min_p or None,
+        "repetition_penalty": None if config.repetition_penalty == 1.0 else config.repetition_penalty,
+    }
+
+
+#: The sampling keys of an RLM's ``generation_config.json`` that vLLM's
+#: ``LLM.get_default_sampling_params()`` takes over (``ModelConfig.get_diff_sampling_param``),
+#: with vLLM's value where the file has none.
+SAMPLING_DEFAULTS: dict[str, float | int] = {
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "top_k": 0,
+    "min_p": 0.0,
+    "repetition_penalty": 1.0,
+}
+
+
+def model_sampling_defaults(language_model: Any) -> dict[str, float | int]:
+    """The RLM's own sampling settings, as vLLM's ``get_default_sampling_params()`` reads them.
+
+    The keys of :data:`SAMPLING_DEFAULTS` that the model's ``generation_config.json`` sets
+    (Qwen3-4B-Thinking-2507: temperature 0.6, top_p 0.95, top_k 20), vLLM's defaults for the
+    others. A model without a generation config gets vLLM's defaults (plain sampling).
+    """
+    config = getattr(language_model, "generation_config", None)
+    given = config.to_diff_dict() if config is not None else {}
+    out = dict(SAMPLING_DEFAULTS)
+    for key in SAMPLING_DEFAULTS:
+        if given.get(key) is not None:
+            out[key] = type(SAMPLING_DEFAULTS[key])(given[key])
+    out["top_k"] = max(int(out["top_k"]), 0)  # -1 and 0 both mean no top-k cut
+    return out
 
 
 #: One decoding pass of an engine: per-sample prompt embeddings (S_i, H) and a token limit in,
@@ -154,7 +233,7 @@ def budgeted_generate(
     """The two-pass thinking budget over any decoding engine (see the module docstring).
 
     Args:
-        decode: runs one batched pass (greedy or sampled as the engine was told).
+        decode: runs one batched pass (greedy or sampled, as ``config`` says).
         embed_tokens: the RLM's input embedding, to append what pass 1 wrote to the prompt.
         prompts: each sample's prompt embeddings (S_i, H), no padding.
         on_closing: called with the closing ids when a sample gets them (streaming).
@@ -173,11 +252,14 @@ def budgeted_generate(
         for i, row in enumerate(decode(list(prompts), first_len)):
             results[i], finished[i] = _trim(row, {eos}, pad)
 
-    remaining = config.max_new_tokens - first_len
     todo = [i for i, done in enumerate(finished) if not done] if budget >= 0 else []
-    closing = tokenizer(config.closing_text + THINK_END, add_special_tokens=False).input_ids
-    if todo and remaining > 0:
-        continued = []
+    if config.second_pass == "remaining" and config.max_new_tokens <= first_len:
+        todo = []  # nothing left for a second pass: outputs stay as the first pass left them
+    closing = tokenizer(config.closing, add_special_tokens=False).input_ids
+    # the closing ids up to </think> stand in for reasoning; the model did not write them
+    closing_reasoning = closing.index(think_end) if think_end in closing else len(closing)
+    if todo:
+        continued, limits = [], []
         for i in todo:
             if think_end not in results[i]:
                 results[i] = results[i] + closing
@@ -185,11 +267,18 @@ def budgeted_generate(
                 if on_closing is not None:
                     on_closing(closing)
             prompt = prompts[i]
+            limits.append(config.second_pass_limit(first_len, int(prompt.shape[0]), len(results[i])))
             written = embed_tokens(torch.tensor(results[i], dtype=torch.long, device=prompt.device))
             continued.append(torch.cat([prompt, written.to(prompt.dtype)], dim=0))
-        for i, row in zip(todo, decode(continued, remaining)):
-            more, finished[i] = _trim(row, {eos}, pad)
-            results[i] = results[i] + more
+        # one batched pass at the longest limit; each row is cut to its own (a sample's cap
+        # under max_model_len depends on its prompt length)
+        keep = [k for k, limit in enumerate(limits) if limit > 0]
+        if keep:
+            rows = decode([continued[k] for k in keep], max(limits[k] for k in keep))
+            for k, row in zip(keep, rows):
+                i = todo[k]
+                more, finished[i] = _trim(row[: limits[k]], {eos}, pad)
+                results[i] = results[i] + more
 
     outputs = []
     for i, tokens in enumerate(results):
@@ -198,7 +287,7 @@ def budgeted_generate(
         reasoning, answer = split_reasoning(text) if think_end is not None else ("", text.strip())
         n_reason = body.index(think_end) if think_end in body else (len(body) if think_end is not None else 0)
         if budget_hit[i]:
-            n_reason -= len(closing) - 1  # the closing sentence is ours, not the model's reasoning
+            n_reason -= closing_reasoning  # the closing sentence is not the model's reasoning
         outputs.append(GenerationOutput(text, reasoning, answer, tokens, n_reason, budget_hit[i], finished[i]))
     return outputs
 
@@ -232,6 +321,8 @@ def generate(
 
     def decode(prompts: list[torch.Tensor], max_new_tokens: int) -> list[list[int]]:
         batch, mask = left_pad(prompts)
+        if config.do_sample and config.seed is not None:
+            torch.manual_seed(config.seed)  # each pass from the same seed, like vLLM's per-request seed
         ids = language_model.generate(inputs_embeds=batch, attention_mask=mask, max_new_tokens=max_new_tokens, **common)
         return ids.tolist()
 

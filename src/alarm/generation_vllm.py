@@ -107,14 +107,25 @@ def rlm_source(model: Any, settings: VLLMSettings) -> Iterator[str]:
 
 
 def sampling_params(vllm: Any, config: GenerationConfig, max_tokens: int, eos_token_id: int) -> Any:
-    """vLLM sampling settings with transformers' stop rule.
+    """vLLM sampling settings with transformers' stop rule and ``config``'s decoding.
+
+    Sampled decoding passes every sampling value of ``config`` (the official protocol fills
+    them from the RLM's ``generation_config.json``, as ``LLM.get_default_sampling_params()``
+    does) and its seed; greedy is ``temperature=0``.
 
     ``ignore_eos`` plus ``stop_token_ids=[eos]``: stop at the tokenizer's end of turn only, as
     ``generate(eos_token_id=eos)`` does, not also at the extra ids of the RLM's
     ``generation_config.json`` (Qwen3 lists ``<|endoftext|>`` too), which vLLM would add.
     """
     if config.do_sample:
-        decoding = {"temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k}
+        decoding = {
+            "temperature": config.temperature,
+            "top_p": config.top_p,
+            "top_k": config.top_k if config.top_k > 0 else -1,  # vLLM: -1 = no top-k cut (0 in newer versions too)
+            "min_p": config.min_p,
+            "repetition_penalty": config.repetition_penalty,
+            "seed": config.seed,  # one seed for every request, as the official generate_vllm_mcqa.py sets it
+        }
     else:
         decoding = {"temperature": 0.0}
     return vllm.SamplingParams(

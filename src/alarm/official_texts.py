@@ -423,3 +423,23 @@ def add_argument(parser: Any) -> None:
         help=f"a checkout of the official ALARM repository: use its texts word for word (default: ours; "
         f"also ${ENV_VAR}; docs/fidelity.md)",
     )
+
+
+def apply_to_model(model: Any, texts: OfficialTexts | None) -> Any:
+    """Give an ALARM-E model the official instructions around its members' audio.
+
+    Official layout of the user turn (``generate_vllm_mcqa.py``, ``get_response``): the intro,
+    then per member its header and its audio followed by the separator, then the question.
+    Other models have no text of their own; they are returned unchanged.
+    """
+    if texts is None:
+        return model
+    from alarm.modeling.ensemble import AlarmEnsemble, EnsembleInstructions
+
+    if isinstance(model, AlarmEnsemble):
+        n = len(model.members)
+        header, separator = texts.template("ensemble.header"), texts.text("ensemble.separator")
+        headers = tuple((separator if k else "") + header.render(index=k + 1, count=n) for k in range(n))
+        intro = texts.template("ensemble.intro").render(count=n)
+        model.instructions = EnsembleInstructions(intro=intro, headers=headers, outro=separator)
+    return model

@@ -276,9 +276,11 @@ def extract(
 
 
 def alarm_extract(output: str, choices: Sequence[str]) -> Extraction:
-    """The official ALARM code's rule (``generate_vllm_mcqa.py``): text after the last
-    ``<answer>`` up to ``</answer>``, read as a 0-based option ID; not a number -> option 0;
-    out of range -> no option (ALARM then scores the number itself as the prediction text).
+    """The official ALARM code's rule (``generate_vllm_mcqa.py``, ``get_choice_from_id``): text
+    after the last ``<answer>`` up to ``</answer>``, read as a 0-based option ID (negative ones
+    index from the end, as Python lists do); not a number -> option 0. Out of range, ALARM
+    scores the number itself as the prediction text ("if the option is number, sometimes llm
+    can return number instead of id"): the option whose text is that number, else no option.
     """
     final = output.split("<answer>")[-1].split("</answer>")[0].strip()
     try:
@@ -287,4 +289,7 @@ def alarm_extract(output: str, choices: Sequence[str]) -> Extraction:
         return Extraction(0, "ok", "alarm-fallback", final)
     if -len(choices) <= k < len(choices):
         return Extraction(k % len(choices), "ok", "alarm", final)
+    same = [i for i, choice in enumerate(choices) if choice.strip() == str(k)]
+    if same:
+        return Extraction(same[0], "ok", "alarm-number", final)
     return Extraction(None, "unparsable", "alarm", final)

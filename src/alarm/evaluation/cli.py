@@ -6,10 +6,14 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+from alarm import official_texts
 from alarm.evaluation.benchmarks import BENCHMARKS, BenchmarkError, get_benchmark
+from alarm.evaluation.protocol import PROTOCOLS
 from alarm.generation_vllm import VLLMNotInstalled, add_vllm_arguments, settings_from_args
+from alarm.official_texts import OfficialTextError
 
 CHAT = "airbench-chat"
 MMAU_PRO = "mmau-pro"
@@ -26,6 +30,7 @@ def _run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, thinking_budget=args.thinking_budget, do_sample=args.sample
     )
     try:
+        texts = official_texts.resolve(args.official_texts, ["eval", "ensemble", "thinking"])
         result, stats = evaluate(
             spec,
             args.data,
@@ -43,8 +48,11 @@ def _run(args: argparse.Namespace) -> int:
             vllm=settings_from_args(args) if args.engine == "vllm" else None,
             audio_cache=args.audio_cache,
             condition=args.condition,
+            protocol=args.protocol,
+            seed=args.seed,
+            texts=texts,
         )
-    except (BenchmarkError, VLLMNotInstalled) as err:
+    except (BenchmarkError, VLLMNotInstalled, OfficialTextError) as err:
         print(f"alarm eval: {err}", file=sys.stderr)
         return 2
     summary = result.get("accuracies") or {"benchmark": spec.name, "note": result.get("note")}
@@ -76,6 +84,10 @@ def _run_chat(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, thinking_budget=args.thinking_budget, do_sample=args.sample
     )
     try:
+        texts = official_texts.resolve(args.official_texts, ["chat", "thinking"])
+        if texts is not None:  # the official open-question system prompt and closing sentence
+            system = system if system is not None else texts.text("chat.system")
+            config = replace(config, closing_text=texts.text("thinking.closing"))
         result = evaluate_chat(
             args.data,
             args.preset or args.checkpoint,
@@ -89,7 +101,7 @@ def _run_chat(args: argparse.Namespace) -> int:
             engine=args.engine,
             vllm=settings_from_args(args) if args.engine == "vllm" else None,
         )
-    except (BenchmarkError, VLLMNotInstalled, RuntimeError) as err:
+    except (BenchmarkError, VLLMNotInstalled, RuntimeError, OfficialTextError) as err:
         print(f"alarm eval: {err}", file=sys.stderr)
         return 2
     print(json.dumps(result, ensure_ascii=False))
@@ -170,7 +182,7 @@ def _run_options(args: argparse.Namespace) -> dict:
         "system": Path(args.system_file).read_text(encoding="utf-8") if args.system_file else None,
         "batch_size": args.batch_size,
         "limit": args.limit,
-        "extraction": args.extraction,
+        "extraction": args.extraction or "strict",
         "progress": not args.no_progress,
         "engine": args.engine,
         "vllm": settings_from_args(args) if args.engine == "vllm" else None,
@@ -282,6 +294,8 @@ def _add_run_arguments(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_vllm_arguments(p)
+    if spec is None or name in BENCHMARKS:  # the official code asks these; MMAU-Pro and MMAR-Rubrics it never ran
+        official_texts.add_argument(p)
     if spec is None:
         _add_judge_arguments(p)
         p.set_defaults(func=_run_chat)
@@ -298,6 +312,14 @@ def _add_run_arguments(p: argparse.ArgumentParser, name: str) -> None:
         default="audio",
         help="baselines: the RLM with the question alone (text) or with each item's 'metadata' instead of the audio",
     )
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="ours",
+        help="ours: greedy, strict extraction (default); official: the official evaluation's sampling, "
+        "second pass, option-0 fallback, AIR-Bench 60 s crop and None rule, 16 kHz audio (docs/evaluation.md)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (--protocol official, or --sample)")
     p.set_defaults(func=_run)
 
 
@@ -309,7 +331,12 @@ def _add_choice_arguments(p: argparse.ArgumentParser) -> None:
         default="alarm",
         help="question format (docs/evaluation.md)",
     )
-    p.add_argument("--extraction", choices=("strict", "alarm"), default="strict", help="answer extraction rule")
+    p.add_argument(
+        "--extraction",
+        choices=("strict", "alarm"),
+        default=None,
+        help="answer extraction rule (default: the protocol's; strict for ours, alarm for official)",
+    )
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

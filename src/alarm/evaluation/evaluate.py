@@ -22,7 +22,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alarm import official_texts
 from alarm.evaluation import prompts
+from alarm.evaluation import protocol as protocols
 from alarm.evaluation.benchmarks.base import (
     BenchmarkError,
     BenchmarkSpec,
@@ -49,6 +51,7 @@ from alarm.io import write_json, write_text
 if TYPE_CHECKING:  # torch and transformers load only when a model runs, not to score a file
     from alarm.generation import GenerationConfig
     from alarm.generation_vllm import VLLMSettings
+    from alarm.official_texts import OfficialTexts
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,9 @@ PINNED = (
     "thinking_budget",
     "do_sample",
     "condition",
+    "protocol",
+    "decoding",
+    "texts",
 )
 
 
@@ -141,11 +147,18 @@ def check_settings(path: Path, settings: Mapping[str, Any], pinned: tuple[str, .
 
 
 def canonical_predictions(
-    spec: BenchmarkSpec, items: list[Item], outputs: Mapping[str, str], schemes: Mapping[str, str], extraction: str
+    spec: BenchmarkSpec,
+    items: list[Item],
+    outputs: Mapping[str, str],
+    schemes: Mapping[str, str],
+    extraction: str,
+    none_is_first: bool = False,
 ) -> dict[str, str]:
     """What the official scorer reads, per answered item (option text or letter; '' when none)."""
     return {
-        item.id: spec.canonical_prediction(item, choose(item, outputs[item.id], extraction, schemes[item.id]).index)
+        item.id: spec.canonical_prediction(
+            item, choose(item, outputs[item.id], extraction, schemes[item.id], none_is_first).index
+        )
         for item in items
         if item.id in outputs
     }
@@ -161,11 +174,12 @@ def finish(
     settings: Mapping[str, Any],
     *,
     extraction: str = "strict",
+    none_is_first: bool = False,
 ) -> dict[str, Any]:
     """Score, write scores.json / scores.md / plot / official files, refresh the summary."""
     run_dir.mkdir(parents=True, exist_ok=True)
     official = spec.write_official(
-        items, canonical_predictions(spec, items, outputs, schemes, extraction), run_dir, split
+        items, canonical_predictions(spec, items, outputs, schemes, extraction, none_is_first), run_dir, split
     )
     model = paper_model(settings.get("model"))
     pub = published(model, spec.name, split)
@@ -183,7 +197,9 @@ def finish(
         result["note"] = f"{spec.title} {split} answers are withheld: submit {official[0].name} to the official server"
         write_json(run_dir / "scores.json", result)
         return result
-    scores = score(spec, items, outputs, extraction=extraction, scheme=schemes, split=split)
+    scores = score(
+        spec, items, outputs, extraction=extraction, scheme=schemes, split=split, none_is_first=none_is_first
+    )
     result["scores"] = scores.to_dict()
     result["accuracies"] = scores.accuracies()
     write_json(run_dir / "scores.json", result)
@@ -205,13 +221,16 @@ def evaluate(
     system: str | None = None,
     batch_size: int = 8,
     limit: int | None = None,
-    extraction: str = "strict",
+    extraction: str | None = None,
     progress: bool = True,
     model: Any = None,
     engine: str = "transformers",
     vllm: VLLMSettings | None = None,
     audio_cache: str | os.PathLike[str] | None = None,
     condition: str = "audio",
+    protocol: str = "ours",
+    seed: int = 0,
+    texts: OfficialTexts | None = None,
 ) -> tuple[dict[str, Any], RunStats]:
     """Answer every item of a benchmark split with a model, then score and report.
 
@@ -224,14 +243,34 @@ def evaluate(
     ``transformers`` or ``vllm`` (started with ``vllm`` settings). A rerun with the same
     ``out`` resumes where the last one stopped. ``audio_cache``: where the clips of a
     Parquet release are extracted (default: inside ``data``).
+
+    ``protocol`` (:mod:`alarm.evaluation.protocol`): ``ours`` or ``official``; the official one
+    replaces ``config``'s decoding by the RLM's own sampling defaults with ``seed`` (sampling
+    with ``ours`` uses ``seed`` too). ``extraction`` defaults to the protocol's. ``texts``: the
+    official texts (prompts, closing sentence, ALARM-E instructions) instead of ours.
     """
     split = split or spec.default_split
-    config = config or paper_config()
+    proto = protocols.get(protocol)
+    extraction = extraction or proto.extraction
+    if model is None and (proto.sampling or texts is not None):
+        from alarm.presets import build_model
+
+        model = build_model(model_ref)  # its RLM's sampling defaults and its kind decide the settings
+    config = run_config(config or paper_config(), proto, model, seed, texts)
+    official_texts.apply_to_model(model, texts)
+    if texts is not None:
+        system = system if system is not None else prompts.system_prompt(style, texts)
     items = load_items(spec, data, split, audio_cache=audio_cache)
     if limit is not None:
         items = items[:limit]
     run_dir = Path(out) / run_dir_name(spec, split)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if engine == "vllm" and config.max_model_len is not None and (vllm is None or vllm.max_model_len is None):
+        from dataclasses import replace
+
+        from alarm.generation_vllm import VLLMSettings
+
+        vllm = replace(vllm or VLLMSettings(), max_model_len=config.max_model_len)  # official: 16384
     settings = run_settings(
         spec.name,
         split,
@@ -244,6 +283,9 @@ def evaluate(
         engine=engine,
         vllm=vllm,
         extraction=extraction,
+        protocol=proto.settings(),
+        decoding=protocols.decoding_settings(config),
+        texts=official_texts.texts_settings(texts),
     )
     if condition != "audio":  # old run.json files have none
         settings["condition"] = condition
@@ -253,11 +295,11 @@ def evaluate(
         raise BenchmarkError(f"the {condition} condition runs on the transformers engine only")
     model, store = open_run(run_dir, settings, model)
     answerer = functools.partial(build_engine, engine, model, vllm)
-    prompt = None
+    prompt = None if texts is None else functools.partial(prompts.user_prompt, style=style, texts=texts)
     if condition != "audio":
         answerer = functools.partial(TextEngine, model)
         system = system if system is not None else prompts.system_prompt(style)
-        prompt = functools.partial(_condition_prompt, condition=condition, style=style)
+        prompt = functools.partial(_condition_prompt, condition=condition, style=style, texts=texts)
     stats = run_inference(
         model,
         items,
@@ -270,15 +312,50 @@ def evaluate(
         progress=progress,
         engine=answerer,
         prompt=prompt,
+        crop_seconds=proto.crop_seconds(spec.name),
+        audio_rate=proto.audio_rate,
     )
     records = store.load()
     outputs = {i: r["output"] for i, r in records.items()}
     schemes = {i: prompts.scheme(r.get("style", style)) for i, r in records.items()}
-    return finish(spec, items, outputs, schemes, run_dir, split, settings, extraction=extraction), stats
+    none_is_first = proto.airbench_none_is_a and spec.name == "airbench"
+    result = finish(
+        spec, items, outputs, schemes, run_dir, split, settings, extraction=extraction, none_is_first=none_is_first
+    )
+    return result, stats
 
 
-def _condition_prompt(item: Item, condition: str, style: str) -> str:
-    question = prompts.user_prompt(item, style)
+def run_config(
+    config: GenerationConfig, proto: protocols.Protocol, model: Any, seed: int, texts: OfficialTexts | None
+) -> GenerationConfig:
+    """The decoding settings of a run: ``config``'s lengths under ``proto``, ``seed`` when
+    sampling, and the official closing sentence with ``texts``."""
+    from dataclasses import replace
+
+    from alarm.generation import model_sampling_defaults
+
+    closing = texts.text("thinking.closing") if texts is not None else config.closing_text
+    if proto.sampling:
+        return protocols.generation_config(
+            proto,
+            model_sampling_defaults(model.language_model),
+            seed=seed,
+            max_new_tokens=config.max_new_tokens,
+            thinking_budget=config.thinking_budget,
+            closing_text=closing,
+        )
+    # ours: config's own decoding (greedy, or sampling with its fixed values and the seed)
+    return replace(
+        config,
+        seed=seed if config.do_sample else None,
+        closing_text=closing,
+        second_pass=proto.second_pass,
+        max_model_len=proto.max_model_len,
+    )
+
+
+def _condition_prompt(item: Item, condition: str, style: str, texts: OfficialTexts | None = None) -> str:
+    question = prompts.user_prompt(item, style, texts)
     return metadata_prompt(item, question) if condition == "metadata" else question
 
 

@@ -8,8 +8,9 @@ that options come as ``(Option_<ID>) <text>`` and that the answer is the option 
 between ``<answer>`` and ``</answer>``; a user turn with the instruction, the question inside
 ``<question>`` tags and the options, numbered from 0, inside ``<options>`` tags; the audio
 sits before this text in the user turn. The structure and the ID scheme are the official
-ones; the sentences are this project's own (pass ``system=`` to use another system prompt,
-e.g. the official text, verbatim).
+ones; the sentences are this project's own. With ``texts`` (``--official-texts``, see
+:mod:`alarm.official_texts`) the system prompt, the instruction and the option lines are the
+official ones, read from a checkout of the official repository.
 
 ``letters``: the format of the MMSU and AIR-Bench reference inference scripts: one line asking
 for the letter only, the question, then ``A. <text>`` lines with the official letters.
@@ -22,7 +23,12 @@ they copy the option text, which extraction reads exactly.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from alarm.evaluation.benchmarks.base import Item
+
+if TYPE_CHECKING:
+    from alarm.official_texts import OfficialTexts
 
 STYLES = ("alarm", "letters", "options")
 
@@ -43,15 +49,21 @@ def scheme(style: str) -> str:
     return "option_id" if style == "alarm" else "letter"
 
 
-def system_prompt(style: str) -> str | None:
+def system_prompt(style: str, texts: OfficialTexts | None = None) -> str | None:
     """The system prompt of a style (``None``: the model's own default)."""
-    _check(style)
+    _check(style, texts)
+    if texts is not None:
+        return texts.text("eval.system")
     return ALARM_SYSTEM if style == "alarm" else None
 
 
-def user_prompt(item: Item, style: str) -> str:
+def user_prompt(item: Item, style: str, texts: OfficialTexts | None = None) -> str:
     """The user text for one item (the audio is placed before it by the chat layer)."""
-    _check(style)
+    _check(style, texts)
+    if texts is not None:
+        option = texts.template("eval.option")
+        options = "".join(option.render(index=i, text=text) for i, text in enumerate(item.choices))
+        return texts.template("eval.instruction").render(question=item.question, options=options)
     if style == "alarm":
         options = "".join(f"(Option_{i}) {text}\n" for i, text in enumerate(item.choices))
         return (
@@ -76,6 +88,8 @@ def with_metadata(metadata: str, question: str) -> str:
     return f"<audio>{metadata.strip()}</audio>\n\n{question}"
 
 
-def _check(style: str) -> None:
+def _check(style: str, texts: OfficialTexts | None = None) -> None:
     if style not in STYLES:
         raise ValueError(f"prompt style is one of {STYLES}, got {style!r}")
+    if texts is not None and style != "alarm":
+        raise ValueError(f"the official texts ask questions in the alarm style only, not {style!r}")

@@ -214,6 +214,8 @@ def run_inference(
     after_batch: Callable[[int], None] | None = None,
     prompt: Callable[[Item], str] | None = None,
     engine: Callable[[], Engine] | None = None,
+    crop_seconds: float | None = None,
+    audio_rate: int | None = None,
 ) -> RunStats:
     """Generate an answer for every item not yet in ``store`` and append it there.
 
@@ -222,6 +224,8 @@ def run_inference(
     number of items generated so far after each batch is stored. ``engine`` builds what answers
     (default: transformers on ``model``); it is called when the first batch is ready, not on a
     rerun with nothing left to answer (starting vLLM on a real RLM takes a minute).
+    ``crop_seconds`` keeps the first seconds of each clip; ``audio_rate`` resamples every clip
+    to that rate before the model resamples it for each encoder (the official protocol: 16 kHz).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be positive")
@@ -241,7 +245,10 @@ def run_inference(
             ready, waves = [], []
             for item in batch:
                 try:
-                    clips = [load_audio(path, max_seconds=max_seconds) for path in item.audio_files]
+                    clips = [
+                        load_audio(path, max_seconds=max_seconds, duration_s=crop_seconds, target_rate=audio_rate)
+                        for path in item.audio_files
+                    ]
                 except AudioError as err:
                     stats.rejected += 1
                     log.warning("skipping %s: %s", item.id, err)

@@ -149,10 +149,19 @@ def mean_figure(values: Sequence[float], settings: Bootstrap = DEFAULT) -> dict[
     return {"accuracy": mean, "correct": round(sum(values), 6), "total": total, "ci": interval(values, settings)}
 
 
-def choose(item: Item, output: str, extraction: str = "strict", scheme: str = "letter") -> Extraction:
-    """The option an output chooses for ``item`` under an extraction rule."""
+def choose(
+    item: Item, output: str, extraction: str = "strict", scheme: str = "letter", none_is_first: bool = False
+) -> Extraction:
+    """The option an output chooses for ``item`` under an extraction rule.
+
+    ``none_is_first`` (official protocol, AIR-Bench): an option whose text is "None" counts as
+    the first option, as ALARM's AIR-Bench scorer reads a "None" prediction as ``choice_a``.
+    """
     if extraction == "alarm":
-        return alarm_extract(output, item.choices)
+        chosen = alarm_extract(output, item.choices)
+        if none_is_first and chosen.ok and item.choices[chosen.index].strip() == "None":
+            return Extraction(0, "ok", "alarm-none", chosen.final)
+        return chosen
     if extraction != "strict":
         raise ValueError(f"extraction is one of {EXTRACTIONS}, got {extraction!r}")
     return extract(output, item.choices, item.letters, scheme)
@@ -187,10 +196,12 @@ def score(
     extraction: str = "strict",
     scheme: str | Mapping[str, str] = "letter",
     split: str | None = None,
+    none_is_first: bool = False,
 ) -> Scores:
     """Score ``predictions`` (item id -> raw output, or the official prediction string).
 
-    ``scheme`` is the label scheme the prompt asked for, one for all or per item id. Items
+    ``scheme`` is the label scheme the prompt asked for, one for all or per item id;
+    ``none_is_first``: see :func:`choose`. Items
     without a prediction count as wrong (``extract``) and are listed as missing; under the
     ``official`` rule they are what the official script makes of an entry without one
     (:func:`official_missing`).
@@ -213,7 +224,7 @@ def score(
             scores.verdicts.append(Verdict(item.id, raw if isinstance(raw, str) else str(raw), correct))
         else:
             item_scheme = scheme if isinstance(scheme, str) else scheme.get(item.id, "letter")
-            chosen = choose(item, predictions[item.id], extraction, item_scheme)
+            chosen = choose(item, predictions[item.id], extraction, item_scheme, none_is_first)
             prediction = spec.canonical_prediction(item, chosen.index)
             correct = chosen.ok and bool(spec.official_rule(item, prediction))
             scores.verdicts.append(Verdict(item.id, prediction, correct, chosen))

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alarm import official_texts
 from alarm.audio import AudioError, Waveform, load_audio
 from alarm.evaluation.runner import Engine, PredictionStore
 from alarm.generation_vllm import add_vllm_arguments
@@ -250,11 +251,16 @@ def _ask(args: argparse.Namespace) -> int:
     from alarm.generation import GenerationConfig
     from alarm.presets import build_model
 
+    try:
+        texts = official_texts.resolve(args.official_texts, ["ensemble", "thinking"])
+    except official_texts.OfficialTextError as err:
+        return _usage(str(err))
+    closing = {"closing_text": texts.text("thinking.closing")} if texts is not None else {}
     config = GenerationConfig(
-        max_new_tokens=args.max_new_tokens, thinking_budget=args.thinking_budget, do_sample=args.sample
+        max_new_tokens=args.max_new_tokens, thinking_budget=args.thinking_budget, do_sample=args.sample, **closing
     )
     if args.batch is not None:
-        return _ask_batch(args, config)
+        return _ask_batch(args, config, texts)
     if args.out is not None:
         return _usage("--out goes with --batch")
     if len(args.inputs) < 2:
@@ -266,7 +272,7 @@ def _ask(args: argparse.Namespace) -> int:
         clips = [load_audio(path, max_seconds=args.max_seconds) for path in paths]
     except AudioError as err:
         return _usage(str(err))
-    model = build_model(args.preset)
+    model = official_texts.apply_to_model(build_model(args.preset), texts)
     if args.engine == "vllm":  # no streaming: the whole answer is printed when both passes end
         engine = _engine(args, model)
         if engine is None:
@@ -299,7 +305,7 @@ def _engine(args: argparse.Namespace, model: Any) -> Engine | None:
         return None
 
 
-def _ask_batch(args: argparse.Namespace, config: GenerationConfig) -> int:
+def _ask_batch(args: argparse.Namespace, config: GenerationConfig, texts: Any = None) -> int:
     from alarm.presets import build_model
 
     if args.inputs:
@@ -308,7 +314,7 @@ def _ask_batch(args: argparse.Namespace, config: GenerationConfig) -> int:
         return _usage("--batch needs --out answers.jsonl")
     if not Path(args.batch).is_file():
         return _usage(f"{args.batch}: no such requests file")
-    engine = _engine(args, build_model(args.preset))
+    engine = _engine(args, official_texts.apply_to_model(build_model(args.preset), texts))
     if engine is None:
         return 2
     stats = ask_batch(
@@ -359,5 +365,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--system", default=None, help="system prompt (default: the model's)")
     p.add_argument("--max-seconds", type=float, default=3600.0, help="refuse longer audio (default 3600)")
+    official_texts.add_argument(p)
     add_vllm_arguments(p)
     p.set_defaults(func=_ask)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import threading
 from typing import Any
 
+from alarm import official_texts
 from alarm.generation_vllm import add_vllm_arguments
 
 log = logging.getLogger(__name__)
@@ -47,12 +49,18 @@ def _serve(args: argparse.Namespace) -> int:
     from alarm.serving.protocol import ServerLimits
 
     logging.getLogger("alarm.serving").setLevel(args.log_level.upper())  # one JSON access line per request
-    model = build_model(args.preset).eval()
+    try:
+        texts = official_texts.resolve(args.official_texts, ["ensemble", "thinking"])
+    except official_texts.OfficialTextError as err:
+        print(f"alarm serve: {err}", file=sys.stderr)
+        return 2
+    model = official_texts.apply_to_model(build_model(args.preset).eval(), texts)
     limits = ServerLimits(
         max_new_tokens=args.max_new_tokens,
         thinking_budget=args.thinking_budget,
         max_audio_seconds=args.max_seconds,
         max_text_chars=args.max_text_chars,
+        closing_text=texts.text("thinking.closing") if texts is not None else None,
     )
     engine = EngineConfig(max_batch_size=args.max_batch_size, max_wait_s=args.max_wait_ms / 1000,
                           max_queue=args.max_queue)  # fmt: skip
@@ -116,5 +124,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="seconds SIGTERM waits for requests in flight (default %(default)s)",
     )
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    official_texts.add_argument(p)  # ALARM-E's instructions and the closing sentence
     add_vllm_arguments(p)  # --engine vllm: vLLM's continuous batching from the spliced prompt embeddings
     p.set_defaults(func=_serve)

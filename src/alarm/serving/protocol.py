@@ -259,6 +259,7 @@ class ServerLimits:
     thinking_budget: int = -1
     max_audio_seconds: float = 600.0
     max_text_chars: int = 200_000
+    closing_text: str | None = None  # the thinking budget's closing sentence; None: ours (--official-texts)
 
 
 @dataclass
@@ -367,6 +368,7 @@ def to_query(request: ChatCompletionRequest, limits: ServerLimits) -> ChatQuery:
         do_sample=sample,
         temperature=request.temperature if sample else defaults.temperature,
         top_p=request.top_p if request.top_p is not None else defaults.top_p,
+        closing_text=limits.closing_text if limits.closing_text is not None else defaults.closing_text,
     )
     return ChatQuery(
         messages=messages,

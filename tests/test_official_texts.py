@@ -109,3 +109,20 @@ def test_resolve_prefers_the_option_then_the_environment(checkout, tmp_path, mon
         resolve(tmp_path / "nowhere", ["eval"])
     monkeypatch.setenv(ENV_VAR, "")
     assert resolve(None) is None
+
+
+def test_corpus_r0_uses_the_official_texts_and_provenance_says_so(tmp_path):
+    from alarm.corpus import instructions
+
+    root = make_checkout(tmp_path / "ALARM", git=True)
+    ours = instructions.get("respond")
+    try:
+        instructions.use_official_texts(load(root, ["corpus"]))
+        system, user = instructions.get("respond").messages(metadata="[00:00-00:02] hi", prompt="What?")
+        assert system["content"] == "STAND-IN respond system. Answer the prompt."
+        assert user["content"] == "<a>[00:00-00:02] hi</a>\n\nWhat?"
+        assert instructions.refs()["respond"].startswith("respond/official@")
+        assert instructions.get("prompts") is instructions.INSTRUCTIONS["prompts"]  # not in the official repo
+    finally:
+        instructions.use_official_texts(None)
+    assert instructions.get("respond") is ours

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-__all__ = ["Instruction", "INSTRUCTIONS", "OPENINGS", "TOPICS", "get", "refs", "topics"]
+if TYPE_CHECKING:
+    from alarm.official_texts import OfficialTexts
+
+__all__ = ["Instruction", "INSTRUCTIONS", "OPENINGS", "TOPICS", "get", "refs", "topics", "use_official_texts"]
 
 
 @dataclass(frozen=True)
@@ -236,8 +240,34 @@ INSTRUCTIONS: dict[str, Instruction] = {
 }
 
 
+#: Official texts swapped in by :func:`use_official_texts` (``alarm corpus build --official-texts``).
+_OFFICIAL: dict[str, Instruction] = {}
+
+
+def use_official_texts(texts: OfficialTexts | None) -> None:
+    """Use the official repository's texts where its stages and ours take the same inputs.
+
+    R0 (``respond``): the official system prompt and metadata-plus-prompt layout
+    (``scripts/alarm/generate_responses.py``), read word for word from the checkout. The
+    prompt writer and its filter keep our texts: the official ones live in
+    ``create_prompts.py``, which the official repository imports but does not contain. The
+    rephrasing stage keeps ours too: the official rephrasing prompt takes the whole response
+    with its think tags renamed and answers inside ``<answer>`` tags, a different exchange from
+    our stage's (left: docs/fidelity.md). ``None`` restores ours.
+    """
+    _OFFICIAL.clear()
+    if texts is None:
+        return
+    version = f"official@{(texts.commit or 'checkout')[:12]}"
+    _OFFICIAL["respond"] = Instruction(
+        "respond", version, texts.text("corpus.respond.system"), texts.template("corpus.respond.user").format_string()
+    )
+
+
 def get(name: str) -> Instruction:
     """The instruction of a stage, with a clear error for an unknown name."""
+    if name in _OFFICIAL:
+        return _OFFICIAL[name]
     try:
         return INSTRUCTIONS[name]
     except KeyError:
@@ -245,8 +275,8 @@ def get(name: str) -> Instruction:
 
 
 def refs() -> dict[str, str]:
-    """``{name: name/version#sha}`` of every instruction, for provenance."""
-    return {name: instr.ref for name, instr in INSTRUCTIONS.items()}
+    """``{name: name/version#sha}`` of every instruction in use, for provenance."""
+    return {name: get(name).ref for name in INSTRUCTIONS}
 
 
 def num_other_languages(num_candidates: int, multilingual_share: float, languages: tuple[str, ...]) -> int:

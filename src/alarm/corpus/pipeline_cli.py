@@ -82,6 +82,14 @@ def _build(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as err:
         print(f"alarm corpus build: {err}", file=sys.stderr)
         return 2
+    from alarm import official_texts
+    from alarm.corpus import instructions
+
+    try:  # official R0 texts (docs/fidelity.md); ours by default
+        instructions.use_official_texts(official_texts.resolve(args.official_texts, ["corpus"]))
+    except official_texts.OfficialTextError as err:
+        print(f"alarm corpus build: {err}", file=sys.stderr)
+        return 2
     try:
         summary = build(config)
     except BackendUnavailable as err:
@@ -121,6 +129,12 @@ def add_commands(corpus_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", action="append", help="source records (.jsonl/.parquet); repeat for several")
     p.add_argument("--output", help="output directory (resumed when it exists)")
     p.add_argument("--audio-root", help="directory the records' audio_path are relative to")
+    p.add_argument(
+        "--official-texts",
+        default=None,
+        metavar="PATH",
+        help="a checkout of the official ALARM repository: R0's texts word for word (also $ALARM_OFFICIAL_TEXTS)",
+    )
     p.add_argument("--audio-check", choices=("header", "decode", "none"), help="how to check audio (default header)")
     p.add_argument(
         "--prompter",

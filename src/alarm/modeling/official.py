@@ -24,8 +24,12 @@ Official LayerNorm adapters wrap the norm (``...2.norm.weight``); the ``.norm`` 
 dropped. Keys of the RLM (``model.layers.*``, ``model.embed_tokens.*``, ``lm_head.*``) and of
 the frozen encoders (``model.audio_encoder.*``) are not read. The official layer lists index
 the same Hugging Face hidden states as ours (see docs/architecture.md). Behavioural
-differences, all at most one token at the end of a clip or padding-only: our conv adapter
-keeps ``ceil(T/2)`` frames (official: ``T // 2``) and masks padding before each convolution.
+differences of the conv adapter: ours keeps ``ceil(T/2)`` frames (official: ``T // 2``, one
+token fewer for an odd ``T``) and masks batch padding before each convolution (official: none,
+so in a padded batch a shorter clip's last output frame also sees padding frames). At
+inference (norms in eval mode) that is at most the last token of a clip. In training it is
+not: a BatchNorm adapter (Whisper's) in train mode officially normalises with statistics that
+include the padding frames of shorter clips, which changes every frame of the batch.
 ALARM-P checkpoints (perceiver-io module names) are not mapped: no ALARM-P was released.
 """
 

@@ -59,4 +59,5 @@ def two_process_settings(root: str) -> dict[str, Any]:
         num_samples=0,
         progress=False,
         report_to=(),
+        target_tokens=None,  # synthetic targets are a sentence, under the official 100-token floor
     )

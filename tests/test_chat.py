@@ -29,12 +29,21 @@ def test_audio_goes_inside_the_last_user_turn_before_the_text(tok):
     assert tok.decode(ids[first + 3 :]).startswith("Question?<|im_end|>")
 
 
-def test_labels_cover_target_and_end_of_turn_only(tok):
+def test_labels_cover_the_target_only_and_no_eos_by_default(tok):
+    # official (hf_dataset.py): the target is the answer as stored, no end-of-turn token trained
     example = build_example(tok, [AudioSlot(2), "Q"], target="<think>\nr</think>\n\nA")
     target = [t for t in example.labels if t != IGNORE_INDEX]
-    assert tok.decode(target) == "r</think>\n\nA<|im_end|>"
+    assert tok.decode(target) == "r</think>\n\nA"
     n = len(target)
     assert example.input_ids[-n:] == target and all(t == IGNORE_INDEX for t in example.labels[:-n])
+
+
+def test_eos_setting_trains_end_of_turn_after_finished_targets_only(tok):
+    finished = build_example(tok, [AudioSlot(2), "Q"], target="<think>\nr</think>\n\nA", eos=True)
+    assert tok.decode([t for t in finished.labels if t != IGNORE_INDEX]) == "r</think>\n\nA<|im_end|>"
+    # cut inside its reasoning: stopping there must not be taught
+    cut = build_example(tok, [AudioSlot(2), "Q"], target="<think>\nhalf a thou", eos=True)
+    assert tok.decode([t for t in cut.labels if t != IGNORE_INDEX]) == "half a thou"
 
 
 def test_collate_pads_and_derives_masks_from_lengths(tok):

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -36,7 +37,8 @@ def _corpus(root) -> str:
 def test_train_command_writes_a_complete_run(tmp_path, capsys):
     corpus = _corpus(tmp_path)
     config = tmp_path / "run.json"
-    config.write_text(json.dumps({"preset": PRESET, "learning_rate": 1e-3, "warmup_steps": 1, "max_seq_len": 512}))
+    settings = {"preset": PRESET, "learning_rate": 1e-3, "warmup_steps": 1, "max_seq_len": 512, "target_tokens": None}
+    config.write_text(json.dumps(settings))
     out = tmp_path / "run"
     code = main(
         ["train", "--config", str(config), "--corpus", corpus, "--audio-root", str(tmp_path), "--output", str(out)]
@@ -84,7 +86,7 @@ def test_features_extract_then_train_from_the_cache(tmp_path, capsys):
     code = main(
         ["train", "--preset", PRESET, "--corpus", corpus, "--features", str(cache), "--output", str(tmp_path / "r")]
         + ["--max-steps", "1", "--effective-batch-size", "4", "--micro-batch-size", "4", "--num-workers", "0"]
-        + ["--max-seq-len", "512", "--no-progress"]
+        + ["--max-seq-len", "512", "--target-tokens", "none", "--no-progress"]
     )
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -108,6 +110,7 @@ def test_bf16_autocast_with_bf16_frozen_parts_runs_in_its_own_process(tmp_path):
     args += ["--max-steps", "2", "--effective-batch-size", "4", "--micro-batch-size", "2", "--num-workers", "0"]
     args += ["--max-seq-len", "512", "--mixed-precision", "bf16", "--frozen-dtype", "bfloat16", "--log-every", "1"]
     args += ["--eval-every", "2", "--num-samples", "1", "--sample-max-new-tokens", "4", "--no-progress"]
+    args += ["--target-tokens", "none"]  # synthetic targets are a sentence
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     done = subprocess.run(
         [sys.executable, "-m", "alarm.cli", *args], env=env, capture_output=True, text=True, timeout=300
@@ -119,3 +122,49 @@ def test_bf16_autocast_with_bf16_frozen_parts_runs_in_its_own_process(tmp_path):
     assert math.isfinite(float(rows[-1]["val_loss"]))
     saved = load_file(out / "final/model.safetensors")
     assert {v.dtype for v in saved.values() if v.is_floating_point()} == {torch.float32}
+
+
+def _spoken_corpus(root) -> str:
+    """Two tone rows and a HeySQuAD-shaped row as the official corpus writes it (passage as text)."""
+    tones = make_tone_corpus(root, 2, num_validation=0, durations=(0.5,))
+    question = "Where does Stella keep her bicycle?"
+    spoken = dataclasses.replace(
+        tones[0],
+        id="heysquad_human/train/q1/context",
+        dataset="heysquad_human",
+        category="instruction",
+        metadata=question,
+        prompt="Stella lives in Paris and works at a bakery.",
+        response="<think>\nThe passage does not say.\n</think>\n\nIt is not stated.",
+        provenance={"special_case": "spoken_query", "spoken_query_text": "context"},
+    )
+    path = os.path.join(root, "spoken.jsonl")
+    write_jsonl([*tones, spoken], path)
+    return path
+
+
+def _preview(tmp_path, capsys, *flags):
+    args = ["train", "--preset", PRESET, "--corpus", _spoken_corpus(tmp_path), "--audio-root", str(tmp_path)]
+    assert main([*args, "--preview", "5", *flags]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+
+def test_preview_shows_rows_as_the_rlm_reads_them_under_the_official_defaults(tmp_path, capsys):
+    rows = _preview(tmp_path, capsys)
+    # the tone rows' targets are under 100 tokens: skipped; the spoken-query row is not length-checked
+    (row,) = rows
+    assert row["id"] == "heysquad_human/train/q1/context" and set(row) >= {"input", "target"}
+    assert re.search(r"<\|audio:\d+\|>Stella lives in Paris", row["input"])  # one marker, then the passage
+    question_words = {"where", "keep", "her", "bicycle"}
+    assert not question_words & set(re.findall(r"[a-z]+", row["input"].lower()))  # heard only as audio
+    assert "system" not in row["input"]  # no system prompt in training rows
+    assert row["target"] == "The passage does not say.\n</think>\n\nIt is not stated."  # no EOS trained
+    assert not (tmp_path / "run").exists()  # nothing trained, nothing written
+
+
+def test_preview_shows_our_settings_when_asked(tmp_path, capsys):
+    rows = _preview(tmp_path, capsys, "--target-tokens", "none", "--train-eos", "--system-prompt", "model")
+    assert len(rows) == 3
+    tokenizer = build_model(PRESET).tokenizer
+    assert all(r["target"].endswith(tokenizer.eos_token) for r in rows)
+    assert all("<|im_start|>system" in r["input"] for r in rows)

@@ -116,3 +116,13 @@ def test_shipped_deepspeed_config_leaves_batch_and_clipping_to_the_run():
     ):
         assert ds[key] == "auto", key
     assert ds["bf16"]["enabled"] == "auto"
+
+
+def test_official_target_shape_is_the_default():
+    # hf_dataset.py / llm_audio_wrapper.py: no system prompt, no EOS; validate_and_filter_answers.py: 100..612
+    config = TrainConfig(**REQUIRED)
+    assert config.system_prompt is None and config.train_eos is False and config.target_tokens == (100, 612)
+    assert TrainConfig(**REQUIRED, target_tokens=["none"]).target_tokens is None
+    assert TrainConfig(**REQUIRED, target_tokens=["50", "700"]).target_tokens == (50, 700)
+    with pytest.raises(ValueError, match="target_tokens"):
+        TrainConfig(**REQUIRED, target_tokens=(700, 50))

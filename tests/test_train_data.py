@@ -10,7 +10,9 @@ from alarm.chat import IGNORE_INDEX
 from alarm.corpus.schema import write_jsonl, write_parquet
 from alarm.presets import build_model
 from alarm.training.data import (
+    MODEL_SYSTEM_PROMPT,
     OVER_TOKEN_LIMIT,
+    TARGET_LENGTH,
     UNREADABLE_AUDIO,
     ChatFormat,
     Collator,
@@ -75,7 +77,14 @@ def test_sample_labels_cover_the_target_only(model, corpus):
     target = sample.labels[sample.labels != IGNORE_INDEX]
     text = model.tokenizer.decode(target)
     assert text.startswith("The tone sounds") or text.startswith("<think>")
+    # official: no system prompt and no end-of-turn token trained (hf_dataset.py)
+    assert text.endswith(records[0].response.split("</think>")[1])
+    assert model.tokenizer.eos_token not in text and fmt.system is None
+    ours = ChatFormat.from_model(model, MODEL_SYSTEM_PROMPT, eos=True)  # the demo's settings
+    sample = TrainingDataset(records, ours, audio_root=root, max_seq_len=4096, max_audio_seconds=60)[0]
+    text = model.tokenizer.decode(sample.labels[sample.labels != IGNORE_INDEX])
     assert text.endswith(records[0].response.split("</think>")[1] + model.tokenizer.eos_token)
+    assert ours.system == model.config.system_prompt
     # the segment is read from the row's offset for its duration, at every encoder rate
     assert sample.sample_lengths == {16_000: int(records[0].duration_s * 16_000)}
     assert not sample.waves[16_000][:100].abs().lt(1e-6).all()  # starts inside the tone, not in the lead-in
@@ -166,3 +175,21 @@ def test_sample_type_is_what_the_collator_pads():
     assert batch.input_ids.tolist() == [[1, 2, 3], [1, 0, 0]]
     assert batch.labels.tolist() == [[IGNORE_INDEX, 2, 3], [IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]]
     assert batch.audio.waves[16_000].tolist() == [[1.0] * 5, [1.0, 1.0, 0, 0, 0]]
+
+
+def test_target_length_filter_keeps_100_to_612_tokens_and_spares_spoken_queries(model, corpus):
+    # official (validate_and_filter_answers.py): answers of 100..612 tokens, metadata datasets only
+    _, records = corpus
+    fmt = ChatFormat.from_model(model)
+    base = records[0]  # the tiny tokenizer is byte-level: one token per byte
+    rows = [
+        dataclasses.replace(base, id="tones/short", response="<think>\n" + "a" * 99),
+        dataclasses.replace(base, id="tones/low", response="<think>\n" + "a" * 100),
+        dataclasses.replace(base, id="tones/high", response="a" * 612),
+        dataclasses.replace(base, id="tones/long", response="a" * 613),
+        dataclasses.replace(base, id="tones/spoken", response="short", provenance={"special_case": "spoken_query"}),
+    ]
+    plan = plan_lengths(rows, fmt, max_seq_len=4096, max_audio_seconds=60, target_tokens=(100, 612))
+    assert [rows[i].id for i in plan.kept] == ["tones/low", "tones/high", "tones/spoken"]
+    assert {r.id: r.reason for r in plan.rejections} == {"tones/short": TARGET_LENGTH, "tones/long": TARGET_LENGTH}
+    assert len(plan_lengths(rows, fmt, max_seq_len=4096, max_audio_seconds=60).kept) == 5  # None: no filter

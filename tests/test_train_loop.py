@@ -43,6 +43,7 @@ def _config(root: str, output, **overrides) -> TrainConfig:
         save_every=0,
         progress=False,
         report_to=(),
+        target_tokens=None,  # synthetic targets are a sentence, under the official 100-token floor
     )
     return TrainConfig(**{**settings, **overrides})
 
@@ -66,7 +67,8 @@ def _taught_preset(directory) -> str:
     set_seed(0)
     rlm = Qwen3ForCausalLM(Qwen3Config(**preset.pop("text_config")))
     tokenizer = load_tokenizer("tiny")
-    examples = [build_example(tokenizer, [f"A pure {n} tone.\n", PROMPT], target=tone_target(n)) for n in PITCHES]
+    examples = [build_example(tokenizer, [f"A pure {n} tone.\n", PROMPT], target=tone_target(n), eos=True)
+                for n in PITCHES]  # fmt: skip
     batch = collate(examples, tokenizer.pad_token_id)
     optimizer = torch.optim.AdamW(rlm.parameters(), lr=1e-2)
     for _ in range(150):
@@ -85,7 +87,7 @@ def _taught_preset(directory) -> str:
 def _pitch_accuracy(model, root: str) -> float:
     """Share of training tones for which the model finds its own pitch's answer the most likely."""
     records = load_corpus(os.path.join(root, "corpus.jsonl"), "train")
-    fmt = ChatFormat.from_model(model, system="")
+    fmt = ChatFormat.from_model(model, system="", eos=True)  # as trained below
     losses = []
     for name in PITCHES:
         rows = [dataclasses.replace(r, response=tone_target(name)) for r in records]
@@ -111,6 +113,7 @@ def test_overfitting_32_tones_cuts_the_loss_by_80_percent_and_learns_to_listen(t
         preset=preset,
         features=str(tmp_path / "cache"),
         system_prompt="",
+        train_eos=True,  # calibrated with the end-of-turn token trained (the demo's setting)
         learning_rate=1e-2,
         warmup_steps=10,
         max_steps=150,
@@ -140,6 +143,7 @@ def test_frozen_parts_in_bfloat16_train_stay_bit_identical_and_save_fp32_weights
         preset=preset,
         frozen_dtype="bfloat16",
         system_prompt="",
+        train_eos=True,  # calibrated with the end-of-turn token trained (the demo's setting)
         learning_rate=1e-2,
         warmup_steps=5,
         max_steps=20,

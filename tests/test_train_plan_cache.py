@@ -10,7 +10,7 @@ import torch
 from alarm.corpus.schema import write_jsonl
 from alarm.presets import build_model
 from alarm.training.config import TrainConfig
-from alarm.training.data import ChatFormat, plan_lengths
+from alarm.training.data import MODEL_SYSTEM_PROMPT, ChatFormat, plan_lengths
 from alarm.training.plan_cache import LengthCache, row_key
 from alarm.training.synthetic import make_tone_corpus
 from alarm.training.trainer import PLAN_CACHE, Trainer
@@ -53,7 +53,7 @@ def _same_plan(a, b) -> None:
 
 def test_second_plan_reads_the_cache_and_changes_are_recomputed(model, corpus, tmp_path, tokenized):
     _, records = corpus
-    fmt = ChatFormat.from_model(model)
+    fmt = ChatFormat.from_model(model, MODEL_SYSTEM_PROMPT, eos=True)  # the rows the limits were set for
     reference = plan_lengths(records, fmt, **LIMITS)
     assert {r.reason for r in reference.rejections} == {
         "audio_too_long",
@@ -113,6 +113,7 @@ def test_a_restarted_run_plans_from_the_cache(corpus, tmp_path, tokenized):
         num_workers=0,
         progress=False,
         report_to=(),
+        target_tokens=None,  # synthetic targets are a sentence, under the official 100-token floor
     )
     first = Trainer(config)
     # The validation rows repeat the content of two training rows: their counts come from the cache already.

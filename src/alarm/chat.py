@@ -9,8 +9,11 @@ size; the model later fills all placeholder positions of a batch, in order, with
 spoken"); at inference a user turn may hold several clips, and earlier user turns may hold
 clips too (a context turn whose content is a list of parts).
 
-Labels are -100 everywhere except the target: its reasoning (``<think>...</think>``), its
-answer and the end-of-turn token, so the loss is computed on what the RLM must produce.
+Labels are -100 everywhere except the target: its reasoning (``<think>...</think>``) and its
+answer, so the loss is computed on what the RLM must produce. The end-of-turn token is not
+part of the target by default, as in the official training (``hf_dataset.py``): a target may
+be cut mid-thought, and a frozen RLM already knows where to stop. ``eos=True`` appends it
+to finished targets (reasoning closed), for small RLMs that must be taught to stop.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from alarm.modeling.inputs import AudioSlot, UserPart
 from alarm.modeling.tokenizer import AUDIO_TOKEN, token_id
 
 IGNORE_INDEX = -100
-THINK_OPEN = "<think>"
+THINK_OPEN, THINK_END = "<think>", "</think>"
 
 
 @dataclass(frozen=True)
@@ -107,12 +110,14 @@ def build_example(
     system: str | None = None,
     context: Sequence[ContextTurn] = (),
     target: str | None = None,
+    eos: bool = False,
 ) -> ChatExample:
     """Tokenize one conversation; with ``target`` the labels cover the target only.
 
     The target is the assistant's full output, ``<think>reasoning</think>answer``. When the
     template's generation prompt already opens the reasoning (Qwen3-Thinking-2507 does), the
-    target's own opening tag is dropped so it is not predicted twice.
+    target's own opening tag is dropped so it is not predicted twice. With ``eos`` the
+    end-of-turn token follows a finished target (an open ``<think>`` never gets one).
     """
     text, slots = render_prompt(tokenizer, user, system=system, context=context)
     audio_id = token_id(tokenizer, AUDIO_TOKEN)
@@ -126,10 +131,18 @@ def build_example(
 
     if target is None:
         return ChatExample(prompt_ids, [IGNORE_INDEX] * len(prompt_ids))
+    finished = target_finished(target)  # before the opening tag is dropped below
     if text.rstrip().endswith(THINK_OPEN) and target.lstrip().startswith(THINK_OPEN):
         target = target.lstrip()[len(THINK_OPEN) :].lstrip("\n")
-    target_ids = tokenizer(target, add_special_tokens=False).input_ids + [int(tokenizer.eos_token_id)]
+    target_ids = tokenizer(target, add_special_tokens=False).input_ids
+    if eos and finished:
+        target_ids.append(int(tokenizer.eos_token_id))
     return ChatExample(prompt_ids + target_ids, [IGNORE_INDEX] * len(prompt_ids) + target_ids)
+
+
+def target_finished(target: str) -> bool:
+    """False for a target cut inside its reasoning: ``<think>`` opened (or left to the template), never closed."""
+    return THINK_END in target or THINK_OPEN not in target
 
 
 def collate(examples: Sequence[ChatExample], pad_token_id: int, padding_side: str = "right") -> ChatBatch:

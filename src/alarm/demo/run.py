@@ -160,6 +160,10 @@ def stage_corpus(config: DemoConfig) -> dict[str, Any]:
         grounding=0.2,
         prompter_sampling=SamplingParams(max_tokens=limit, temperature=0.7, top_p=0.8, top_k=20),
         rlm_sampling=SamplingParams(max_tokens=limit, temperature=0.6, top_p=0.95, top_k=20),
+        # Not the official 512-token R0 kept even when cut: SmolLM2 answers in a sentence and then
+        # chatters to any limit, so its R0 keeps its complete sentences within the short limit.
+        respond_max_tokens=limit,
+        keep_unfinished=False,
         chunk_size=2 * config.generation_batch_size,
         progress=config.progress,
     )
@@ -201,6 +205,7 @@ def stage_features(config: DemoConfig) -> dict[str, Any]:
 
 def stage_train(config: DemoConfig) -> dict[str, Any]:
     from alarm.training.config import TrainConfig
+    from alarm.training.data import MODEL_SYSTEM_PROMPT
     from alarm.training.trainer import latest_checkpoint, train
 
     output = _path(config, "train")
@@ -228,6 +233,12 @@ def stage_train(config: DemoConfig) -> dict[str, Any]:
         seed=config.seed,
         progress=config.progress,
         report_to=(),
+        # Not the official target shape, on purpose: SmolLM2-135M's targets are a sentence (under
+        # the official 100-token floor), and the aligned model must learn to stop after it (EOS
+        # trained) under the system prompt its answers are generated with (the model's).
+        target_tokens=None,
+        train_eos=True,
+        system_prompt=MODEL_SYSTEM_PROMPT,
     )
     result = train(settings, resume=latest_checkpoint(output) is not None)
     return {"steps": result.steps, "last_loss": result.last_loss, "final_model": result.final_model,

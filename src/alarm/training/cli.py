@@ -75,11 +75,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def _train(args: argparse.Namespace) -> int:
     from alarm.training.trainer import train
 
+    if args.preview is not None and not hasattr(args, "output"):
+        args.output = ""  # a preview writes nothing, so it needs no run directory
     try:
         config = config_from_args(args)
     except (TypeError, ValueError) as err:  # missing or bad settings: say which, no traceback
         print(f"alarm train: {err}", file=sys.stderr)
         return 2
+    if args.preview is not None:
+        from alarm.training.preview import preview_rows
+
+        for row in preview_rows(config, args.preview):
+            print(json.dumps(row, ensure_ascii=False))
+        return 0
     result = train(config, resume=args.resume)
     print(json.dumps(dataclasses.asdict(result)))
     return 0
@@ -128,6 +136,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", default=None, help="JSON file of TrainConfig settings; flags override it")
     p.add_argument("--resume", action="store_true", default=False, help="continue from the newest checkpoint")
+    p.add_argument(
+        "--preview",
+        type=int,
+        default=None,
+        metavar="N",
+        help="print the first N training rows as the RLM reads them (JSON lines: input with audio markers, "
+        "target as trained) and exit without training",
+    )
     for f in dataclasses.fields(TrainConfig):
         text = _HELP.get(f.name, "")
         if f.default is not dataclasses.MISSING:

@@ -74,10 +74,19 @@ class TrainConfig:
     limit (prompt + audio positions + target; longer samples are skipped, never cut);
     ``max_audio_seconds`` refuses longer segments; ``group_by_length`` with ``group_size``
     micro-batches sorted together per bucket; ``num_workers`` DataLoader processes;
-    ``system_prompt`` overrides the model's; ``worker_start_method`` how DataLoader workers
+    ``worker_start_method`` how DataLoader workers
     start (``auto``: ``fork`` on Linux, the platform's default elsewhere, i.e. ``spawn`` on
     macOS; the batches are the same either way); ``plan_cache`` directory of cached length
     plans (default ``OUTPUT/plan-cache``; runs over the same corpus may share one).
+
+    Target shape (defaults: the official recipe, ``hf_dataset.py`` and
+    ``validate_and_filter_answers.py``): ``system_prompt`` None puts no system prompt in the
+    rows, as the official training does; ``"model"`` uses the model config's, any other text
+    itself. ``train_eos`` off: the end-of-turn token is not trained (official: targets may end
+    mid-thought, and the frozen RLM already stops by itself); on: it follows every finished
+    target, for a small RLM that must learn to stop (the demo). ``target_tokens`` (100, 612):
+    rows whose target has fewer or more tokens are skipped (spoken-query rows are not checked,
+    as officially); None (``--target-tokens none``) keeps every length.
 
     Precision: ``mixed_precision`` ``auto`` = bf16 autocast on a GPU, fp32 on a CPU.
     ``frozen_dtype``: dtype the frozen RLM and encoders are held in (``auto`` = bfloat16 on a
@@ -130,6 +139,8 @@ class TrainConfig:
     worker_start_method: str = "auto"
     plan_cache: str | None = None
     system_prompt: str | None = None
+    train_eos: bool = False
+    target_tokens: tuple[int, int] | None = (100, 612)
     # precision
     mixed_precision: str = "auto"
     frozen_dtype: str = "auto"
@@ -151,6 +162,7 @@ class TrainConfig:
         object.__setattr__(self, "train_modules", tuple(self.train_modules))
         object.__setattr__(self, "report_to", tuple(self.report_to))
         object.__setattr__(self, "init_branches", dict(self.init_branches))
+        object.__setattr__(self, "target_tokens", _token_range(self.target_tokens))
         positive = ("learning_rate", "effective_batch_size", "micro_batch_size", "epochs", "max_seq_len", "group_size")
         for name in positive:
             if not getattr(self, name) > 0:
@@ -236,3 +248,15 @@ class TrainConfig:
         """Settings that differ from the run being resumed and would change its result."""
         ours, theirs = self.to_dict(), saved.to_dict()
         return sorted(k for k in ours if k not in RESUMABLE_CHANGES and ours[k] != theirs[k])
+
+
+def _token_range(value: Any) -> tuple[int, int] | None:
+    """``target_tokens`` as (low, high), or None; from a tuple, a JSON list or the flag's strings."""
+    if value is None or len(value) == 0 or [str(v).lower() for v in value] == ["none"]:
+        return None  # `--target-tokens none` (or no values): no length filter
+    if len(value) != 2:
+        raise ValueError(f"target_tokens is two numbers, low and high, got {list(value)!r}")
+    low, high = (int(v) for v in value)
+    if not 0 <= low <= high:
+        raise ValueError(f"target_tokens needs 0 <= low <= high, got ({low}, {high})")
+    return low, high

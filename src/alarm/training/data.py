@@ -50,7 +50,10 @@ OVER_TOKEN_LIMIT = "over_token_limit"
 AUDIO_TOO_LONG = "audio_too_long"
 UNREADABLE_AUDIO = "unreadable_audio"
 NOT_IN_CACHE = "not_in_feature_cache"
-REASONS = (OVER_TOKEN_LIMIT, AUDIO_TOO_LONG, UNREADABLE_AUDIO, NOT_IN_CACHE)
+TARGET_LENGTH = "target_length"
+REASONS = (OVER_TOKEN_LIMIT, AUDIO_TOO_LONG, UNREADABLE_AUDIO, NOT_IN_CACHE, TARGET_LENGTH)
+#: ``TrainConfig.system_prompt`` value that puts the model config's system prompt in every row.
+MODEL_SYSTEM_PROMPT = "model"
 
 
 @dataclass(frozen=True)
@@ -126,19 +129,29 @@ def load_corpus(corpus: str | os.PathLike[str], split: str) -> list[CorpusRecord
 
 @dataclass(frozen=True)
 class ChatFormat:
-    """How a corpus row becomes token ids: the model's tokenizer, length rules and layout."""
+    """How a corpus row becomes token ids: the model's tokenizer, length rules and layout.
+
+    ``system``: the system prompt of every row (None: none, as the official training rows);
+    ``eos``: whether the end-of-turn token after a finished target is trained (official: no).
+    """
 
     tokenizer: Any
     audio_lengths: Callable[[dict[int, torch.Tensor]], torch.Tensor]
     user_parts: Callable[[str, Sequence[AudioSlot]], list[Any]]
     sample_rates: tuple[int, ...]
     system: str | None
+    eos: bool = False
 
     @classmethod
-    def from_model(cls, model: Any, system: str | None = None) -> ChatFormat:
-        """The model's layout; holds its picklable length rule, not the model."""
-        system = model.config.system_prompt if system is None else system
-        return cls(model.tokenizer, model.length_rule(), model.user_parts, tuple(model.sample_rates), system or None)
+    def from_model(cls, model: Any, system: str | None = None, *, eos: bool = False) -> ChatFormat:
+        """The model's layout; holds its picklable length rule, not the model.
+
+        ``system``: None or "" for no system prompt, :data:`MODEL_SYSTEM_PROMPT` for the model
+        config's, any other text for itself.
+        """
+        system = model.config.system_prompt if system == MODEL_SYSTEM_PROMPT else system
+        rule = model.length_rule()
+        return cls(model.tokenizer, rule, model.user_parts, tuple(model.sample_rates), system or None, eos)
 
     @property
     def pad_token_id(self) -> int:
@@ -153,7 +166,9 @@ class ChatFormat:
         """The row's conversation up to the generation prompt, with ``target`` appended when given."""
         (size,) = self.audio_lengths({r: torch.tensor([n]) for r, n in sample_lengths.items()}).tolist()
         parts = self.user_parts(record.prompt, [AudioSlot(int(size))])
-        return build_example(self.tokenizer, parts, system=self.system, context=record.context, target=target)
+        return build_example(
+            self.tokenizer, parts, system=self.system, context=record.context, target=target, eos=self.eos
+        )
 
     def nominal_lengths(self, seconds: float) -> dict[int, int]:
         """Sample counts per encoder rate for a segment of ``seconds``."""
@@ -195,12 +210,14 @@ def plan_lengths(
     progress: bool = False,
     cache: LengthCache | None = None,
     start_method: str = "auto",
+    target_tokens: tuple[int, int] | None = None,
 ) -> LengthPlan:
     """Tokenize every row once (audio sized from ``duration_s``) and apply the limits.
 
     The count is exact for the planned audio length; a worker re-checks it against the
     audio it actually reads. With ``cache`` only rows it does not hold are tokenized, and
-    their counts are added to it.
+    their counts are added to it. ``target_tokens`` = (low, high) keeps only rows whose
+    target has that many tokens (:func:`target_length_problems`).
     """
     keys = [row_key(r) for r in records] if cache is not None else []
     tokens = cache.lookup(keys) if cache is not None else np.full(len(records), -1, dtype=np.int64)
@@ -223,8 +240,12 @@ def plan_lengths(
     seconds = np.array([r.duration_s for r in records], dtype=np.float64)
     rejections = []
     keep = np.ones(len(records), dtype=bool)
+    short_or_long = target_length_problems(records, fmt.tokenizer, target_tokens) if target_tokens else {}
     for i, record in enumerate(records):
-        if seconds[i] > max_audio_seconds:
+        if i in short_or_long:
+            rejections.append(Rejection(record.id, TARGET_LENGTH, short_or_long[i]))
+            keep[i] = False
+        elif seconds[i] > max_audio_seconds:
             rejections.append(
                 Rejection(record.id, AUDIO_TOO_LONG, f"{seconds[i]:.1f} s > max_audio_seconds {max_audio_seconds}")
             )
@@ -233,6 +254,35 @@ def plan_lengths(
             rejections.append(Rejection(record.id, OVER_TOKEN_LIMIT, f"{tokens[i]} tokens > max_seq_len {max_seq_len}"))
             keep[i] = False
     return LengthPlan(seconds, tokens, np.flatnonzero(keep), tuple(rejections))
+
+
+def target_length_problems(
+    records: Sequence[CorpusRecord], tokenizer: Any, bounds: tuple[int, int], batch_size: int = 1024
+) -> dict[int, str]:
+    """``{row index: why}`` for rows whose target is outside ``bounds`` = (low, high) tokens, inclusive.
+
+    The official ``validate_and_filter_answers.py`` keeps answers of 100 to 612 tokens,
+    counted on the stored answer without special tokens; for Qwen3-Thinking-2507 that answer
+    starts after the template's ``<think>``, so a leading ``<think>`` is not counted here
+    either. It runs over the metadata datasets only (its ``ALL_DATASETS`` lists no spoken-query
+    set), so rows marked ``special_case: spoken_query`` are not checked. Tokenized in batches
+    (a fast tokenizer does a batch in parallel); nothing is cached, as a target is short.
+    """
+    low, high = bounds
+    checked = [i for i, r in enumerate(records) if r.provenance.get("special_case") != "spoken_query"]
+    problems: dict[int, str] = {}
+    for start in range(0, len(checked), batch_size):
+        chunk = checked[start : start + batch_size]
+        texts = [_counted_target(records[i].response) for i in chunk]
+        for i, ids in zip(chunk, tokenizer(texts, add_special_tokens=False).input_ids):
+            if not low <= len(ids) <= high:
+                problems[i] = f"target of {len(ids)} tokens is outside [{low}, {high}] (target_tokens)"
+    return problems
+
+
+def _counted_target(response: str) -> str:
+    text = response.lstrip()
+    return text[len("<think>") :].lstrip("\n") if text.startswith("<think>") else response
 
 
 # -- order of an epoch ---------------------------------------------------------------------

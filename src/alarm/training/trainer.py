@@ -160,7 +160,7 @@ class Trainer:
         self.checkpoints = Checkpoints(acc, config.output, config.keep_checkpoints, self.ds_dtype)
         model = build_training_model(config, self.frozen_dtype)
         self.trained_names = apply_recipe(model, config)
-        self.fmt = ChatFormat.from_model(model, config.system_prompt)
+        self.fmt = ChatFormat.from_model(model, config.system_prompt, eos=config.train_eos)
         self._setup_data(model)
 
         total = self.plan.steps_per_epoch * config.epochs
@@ -243,6 +243,7 @@ class Trainer:
             progress=config.progress and self.accelerator.is_main_process,
             cache=plan_cache,
             start_method=config.worker_start_method,
+            target_tokens=config.target_tokens,
         )
         self.length_plan: LengthPlan = plan_lengths(records, self.fmt, **plan_args)
         kept = self.length_plan.kept

@@ -19,8 +19,11 @@ H, A, C = 32, 32, 32  # RLM width, adapter width, fusion width of the tiny twin
 ENC_DIM = {"whisper": 32, "w2vbert": 32, "muq": 32, "sslam": 32}
 
 
-def official_config() -> dict:
-    """A config.json shaped like Qwen3AudioWrappedConfig of ALARM-CA, tiny sizes."""
+def official_config(depth: int = 1) -> dict:
+    """A config.json shaped like Qwen3AudioWrappedConfig of ALARM-CA, tiny sizes.
+
+    ``depth``: cross-attention decoder layers per encoder (released alarm_ca.yaml: 1).
+    """
 
     def conv(name, layers, norm):
         return {
@@ -66,7 +69,7 @@ def official_config() -> dict:
             "ffn_dims": 64,
             "dropout": 0.1,
             "num_attention_heads": 4,
-            "num_hidden_layers": [2, 2, 2],
+            "num_hidden_layers": [depth] * 3,
             "main_encoder": "whisper",
             "conditional_encoders": ["w2vbert", "muq", "sslam"],
             "use_skip_connection": False,
@@ -75,7 +78,7 @@ def official_config() -> dict:
     }
 
 
-def official_state() -> dict[str, torch.Tensor]:
+def official_state(depth: int = 1) -> dict[str, torch.Tensor]:
     """Official key names and shapes (from the official module code), random values."""
     shapes: dict[str, tuple] = {"model.audio_start_emb": (1, H), "model.audio_end_emb": (1, H)}
     for name, layers, norm in (("whisper", 4, "batch"), ("w2vbert", 5, "layer"), ("sslam", 3, "layer")):
@@ -110,7 +113,7 @@ def official_state() -> dict[str, torch.Tensor]:
     for name in ("whisper", "w2vbert", "muq", "sslam"):
         shapes |= {f + f"in_proj.{name}.weight": (C, H), f + f"in_proj.{name}.bias": (C,)}
     for name in ("w2vbert", "muq", "sslam"):
-        for i in range(2):
+        for i in range(depth):
             b = f"{f}condition_modules.{name}.{i}."
             for att in ("self_attn", "multihead_attn"):
                 shapes |= {
@@ -150,7 +153,7 @@ def test_config_maps_layers_adapters_and_fusion():
     specs = {s.kind: s.layers for s in config.encoder_specs()}
     assert specs == {"whisper": (1, 2, 3, 4), "w2vbert": (1, 2, 3, 4, 5), "muq": (1, 2, 3), "sslam": (1, 2, 3)}
     assert config.branches["whisper"]["norm"] == "batch" and config.branches["muq"]["adapter"] == "mlp"
-    assert config.fusion["conditional"] == ["w2vbert", "muq", "sslam"] and config.fusion["layers_per_encoder"] == 2
+    assert config.fusion["conditional"] == ["w2vbert", "muq", "sslam"] and config.fusion["layers_per_encoder"] == 1
     paper = config_from_official(
         {**official_config(), "audio_adapter_configs": official_config()["audio_adapter_configs"]}
     )
@@ -174,8 +177,8 @@ def test_every_trainable_tensor_comes_from_the_checkpoint(checkpoint):
     )
     assert torch.equal(ours["branches.muq.adapter.fc2.bias"], state[a + "muq.adapter.model.2.bias"])
     assert torch.equal(
-        ours["fusion.blocks.sslam.1.multihead_attn.in_proj_weight"],
-        state["model.audio_fusion.fusion_model.condition_modules.sslam.1.multihead_attn.in_proj_weight"],
+        ours["fusion.blocks.sslam.0.multihead_attn.in_proj_weight"],
+        state["model.audio_fusion.fusion_model.condition_modules.sslam.0.multihead_attn.in_proj_weight"],
     )
     assert torch.equal(ours["audio_boundaries"][1], state["model.audio_end_emb"][0])
     # every official audio-path tensor landed somewhere, and every trainable tensor was filled
@@ -229,3 +232,35 @@ def test_unknown_official_keys_are_loud():
         convert_state_dict({"audio_adapter.adapters.whisper.adapter.encoder.conformer_layers.0.x": torch.zeros(1)})
     with pytest.raises(ValueError, match="not supported"):
         config_from_official({**official_config(), "audio_fusion_config": {"fusion_type": "multiperceiver"}})
+
+
+def _write(path, config: dict, state: dict) -> str:
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps(config))
+    save_file(state, str(path / "model.safetensors"))
+    return str(path)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_cross_attention_depth_and_projections_come_from_the_checkpoint(tmp_path, depth):
+    """The released ALARM-CA has one decoder layer per encoder; a 2-layer export loads as 2 layers."""
+    state = official_state(depth)
+    f = "model.audio_fusion.fusion_model."
+    state[f + "out_proj.weight"], state[f + "out_proj.bias"] = torch.full((H, C), 0.25), torch.full((H,), -1.0)
+    model = load_official(_write(tmp_path / "ckpt", official_config(depth), state), text=TEXT, encoders=SOURCES)
+    assert model.config.fusion["layers_per_encoder"] == depth
+    assert all(len(model.fusion.blocks[n]) == depth for n in ("w2vbert", "muq", "sslam"))
+    last = f"condition_modules.muq.{depth - 1}.linear1.weight"
+    assert torch.equal(model.fusion.blocks["muq"][depth - 1].linear1.weight, state[f + last])
+    assert torch.equal(model.fusion.out_proj.weight, state[f + "out_proj.weight"])
+    assert torch.equal(model.fusion.in_proj["whisper"].bias, state[f + "in_proj.whisper.bias"])
+
+
+def test_a_config_that_disagrees_with_the_weights_on_depth_is_refused(tmp_path):
+    # weights of one layer per encoder, a config of two (or no num_hidden_layers: the class default, 2)
+    config = official_config(2)
+    with pytest.raises(ValueError, match="cross-attention layers per encoder"):
+        load_official(_write(tmp_path / "a", config, official_state(1)), text=TEXT, encoders=SOURCES)
+    del config["audio_fusion_config"]["num_hidden_layers"]
+    with pytest.raises(ValueError, match="cross-attention layers per encoder"):
+        load_official(_write(tmp_path / "b", config, official_state(1)), text=TEXT, encoders=SOURCES)

@@ -1,12 +1,16 @@
 """Fusion of the encoder streams into one sequence for the RLM.
 
 - ``none``: a single encoder's stream, unchanged (AL-*-R single-encoder models).
-- ``cross_attention`` (ALARM-CA): the main (Whisper) stream is the query; it is refined by a
-  stack of cross-attention blocks over each conditional stream in a fixed order
-  (W2V-BERT -> MuQ -> SSLAM). Output keeps the main stream's 25 Hz length.
+- ``cross_attention`` (ALARM-CA): the main (Whisper) stream is the query; it is refined by
+  ``layers_per_encoder`` cross-attention decoder layers over each conditional stream in a
+  fixed order (W2V-BERT -> MuQ -> SSLAM). One layer per encoder, as the released
+  ``alarm_ca.yaml`` (``num_hidden_layers: [1, 1, 1]``) that produced the paper's numbers; the
+  paper's text says a 2-layer block. Output keeps the main stream's 25 Hz length.
 - ``perceiver`` (ALARM-P): one Perceiver per conditional encoder compresses its features into
-  a fixed set of latents; the latents (20 per encoder, 60 in the paper), framed by two
-  trainable separators, are prepended to the main stream.
+  a fixed set of latents, each encoder's latents mapped to the RLM width by its own output
+  projection (official ``MultiPerceiverFusion.out_proj[encoder]``); the latents (20 per
+  encoder, 60 in the paper), framed by two trainable separators, are prepended to the main
+  stream.
 
 All take ``streams: {name: (x (B, T_n, D_n), lengths (B,))}`` and return ``(x (B, T, H), lengths)``.
 ALARM-E is not a fusion module: it concatenates two models' audio at inference (see
@@ -38,7 +42,7 @@ class FusionConfig:
     hidden_size: int = 1024
     ffn_size: int = 4096
     num_heads: int = 16
-    layers_per_encoder: int = 2
+    layers_per_encoder: int = 1  # released alarm_ca.yaml: [1, 1, 1] (the paper's text: 2)
     dropout: float = 0.1
     # perceiver
     num_latents: int = 20
@@ -57,6 +61,8 @@ class FusionConfig:
             raise ValueError(f"unknown fusion type {self.type!r}; use none, cross_attention or perceiver")
         if self.type != "none" and not self.conditional:
             raise ValueError(f"fusion {self.type!r} needs conditional encoders")
+        if self.layers_per_encoder < 1:
+            raise ValueError(f"layers_per_encoder must be at least 1, got {self.layers_per_encoder}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FusionConfig:
@@ -188,7 +194,11 @@ class PerceiverResampler(nn.Module):
 
 
 class PerceiverFusion(nn.Module):
-    """ALARM-P: [sep, latents of each conditional encoder, sep, main stream]."""
+    """ALARM-P: [sep, latents of each conditional encoder, sep, main stream].
+
+    Each encoder's latents have their own output projection to the RLM width, as the
+    official ``MultiPerceiverFusion`` (one ``out_proj`` per conditional encoder).
+    """
 
     num_separators = 2
 
@@ -198,7 +208,7 @@ class PerceiverFusion(nn.Module):
         if dims[self.main] != output_dim:
             raise ValueError(f"main stream {self.main!r} must already have the RLM width {output_dim}")
         self.perceivers = nn.ModuleDict({n: PerceiverResampler(dims[n], config) for n in self.conditional})
-        self.out_proj = nn.Linear(config.latent_size, output_dim)
+        self.out_proj = nn.ModuleDict({n: nn.Linear(config.latent_size, output_dim) for n in self.conditional})
         self.separators = nn.Parameter(torch.randn(2, output_dim) * output_dim**-0.5)
         self.num_prefix = config.num_latents * len(self.conditional)
 
@@ -208,9 +218,10 @@ class PerceiverFusion(nn.Module):
     def forward(self, streams: Streams) -> tuple[torch.Tensor, torch.Tensor]:
         x, lengths = streams[self.main]
         batch = x.shape[0]
-        latents = torch.cat([self.perceivers[n](*streams[n]) for n in self.conditional], dim=1)  # (B, 60, C)
+        # each encoder's latents (B, 20, C) -> its own projection (B, 20, H); joined (B, 60, H)
+        latents = torch.cat([self.out_proj[n](self.perceivers[n](*streams[n])) for n in self.conditional], dim=1)
         start, end = self.separators.to(x.dtype).unsqueeze(1).unsqueeze(1).expand(2, batch, 1, -1)
-        out = torch.cat([start, self.out_proj(latents), end, x], dim=1)  # (B, 62 + T, H)
+        out = torch.cat([start, latents, end, x], dim=1)  # (B, 62 + T, H)
         return out, lengths + self.num_prefix + self.num_separators
 
 

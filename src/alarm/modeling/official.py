@@ -90,14 +90,49 @@ def convert_state_dict(official: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return ours
 
 
+def fusion_depths(state: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Cross-attention decoder layers per conditional encoder, counted in converted weights."""
+    depths: dict[str, int] = {}
+    for key in state:
+        match = re.match(r"fusion\.blocks\.(\w+)\.(\d+)\.", key)
+        if match:
+            depths[match[1]] = max(depths.get(match[1], 0), int(match[2]) + 1)
+    return depths
+
+
+def _cross_attention_depth(fusion: dict[str, Any], weights: dict[str, int] | None) -> int:
+    """One depth for every conditional encoder: the weights' if given, checked against the config.
+
+    The official class default is 2 per encoder, the released ``alarm_ca.yaml`` sets 1: a
+    config without ``num_hidden_layers`` means 2, and the weights settle it when read.
+    """
+    configured = [int(d) for d in fusion.get("num_hidden_layers", [2] * len(fusion["conditional_encoders"]))]
+    configured_by_name = dict(zip(fusion["conditional_encoders"], configured, strict=True))
+    if weights is not None:
+        if weights != configured_by_name:
+            raise ValueError(
+                f"the checkpoint's weights hold {weights} cross-attention layers per encoder, "
+                f"its config.json says {configured_by_name}"
+            )
+    if len(set(configured)) != 1:
+        raise ValueError(f"per-encoder cross-attention depths differ: {configured}; one depth is supported")
+    return configured[0]
+
+
 def config_from_official(
-    official: dict[str, Any], *, text: dict[str, Any] | None = None, encoders: dict[str, dict[str, Any]] | None = None
+    official: dict[str, Any],
+    *,
+    text: dict[str, Any] | None = None,
+    encoders: dict[str, dict[str, Any]] | None = None,
+    depths: dict[str, int] | None = None,
 ) -> AlarmConfig:
     """Our config for an official checkpoint's ``config.json`` (single-encoder or CA).
 
     ``text`` gives the RLM (default: the paper's, by hub id); ``encoders`` gives per kind the
     spec fields other than ``layers`` (default: the released encoder ids). Both are only
-    overridden to point at local copies or, in tests, tiny twins.
+    overridden to point at local copies or, in tests, tiny twins. ``depths``
+    (:func:`fusion_depths` of the checkpoint's weights) must agree with the config's
+    cross-attention depth; :func:`load_official` passes them.
     """
     if official.get("use_explicit_audio_tokens"):
         raise ValueError("official checkpoints with explicit audio text tokens are not supported")
@@ -106,9 +141,6 @@ def config_from_official(
     kinds = [e["encoder_name"] for e in official["audio_encoder_configs"]]
     if fusion["fusion_type"] == "crossattention":
         order = ["whisper", *fusion["conditional_encoders"]]
-        depths = set(fusion.get("num_hidden_layers", [2]))
-        if len(depths) != 1:
-            raise ValueError(f"per-encoder cross-attention depths differ: {fusion['num_hidden_layers']}")
         our_fusion = {
             "type": "cross_attention",
             "main": fusion.get("main_encoder", "whisper"),
@@ -116,7 +148,7 @@ def config_from_official(
             "hidden_size": fusion.get("hidden_dim", 1024),
             "ffn_size": fusion.get("ffn_dims", 4096),
             "num_heads": fusion.get("num_attention_heads", 16),
-            "layers_per_encoder": depths.pop(),
+            "layers_per_encoder": _cross_attention_depth(fusion, depths),
             "dropout": fusion.get("dropout", 0.1),
         }
         if fusion.get("use_skip_connection"):
@@ -170,8 +202,9 @@ def load_official(
     official_config = read_json(pretrained)
     if official_config is None:
         raise FileNotFoundError(f"{pretrained}: no config.json")
-    model = AlarmForConditionalGeneration(config_from_official(official_config, text=text, encoders=encoders), **shared)
     state = read_official_state(pretrained)
+    config = config_from_official(official_config, text=text, encoders=encoders, depths=fusion_depths(state) or None)
+    model = AlarmForConditionalGeneration(config, **shared)
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if k in model.trainable_state_dict()]
     if missing or result.unexpected_keys:

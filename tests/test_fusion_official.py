@@ -1,0 +1,62 @@
+"""The paper presets' fusion follows the released ALARM code (alarm_ca.yaml, MultiPerceiverFusion)."""
+
+import pytest
+import torch
+
+from alarm.modeling.fusion import FusionConfig, PerceiverFusion
+from alarm.presets import build_model, preset_config
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("name", ["alarm-ca", "tiny-alarm-ca"])
+def test_ca_presets_have_one_decoder_layer_per_encoder_as_released(name):
+    assert preset_config(name).fusion_config().layers_per_encoder == 1
+    assert FusionConfig(type="cross_attention", conditional=("muq",)).layers_per_encoder == 1
+
+
+def test_ca_depth_stays_a_setting():
+    model = build_model("tiny-alarm-ca")
+    assert all(len(model.fusion.blocks[n]) == 1 for n in ("w2vbert", "muq", "sslam"))
+    config = preset_config("tiny-alarm-ca")
+    config.fusion = {**config.fusion, "layers_per_encoder": 2}
+    deeper = type(model)(config)
+    assert all(len(deeper.fusion.blocks[n]) == 2 for n in ("w2vbert", "muq", "sslam"))
+    with pytest.raises(ValueError, match="at least 1"):
+        FusionConfig(type="cross_attention", conditional=("muq",), layers_per_encoder=0)
+
+
+def test_perceiver_latents_get_one_output_projection_per_encoder():
+    config = FusionConfig(
+        type="perceiver",
+        conditional=("w2vbert", "muq"),
+        num_latents=3,
+        latent_size=8,
+        cross_attention_heads=2,
+        self_attention_heads=2,
+        self_attention_layers=1,
+        self_attention_repeats=1,
+    )
+    fusion = PerceiverFusion(config, {"whisper": 16, "w2vbert": 12, "muq": 10}, 16).eval()
+    assert set(fusion.out_proj) == {"w2vbert", "muq"}
+    streams = {
+        "whisper": (torch.randn(2, 5, 16), torch.tensor([5, 4])),
+        "w2vbert": (torch.randn(2, 6, 12), torch.tensor([6, 3])),
+        "muq": (torch.randn(2, 6, 10), torch.tensor([6, 5])),
+    }
+    with torch.no_grad():
+        before, lengths = fusion(streams)
+        fusion.out_proj["muq"].bias.add_(1.0)  # moves the MuQ latents only
+        after, _ = fusion(streams)
+    assert before.shape == (2, 1 + 6 + 1 + 5, 16) and lengths.tolist() == [13, 12]
+    torch.testing.assert_close(after[:, 1:4], before[:, 1:4])  # W2V-BERT's latents: unchanged
+    torch.testing.assert_close(after[:, 4:7], before[:, 4:7] + 1.0)  # MuQ's: shifted by its own projection
+    torch.testing.assert_close(after[:, 7:], before[:, 7:])
+
+
+@pytest.mark.parametrize("name", ["tiny-alarm-ca", "tiny-alarm-p", "tiny-al-whisper-r"])
+def test_audio_boundaries_are_trainable_and_saved(name):
+    """Officially ``audio_start_emb`` / ``audio_end_emb`` train in every stage, fusion stages included."""
+    model = build_model(name)
+    assert model.audio_boundaries.requires_grad and model.audio_boundaries.shape[0] == 2
+    assert "audio_boundaries" in model.trainable_state_dict()

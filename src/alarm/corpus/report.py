@@ -28,7 +28,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from alarm.corpus.prompts import ParseError, exposure_hits, split_think
+from alarm.corpus.prompts import ParseError, exposure_hits, split_target
 from alarm.corpus.schema import CorpusRecord, read_records
 from alarm.corpus.shards import ShardFiles, corpus_files, reject_rows
 from alarm.corpus.stages import STAGES
@@ -164,9 +164,9 @@ def _formats(records: Sequence[CorpusRecord]) -> dict[str, dict[str, int]]:
 
 
 def _parts(text: str) -> tuple[str, str]:
-    """(reasoning, answer) of a stored target; a malformed one counts as all answer."""
+    """(reasoning, answer) of a stored target (one kept unfinished is all reasoning); a malformed one is all answer."""
     try:
-        return split_think(text, expects_thinking=False)
+        return split_target(text)[:2]
     except ParseError:
         return "", text
 

@@ -22,7 +22,7 @@ import contextlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import torch
@@ -43,6 +43,15 @@ class EncoderSpec:
         window_seconds: longest audio the encoder sees at once; ``None`` = the kind's default.
         trim_to_audio: Whisper only: encode each window padded to its next whole second instead
             of the full 30 s it was trained on (much faster on short clips; other states).
+        per_window_front_end: W2V-BERT and MuQ only. False (the official front end, which the
+            released adapters were trained on): W2V-BERT pads the clip with 160 zero samples at
+            each edge, normalises its fbank over the whole clip and cuts 30 s windows from the
+            features; MuQ zero-pads the clip to a whole number of 30 s windows and masks the
+            padding in the conformer only. True (ours): each window is featurised alone at its
+            own length, so a 2 s clip costs 2 s and no frame depends on another window.
+        input_rate: resample each wave to this rate and back before encoding. The official
+            corpus stored audio at 16 kHz, so MuQ (24 kHz) only ever heard 16 kHz audio
+            upsampled; the paper presets set 16000 for MuQ. ``None``: the wave as given.
     """
 
     kind: str
@@ -52,6 +61,8 @@ class EncoderSpec:
     seed: int = 0
     window_seconds: float | None = None
     trim_to_audio: bool = False
+    per_window_front_end: bool = False
+    input_rate: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
@@ -59,12 +70,16 @@ class EncoderSpec:
             raise ValueError(f"encoder {self.kind!r}: at least one layer must be selected")
         if self.trim_to_audio and self.kind != "whisper":
             raise ValueError(f"encoder {self.kind!r}: trim_to_audio is a Whisper setting (the others encode the audio)")
+        if self.per_window_front_end and self.kind not in ("w2vbert", "muq"):
+            raise ValueError(f"encoder {self.kind!r}: per_window_front_end is a W2V-BERT / MuQ setting")
+        if self.input_rate is not None and self.input_rate <= 0:
+            raise ValueError(f"encoder {self.kind!r}: input_rate must be a positive rate, got {self.input_rate}")
         if self.pretrained is None and not self.config:
             raise ValueError(f"encoder {self.kind!r}: give `pretrained` (hub id or path) or a `config` for random init")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EncoderSpec:
-        known = {"kind", "layers", "pretrained", "config", "seed", "window_seconds", "trim_to_audio"}
+        known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown encoder spec keys: {sorted(unknown)}")
@@ -79,6 +94,8 @@ class EncoderSpec:
             "seed": self.seed,
             "window_seconds": self.window_seconds,
             "trim_to_audio": self.trim_to_audio,
+            "per_window_front_end": self.per_window_front_end,
+            "input_rate": self.input_rate,
         }
 
 
@@ -243,7 +260,21 @@ class FrozenEncoder(nn.Module, ABC):
         # encoder states come from the encoders or from the feature cache.
         devices = [waves.device] if waves.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
+            if self.spec.input_rate is not None and self.spec.input_rate != self.sample_rate:
+                waves = self._through_rate(waves, lengths, self.spec.input_rate)
             return self._encode(waves, lengths)
+
+    def _through_rate(self, waves: torch.Tensor, lengths: torch.Tensor, rate: int) -> torch.Tensor:
+        """Each wave resampled to ``rate`` and back, same length (what a ``rate`` corpus gave the encoder)."""
+        from alarm.audio import resample
+
+        out = torch.zeros_like(waves)
+        for b in range(waves.shape[0]):
+            n = int(lengths[b])
+            wave = waves[b, :n].detach().float().cpu().numpy()
+            back = resample(resample(wave, self.sample_rate, rate), rate, self.sample_rate)[:n]
+            out[b, : back.shape[0]] = torch.from_numpy(back).to(waves.device, waves.dtype)
+        return out
 
     def _encode(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pieces: list[torch.Tensor] = []
@@ -253,14 +284,26 @@ class FrozenEncoder(nn.Module, ABC):
             pieces.extend(wins)
             owner.extend([b] * len(wins))
         hidden, win_lengths = self.encode_windows(pieces)  # (L, N, T, D), (N,)
+        return join_windows(hidden, win_lengths, owner, waves.shape[0])
 
-        per_sample: list[list[torch.Tensor]] = [[] for _ in range(waves.shape[0])]
-        for n, b in enumerate(owner):
-            per_sample[b].append(hidden[:, n, : int(win_lengths[n])].transpose(0, 1))  # (T_n, L, D)
-        joined = [torch.cat(chunks, dim=0) for chunks in per_sample]
-        out_lengths = torch.tensor([j.shape[0] for j in joined], dtype=torch.long)
-        out = pad_sequence(joined, batch_first=True)  # (B, T, L, D)
-        return out.permute(2, 0, 1, 3).contiguous(), out_lengths
+
+def join_windows(
+    hidden: torch.Tensor, win_lengths: torch.Tensor, owner: Sequence[int], batch: int, keep: Sequence[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate the valid frames of each sample's windows: (L, N, T, D) -> (L, B, T', D), (B,).
+
+    ``owner[n]`` is the sample window ``n`` belongs to; ``keep[b]``, when given, cuts sample
+    ``b`` to its first frames (a length rule over the whole clip, e.g. MuQ's official one).
+    """
+    per_sample: list[list[torch.Tensor]] = [[] for _ in range(batch)]
+    for n, b in enumerate(owner):
+        per_sample[b].append(hidden[:, n, : int(win_lengths[n])].transpose(0, 1))  # (T_n, L, D)
+    joined = [torch.cat(chunks, dim=0) for chunks in per_sample]
+    if keep is not None:
+        joined = [j[: int(k)] for j, k in zip(joined, keep, strict=True)]
+    out_lengths = torch.tensor([j.shape[0] for j in joined], dtype=torch.long)
+    out = pad_sequence(joined, batch_first=True)  # (B, T, L, D)
+    return out.permute(2, 0, 1, 3).contiguous(), out_lengths
 
 
 def frames_after_conv(length: int, kernel: int, stride: int, padding: int = 0) -> int:

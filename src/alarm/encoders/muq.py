@@ -8,6 +8,15 @@ conformer call breaks on transformers 5), so this module re-implements MuQ's fea
     -> Linear(conv_dim * n_mels / 4 -> 1024)
     -> transformers' ``Wav2Vec2ConformerEncoder`` (12 blocks, width 1024, rotary positions)
 
+Two front ends (``EncoderSpec.per_window_front_end``). Official (default, what the released
+adapters were trained on): the clip is zero-padded to a whole number of 30 s windows, each
+window's mel and conv front end run over its zeros too, the conformer input is zeroed and
+its attention masked at frames past the audio (a sample mask taken every 960 samples, as
+MuQ's ``attention_mask`` handling does), and ``n`` samples keep ``n // 960`` frames. Per
+window (ours): each window is featurised at its own length, and padding is masked in the
+conv front end and before every depthwise conv, so a 2 s clip costs 2 s and keeps
+``ceil(n / 960)`` frames.
+
 It exposes 13 hidden states in MuQ's convention: [0] the conv front end's output (the conformer
 input), [k] the raw output of conformer block k for k < 12, and [12] the last block's output after
 the conformer's final LayerNorm (the ``last_hidden_state`` of ``MuQ.forward``).
@@ -46,7 +55,15 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers import Wav2Vec2ConformerConfig
 from transformers.models.wav2vec2_conformer.modeling_wav2vec2_conformer import Wav2Vec2ConformerEncoder
 
-from alarm.encoders.base import EncoderSpec, FrozenEncoder, read_checkpoint, read_json, seeded, select_layers
+from alarm.encoders.base import (
+    EncoderSpec,
+    FrozenEncoder,
+    join_windows,
+    read_checkpoint,
+    read_json,
+    seeded,
+    select_layers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -307,6 +324,43 @@ class MuQEncoder(FrozenEncoder):
         mel_frames = max(int(num_samples), MIN_SAMPLES) // HOP_LENGTH  # centred STFT minus MuQ's dropped last frame
         return (mel_frames + 3) // 4  # ceil(ceil(T / 2) / 2) after two stride-2 convs
 
+    @property
+    def samples_per_frame(self) -> int:
+        return SAMPLE_RATE // int(self.frame_rate)  # 960
+
+    def output_length(self, num_samples: int) -> int:
+        if self.spec.per_window_front_end:
+            return super().output_length(num_samples)
+        return max(1, int(num_samples) // self.samples_per_frame)  # official: samples // 960 over the clip
+
+    def _encode(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.spec.per_window_front_end:
+            return super()._encode(waves, lengths)
+        window = self.window_samples
+        pieces, valid_samples, owner = [], [], []
+        for b in range(waves.shape[0]):
+            n = int(lengths[b])
+            clip = nn.functional.pad(waves[b, :n], (0, -n % window))  # whole 30 s windows
+            for start in range(0, clip.numel(), window):
+                pieces.append(clip[start : start + window])
+                valid_samples.append(min(window, n - start))
+                owner.append(b)
+        hidden, frames = self._encode_padded_windows(pieces, valid_samples)
+        keep = [self.output_length(int(n)) for n in lengths]
+        return join_windows(hidden, frames, owner, waves.shape[0], keep=keep)
+
+    @torch.no_grad()
+    def _encode_padded_windows(self, waves: list[torch.Tensor], valid_samples: list[int]):
+        """Full windows with their zero padding: the front end sees the zeros, the conformer masks them."""
+        param = self.conv.linear.weight
+        mel = torch.stack([self.log_mel(w.to(param.device)) for w in waves]).to(param.dtype)  # (N, F, T)
+        everything = torch.ones(mel.shape[0], mel.shape[-1], dtype=torch.bool, device=param.device)
+        hidden, frames_valid = self.conv(mel, everything)  # (N, T4, D): no masking in the front end
+        positions = torch.arange(hidden.shape[1], device=param.device) * self.samples_per_frame
+        valid = positions[None, :] < torch.tensor(valid_samples, device=param.device)[:, None]  # (N, T4)
+        states = self._conformer_states(hidden * valid[..., None].to(hidden.dtype), valid, mask_convs=False)
+        return select_layers(states, self.layers), frames_valid.sum(dim=1).cpu()
+
     @torch.no_grad()
     def encode_windows(self, waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         param = self.conv.linear.weight
@@ -345,11 +399,14 @@ class MuQEncoder(FrozenEncoder):
             return None
         return (args[0] * self._frame_mask,) + tuple(args[1:])  # (N, D, T) * (N, 1, T)
 
-    def _conformer_states(self, hidden: torch.Tensor, valid: torch.Tensor) -> list[torch.Tensor]:
+    def _conformer_states(
+        self, hidden: torch.Tensor, valid: torch.Tensor, mask_convs: bool = True
+    ) -> list[torch.Tensor]:
         """Hidden states 0..max(layers) in MuQ's convention (the final LayerNorm only on the last block).
 
         The blocks are driven one by one: transformers 5 no longer returns ``hidden_states`` from
         the bare encoder, and blocks past the highest selected layer need not run at all.
+        ``mask_convs`` off: padding is masked in attention only, as transformers' conformer does.
         """
         enc = self.conformer
         padded = not bool(valid.all())
@@ -357,7 +414,7 @@ class MuQEncoder(FrozenEncoder):
         if padded:  # additive key mask (N, 1, 1, T): works with the eager and the SDPA attention
             mask = torch.zeros(valid.shape, dtype=hidden.dtype, device=hidden.device)
             mask = mask.masked_fill(~valid, torch.finfo(hidden.dtype).min)[:, None, None, :]
-            self._frame_mask = valid[:, None, :].to(hidden.dtype)
+            self._frame_mask = valid[:, None, :].to(hidden.dtype) if mask_convs else None
         hidden = enc.dropout(hidden)
         positions = enc.embed_positions(hidden)  # rotary (2, T, 1, 1, head_dim)
         states = [hidden]

@@ -51,6 +51,7 @@ ENCODER_IDS = {
     "muq": "OpenMuQ/MuQ-large-msd-iter",
     "sslam": "ta012/SSLAM_AS2M_Finetuned",
 }
+OFFICIAL_SPEC = {"muq": {"input_rate": 16000}}
 
 _RULES: list[tuple[str, str]] = [
     (r"audio_adapter\.adapters\.(\w+)\.layer_fusion\.layer_weights", r"branches.\1.layer_average.weights"),
@@ -168,7 +169,8 @@ def config_from_official(
             branches[kind] = {"adapter": "mlp", "dim": a.get("hidden_dim", 1024)}
         else:
             raise ValueError(f"{kind}: official adapter {a['adapter_name']!r} is not supported")
-    sources = encoders or {k: {"pretrained": ENCODER_IDS[k]} for k in order}
+    # MuQ heard only 16 kHz audio upsampled to 24 kHz in the official training (see EncoderSpec.input_rate)
+    sources = encoders or {k: {"pretrained": ENCODER_IDS[k], **OFFICIAL_SPEC.get(k, {})} for k in order}
     specs = [{**sources[k], "kind": k, "layers": _our_layers(k, adapters[k])} for k in order]
     return AlarmConfig(**(text or {"text_model": OFFICIAL_RLM}), encoders=specs, branches=branches, fusion=our_fusion)
 

@@ -29,6 +29,8 @@ _HELP = {
     "init_from": "saved model dir / official:<ckpt> whose trainable weights initialise matching modules",
     "init_branches": "KIND=CHECKPOINT pairs: copy an encoder's branch from a single-encoder checkpoint",
     "train_modules": "prefixes of trainable parameters that train (e.g. fusion); none given: all train",
+    "frozen_batchnorm": "BatchNorm of frozen adapters in a train_modules run: train (official: batch statistics, "
+    "running statistics updated) or eval (kept as trained)",
     "max_steps": "stop after N optimizer steps (the schedule spans them)",
     "report_to": "tensorboard and/or wandb (used when installed; metrics.csv is always written)",
     "final_weights": "what final/ holds: last (the last step) or best (the checkpoint with the lowest val loss)",

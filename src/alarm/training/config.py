@@ -2,9 +2,10 @@
 
 Paper, Section 3.3: AdamW, peak learning rate 1e-4, 1500 warm-up steps, cosine decay,
 effective batch 64 (32 for the single-encoder variants), 2 epochs (ALARM-CA's fusion stage:
-1 epoch, only the fusion trains). The official code adds gradient clipping at 1.0, no weight
-decay and a 4096-token limit. A config is built from (lowest to highest precedence) these
-defaults, a JSON file and command-line flags; unknown keys are refused.
+the paper says 1 epoch, the released train_alarm_ca.sh runs 2, the default here). The official
+code adds gradient clipping at 1.0, no weight decay and a 4096-token limit. A config is built
+from (lowest to highest precedence) these defaults, a JSON file and command-line flags;
+unknown keys are refused.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ FROZEN_DTYPES = ("auto", "float32", "bfloat16", "float16")
 START_METHODS = ("auto", "fork", "spawn", "forkserver")
 REPORTERS = ("tensorboard", "wandb")
 FINAL_WEIGHTS = ("last", "best")
+BATCHNORM_MODES = ("train", "eval")
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,14 @@ class TrainConfig:
             initialise every matching module (e.g. ALARM-P from AL-Whisper-Instruct-R).
         init_branches: ``{encoder kind: checkpoint}``; copies that encoder's branch (layer
             average, adapter, projection) from a single-encoder checkpoint (ALARM-CA stage 2).
-        train_modules: prefixes of the trainable parameters that train (``("fusion",)`` for
-            the CA recipe); empty means all of them. The others are frozen and kept in eval mode.
+        train_modules: prefixes of the trainable parameters that train (``("fusion",
+            "audio_boundaries")`` for the CA recipe); empty means all of them. The others are
+            frozen and kept in eval mode, except BatchNorm under ``frozen_batchnorm``.
+        frozen_batchnorm: ``train`` (default, the official code: HF ``Trainer`` puts the whole
+            model in train mode and frozen adapters only lose their gradients, so the frozen
+            Whisper adapter's BatchNorm normalises with batch statistics and updates its running
+            statistics during the fusion stage); ``eval``: it keeps the statistics it was
+            trained with (frozen means frozen; ours).
 
     Optimisation: ``learning_rate`` (peak), ``warmup_steps``, ``lr_schedule``
     (cosine/linear/constant after warm-up), ``min_lr_ratio`` (floor of the decay as a
@@ -113,6 +121,7 @@ class TrainConfig:
     init_from: str | None = None
     init_branches: dict[str, str] = field(default_factory=dict)
     train_modules: tuple[str, ...] = ()
+    frozen_batchnorm: str = "train"
     # optimisation (paper Section 3.3; clipping and weight decay from the official code)
     learning_rate: float = 1e-4
     warmup_steps: int = 1500
@@ -186,6 +195,8 @@ class TrainConfig:
             raise ValueError(f"frozen_dtype must be one of {FROZEN_DTYPES}, got {self.frozen_dtype!r}")
         if self.worker_start_method not in START_METHODS:
             raise ValueError(f"worker_start_method must be one of {START_METHODS}, got {self.worker_start_method!r}")
+        if self.frozen_batchnorm not in BATCHNORM_MODES:
+            raise ValueError(f"frozen_batchnorm must be one of {BATCHNORM_MODES}, got {self.frozen_batchnorm!r}")
         if self.final_weights not in FINAL_WEIGHTS:
             raise ValueError(f"final_weights must be one of {FINAL_WEIGHTS}, got {self.final_weights!r}")
         if self.final_weights == "best" and not (self.val_split and self.save_every):

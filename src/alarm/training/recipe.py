@@ -84,15 +84,21 @@ def apply_recipe(model: Any, config: TrainConfig) -> list[str]:
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
-def set_train_mode(model: Any, train_modules: Sequence[str]) -> None:
-    """Train mode for what trains; eval for everything else (frozen dropout/BatchNorm stay fixed)."""
+def set_train_mode(model: Any, train_modules: Sequence[str], frozen_batchnorm: str = "train") -> None:
+    """Train mode for what trains; eval for everything else (frozen dropout stays off).
+
+    ``frozen_batchnorm`` ``train`` leaves the BatchNorm layers of frozen audio-path modules in
+    train mode, as the official fusion stage does (batch statistics, running statistics
+    updated); ``eval`` fixes them too. The RLM and the encoders are always in eval.
+    """
     model.train()  # the model keeps its RLM and encoders in eval itself
     if not train_modules:
         return
     for name, module in model.named_modules():
         inside = _under(name, train_modules)
         above = any(p.startswith(name + ".") for p in train_modules) or name == ""
-        if not inside and not above:
+        official_bn = frozen_batchnorm == "train" and isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+        if not inside and not above and not (official_bn and module.training):
             module.training = False  # per module, not .eval(): a parent must not switch its children
 
 

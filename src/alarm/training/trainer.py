@@ -394,7 +394,7 @@ class Trainer:
             with acc.autocast():
                 loss_sum += float(token_loss_sum(self.unwrapped, batch))
             tokens += batch.num_target_tokens
-        set_train_mode(self.unwrapped, self.config.train_modules)
+        set_train_mode(self.unwrapped, self.config.train_modules, self.config.frozen_batchnorm)
         loss_sum, tokens = self._reduce([loss_sum, tokens])
         return loss_sum / tokens if tokens else None
 
@@ -437,7 +437,7 @@ class Trainer:
             outputs = generate(
                 model.language_model, model.tokenizer, embeds, batch.attention_mask.to(device), generation
             )
-        set_train_mode(model, self.config.train_modules)
+        set_train_mode(model, self.config.train_modules, self.config.frozen_batchnorm)
         with open(os.path.join(self.config.output, "samples.jsonl"), "a", encoding="utf-8") as f:
             for record, out in zip(records, outputs):
                 row = {
@@ -458,7 +458,7 @@ class Trainer:
     def run(self) -> TrainResult:
         config, acc, state = self.config, self.accelerator, self.state
         self._last_batch: TrainBatch | None = None
-        set_train_mode(self.unwrapped, config.train_modules)
+        set_train_mode(self.unwrapped, config.train_modules, config.frozen_batchnorm)
         rng = getattr(self, "_rng_to_restore", None)
         if rng is not None:
             set_rng_state(rng)  # last, after everything in setup that may draw random numbers

@@ -24,6 +24,9 @@ def test_defaults_are_the_paper_recipe():
     assert config.epochs == 2
     assert config.max_grad_norm == 1.0
     assert config.train_modules == ()  # everything trainable trains
+    assert config.frozen_batchnorm == "train"  # official: frozen adapters' BatchNorm in train mode
+    with pytest.raises(ValueError, match="frozen_batchnorm"):
+        TrainConfig(**REQUIRED, frozen_batchnorm="frozen")
 
 
 def test_unknown_and_invalid_settings_are_refused():

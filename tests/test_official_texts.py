@@ -31,6 +31,8 @@ def test_every_registered_text_is_read_word_for_word(checkout):
     assert texts.template("corpus.rephrase.user").render(response="R") == (
         "STAND-IN rephrase this:\n<RESPONSE>\nR\n</RESPONSE>\n"
     )
+    assert (texts.text("corpus.rephrase.think_open"), texts.text("corpus.rephrase.think_end")) == ("<r>", "</r>")
+    assert texts.text("corpus.rephrase.closing") == "\n\nSTAND-IN rephrase closing.\n</think>\n\n"
 
 
 def test_loop_built_text_runs_the_few_shot_loop(checkout):
@@ -126,3 +128,119 @@ def test_corpus_r0_uses_the_official_texts_and_provenance_says_so(tmp_path):
     finally:
         instructions.use_official_texts(None)
     assert instructions.get("respond") is ours
+
+
+class OfficialCorpusResponder:
+    """Answers the fabricated checkout's R0 and rephrasing texts; our prompt writer and filter
+    are answered by the rules responder (the official repository has no texts for them)."""
+
+    OWN = "I keep the facts and change each written reference to what is heard. " * 2
+
+    def __init__(self):
+        from alarm.corpus.backends import RulesResponder
+
+        self.rules = RulesResponder()
+        self.requests = []
+
+    def __call__(self, request, index):
+        self.requests.append(request)
+        system, user = request.messages[0]["content"], request.messages[-1]["content"]
+        if system == "STAND-IN respond system. Answer the prompt.":
+            metadata = user.split("<a>", 1)[1].split("</a>", 1)[0]
+            return f"The description says: {metadata}.</think>\n\nFrom the description: {metadata}."
+        if system.startswith("STAND-IN rephrase rules."):
+            sent = user.split("<RESPONSE>\n", 1)[1].split("\n</RESPONSE>", 1)[0]
+            heard = sent.replace("The description says:", "I hear:").replace("From the description:", "I heard:")
+            return f"{self.OWN}</think>\n\n<answer>\n{heard}\n</answer>"
+        return self.rules(request, index)
+
+
+def _official_build(tmp_path, **over):
+    from alarm.corpus import instructions
+    from alarm.corpus.backends import ScriptedBackend
+    from alarm.corpus.pipeline import BuildConfig, build, corpus_files
+    from alarm.corpus.schema import read_records
+    from tests.fixtures.corpus import make_fixture
+
+    sources, audio, _ = make_fixture(tmp_path / "fixture")
+    responder = OfficialCorpusResponder()
+    backend = ScriptedBackend(responder)
+    config = BuildConfig(sources=(str(sources),), output=str(tmp_path / "out"), audio_root=str(audio),
+                         num_candidates=8, progress=False, limit=10, **over)  # fmt: skip
+    instructions.use_official_texts(load(make_checkout(tmp_path / "ALARM", git=True), ["corpus"]))
+    try:
+        build(config, {"prompter": backend, "rlm": backend})
+    finally:
+        instructions.use_official_texts(None)
+    records = [r for p in corpus_files(config.output) for r in read_records(p)]
+    return [r for r in records if r.dataset not in config.spoken_query_datasets], responder
+
+
+def test_corpus_rephrasing_uses_the_official_exchange_and_closing(tmp_path):
+    records, responder = _official_build(tmp_path, thinking_budget=4)
+    assert records
+    rephrase = {r.messages[-1]["content"]: r for r in responder.requests if "rephrase" in r.messages[0]["content"]}
+    for record in records:
+        # the whole R0 sent in the official user text, think tags renamed as the official file renames them
+        sent = record.response_raw.replace("<think>", "<r>").replace("</think>", "</r>")
+        request = rephrase[f"STAND-IN rephrase this:\n<RESPONSE>\n{sent}\n</RESPONSE>\n"]
+        assert request.messages[0]["content"] == load(tmp_path / "ALARM", ["corpus"]).text("corpus.rephrase.system")
+        assert request.closing == "\n\nSTAND-IN rephrase closing.\n</think>\n\n"
+        # the rewrite read from <answer>, the tags renamed back: a target in the RLM's own shape
+        heard = record.response_raw.replace("The description says:", "I hear:").replace(
+            "From the description:", "I heard:"
+        )
+        assert record.response == heard and record.response.startswith("<think>\nI hear:")
+        assert record.provenance["rewrite_format"] == "official"
+        # B = 4 cut the rephraser's reasoning: the official closing sentence ended it
+        assert record.provenance["rephrase_budget_reached"] is True
+        assert record.rephrase_reasoning.endswith("STAND-IN rephrase closing.")
+
+
+def _official_format(tmp_path):
+    from alarm.corpus import instructions
+    from alarm.corpus.stages import OfficialRephraseFormat
+
+    instructions.use_official_texts(load(make_checkout(tmp_path / "ALARM"), ["corpus"]))
+    try:
+        return OfficialRephraseFormat(instructions.official_rephrase())
+    finally:
+        instructions.use_official_texts(None)
+
+
+@pytest.mark.parametrize(
+    ("r0", "reply", "target"),
+    [
+        # cut inside its reasoning: sent closed, as officially, and the target stays cut
+        ("<think>\nThe text says hi", "<answer>\n<r>\nI hear hi\n</r>\n</answer>", "<think>\nI hear hi"),
+        # a plain answer (no thinking RLM): sent inside added tags, which come off again
+        ("The text says hi.", "<answer><r>\nI hear hi.\n</r></answer>", "I hear hi."),
+        # the last <answer> counts, and a missing </answer> reads to the end
+        (
+            "<think>\nA\n</think>\n\nB",
+            "<answer>x</answer> <answer>\n<r>\nA2\n</r>\n\nB2",
+            "<think>\nA2\n</think>\n\nB2",
+        ),  # fmt: skip
+    ],
+)
+def test_official_rephrase_format_keeps_the_shape_of_r0(tmp_path, r0, reply, target):
+    from alarm.corpus.schema import CorpusRecord
+
+    fmt = _official_format(tmp_path)
+    record = CorpusRecord("d/1", "d", "sound", "train", "a.wav", 0.0, 1.0, "hi", prompt="What?", response_raw=r0)
+    sent = fmt.messages(record)[1]["content"]
+    assert sent.count("<r>") == 1 and sent.count("</r>") == 1 and "think>" not in sent
+    assert fmt.target(record, reply) == (target, "official")
+
+
+def test_official_rephrase_format_rejects_a_reply_without_answer_or_with_other_tags(tmp_path):
+    from alarm.corpus.schema import CorpusRecord
+    from alarm.corpus.stages import StageError
+
+    fmt = _official_format(tmp_path)
+    r0 = "<think>\nA\n</think>\n\nB"
+    record = CorpusRecord("d/1", "d", "sound", "train", "a.wav", 0.0, 1.0, "hi", response_raw=r0)
+    with pytest.raises(StageError, match="no rewrite block"):
+        fmt.target(record, "<r>\nA2\n</r>\n\nB2")
+    with pytest.raises(StageError, match="tags"):  # the reasoning's end lost: it would train an unfinished target
+        fmt.target(record, "<answer>\n<r>\nA2 B2\n</answer>")

@@ -96,6 +96,9 @@ class TextSpec:
     running the function's body through the reader with each parameter named in ``slots``
     bound to a slot. ``slots`` maps the official source of an expression (``ast.unparse``
     form: ``"i + 1"``, ``"len(feature_extractor)"``, or a parameter name) to a slot name.
+    ``replaces``: the text is instead what the function's one ``x.replace(replaces, TEXT)``
+    call puts in place of that literal (the tag names the official rephrasing renames the
+    think tags to; an exchange format, read rather than written here).
     """
 
     file: str
@@ -103,6 +106,7 @@ class TextSpec:
     target: str | None = None
     slots: Mapping[str, str] = field(default_factory=dict)
     augmented: bool = False
+    replaces: str | None = None
     used_for: str = ""
 
 
@@ -168,6 +172,25 @@ TEXTS: dict[str, TextSpec] = {
         "main_prompt",
         {"response": "response"},
         used_for="corpus rephrasing: the response to rewrite",
+    ),
+    "corpus.rephrase.think_open": TextSpec(
+        _CORPUS,
+        "get_rephrased_main_prompt",
+        replaces="<think>",
+        used_for="corpus rephrasing: what <think> is renamed to in the response sent (and back in the reply)",
+    ),
+    "corpus.rephrase.think_end": TextSpec(
+        _CORPUS,
+        "get_rephrased_main_prompt",
+        replaces="</think>",
+        used_for="corpus rephrasing: what </think> is renamed to in the response sent (and back in the reply)",
+    ),
+    "corpus.rephrase.closing": TextSpec(
+        _CORPUS,
+        "get_rephrased_response",
+        "reasoning_response",
+        augmented=True,
+        used_for="corpus rephrasing: the thinking budget's closing sentence (it ends the reasoning itself)",
     ),
 }
 
@@ -283,17 +306,37 @@ def _assignment(function: ast.FunctionDef, spec: TextSpec) -> ast.expr:
     return found[0]
 
 
+def _replacement(function: ast.FunctionDef, literal: str) -> ast.expr:
+    """The new-text argument of the function's one ``x.replace(literal, new)`` call."""
+    found = [
+        node.args[1]
+        for node in ast.walk(function)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "replace"
+        and len(node.args) == 2
+        and isinstance(node.args[0], ast.Constant)
+        and node.args[0].value == literal
+    ]
+    if len(found) != 1:
+        raise _Unreadable(function, f"{len(found)} .replace({literal!r}, ...) calls (expected one)")
+    return found[0]
+
+
 def read_text(root: Path, name: str, spec: TextSpec, tree: ast.Module | None = None) -> Template:
     """One official text from the checkout at ``root`` (see the module docstring)."""
     path = root / spec.file
-    where = f"official text {name!r} ({spec.file}, {spec.function}{'.' + spec.target if spec.target else ''})"
+    inside = f".{spec.target}" if spec.target else f" .replace({spec.replaces!r})" if spec.replaces else ""
+    where = f"official text {name!r} ({spec.file}, {spec.function}{inside})"
     if tree is None:
         tree = _parse(path, name)
     function = _function(tree, spec.function)
     if function is None:
         raise OfficialTextError(f"{path}: no function {spec.function!r}, where {where} is defined; is it a checkout?")
     try:
-        if spec.target is None:
+        if spec.replaces is not None:
+            value = _expr(_replacement(function, spec.replaces), {}, {})
+        elif spec.target is None:
             params = [a.arg for a in function.args.args]
             env: dict[str, Value] = {p: Template((Slot(spec.slots[p]),)) for p in params if p in spec.slots}
             value = _run(function.body, env)

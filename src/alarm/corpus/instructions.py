@@ -21,7 +21,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from alarm.official_texts import OfficialTexts
 
-__all__ = ["Instruction", "INSTRUCTIONS", "OPENINGS", "TOPICS", "get", "refs", "topics", "use_official_texts"]
+__all__ = [
+    "Instruction",
+    "INSTRUCTIONS",
+    "OPENINGS",
+    "OfficialRephrase",
+    "TOPICS",
+    "get",
+    "official_rephrase",
+    "refs",
+    "topics",
+    "use_official_texts",
+]
 
 
 @dataclass(frozen=True)
@@ -240,28 +251,64 @@ INSTRUCTIONS: dict[str, Instruction] = {
 }
 
 
+@dataclass(frozen=True)
+class OfficialRephrase:
+    """The official rephrasing exchange (``generate_responses.py``), read from a checkout.
+
+    ``instruction``: the rules with their few-shot examples, and the user text with one field,
+    ``{response}``, the whole R0 with its think tags renamed to ``think_open``/``think_end``
+    (officially so the RLM does not take them for its own reasoning); the rewrite comes back
+    in an ``<answer>`` block with the same renamed tags. ``closing``: the thinking budget's
+    closing sentence while rephrasing (it holds ``</think>`` itself).
+    """
+
+    instruction: Instruction
+    think_open: str
+    think_end: str
+    closing: str
+
+
 #: Official texts swapped in by :func:`use_official_texts` (``alarm corpus build --official-texts``).
 _OFFICIAL: dict[str, Instruction] = {}
+_OFFICIAL_REPHRASE: list[OfficialRephrase] = []  # one or none
 
 
 def use_official_texts(texts: OfficialTexts | None) -> None:
     """Use the official repository's texts where its stages and ours take the same inputs.
 
     R0 (``respond``): the official system prompt and metadata-plus-prompt layout
-    (``scripts/alarm/generate_responses.py``), read word for word from the checkout. The
-    prompt writer and its filter keep our texts: the official ones live in
-    ``create_prompts.py``, which the official repository imports but does not contain. The
-    rephrasing stage keeps ours too: the official rephrasing prompt takes the whole response
-    with its think tags renamed and answers inside ``<answer>`` tags, a different exchange from
-    our stage's (left: docs/fidelity.md). ``None`` restores ours.
+    (``scripts/alarm/generate_responses.py``), read word for word from the checkout.
+    Rephrasing: the official exchange (:class:`OfficialRephrase`, :func:`official_rephrase`),
+    which the rephrase stage selects as its format; its one instruction stands for our three
+    (a finished, an unfinished and an answer-only R0 all go to it whole), so provenance names
+    it under each. The prompt writer and its filter keep our texts: the official ones live in
+    ``create_prompts.py``, which the official repository imports but does not contain.
+    ``None`` restores ours.
     """
     _OFFICIAL.clear()
+    _OFFICIAL_REPHRASE.clear()
     if texts is None:
         return
     version = f"official@{(texts.commit or 'checkout')[:12]}"
     _OFFICIAL["respond"] = Instruction(
         "respond", version, texts.text("corpus.respond.system"), texts.template("corpus.respond.user").format_string()
     )
+    system, user = texts.text("corpus.rephrase.system"), texts.template("corpus.rephrase.user").format_string()
+    for name in ("rephrase", "rephrase_unfinished", "rephrase_answer"):
+        _OFFICIAL[name] = Instruction(name, version, system, user)
+    _OFFICIAL_REPHRASE.append(
+        OfficialRephrase(
+            _OFFICIAL["rephrase"],
+            texts.text("corpus.rephrase.think_open"),
+            texts.text("corpus.rephrase.think_end"),
+            texts.text("corpus.rephrase.closing"),
+        )
+    )
+
+
+def official_rephrase() -> OfficialRephrase | None:
+    """The official rephrasing exchange when official texts are in use, else None (ours)."""
+    return _OFFICIAL_REPHRASE[0] if _OFFICIAL_REPHRASE else None
 
 
 def get(name: str) -> Instruction:

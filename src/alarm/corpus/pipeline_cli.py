@@ -85,7 +85,7 @@ def _build(args: argparse.Namespace) -> int:
     from alarm import official_texts
     from alarm.corpus import instructions
 
-    try:  # official R0 texts (docs/fidelity.md); ours by default
+    try:  # official R0 and rephrasing texts and exchange (docs/fidelity.md); ours by default
         instructions.use_official_texts(official_texts.resolve(args.official_texts, ["corpus"]))
     except official_texts.OfficialTextError as err:
         print(f"alarm corpus build: {err}", file=sys.stderr)
@@ -133,7 +133,8 @@ def add_commands(corpus_sub: argparse._SubParsersAction) -> None:
         "--official-texts",
         default=None,
         metavar="PATH",
-        help="a checkout of the official ALARM repository: R0's texts word for word (also $ALARM_OFFICIAL_TEXTS)",
+        help="a checkout of the official ALARM repository: R0's and rephrasing's texts word for word, the official "
+        "rephrasing exchange and its closing sentence (also $ALARM_OFFICIAL_TEXTS)",
     )
     p.add_argument("--audio-check", choices=("header", "decode", "none"), help="how to check audio (default header)")
     p.add_argument(

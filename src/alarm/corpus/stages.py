@@ -473,46 +473,33 @@ class RespondStage(Stage):
 
 
 class RephraseStage(Stage):
-    """The RLM rewrites R0 as heard; its own reasoning (budget B) goes to ``rephrase_reasoning``."""
+    """The RLM rewrites R0 as heard; its own reasoning (budget B) goes to ``rephrase_reasoning``.
+
+    How the request is written and the reply read is the stage's format: ours
+    (:class:`OursRephrase`) or, with the official texts in use, the official exchange
+    (:class:`OfficialRephraseFormat`). Everything else (sampling, budget, the checks on the
+    target, provenance) is the stage's, whatever the format.
+    """
 
     name, role = "rephrase", "rlm"
 
-    def answer_only(self, r0_reasoning: str) -> bool:
-        """A non-thinking RLM's R0 is a plain answer: it is rewritten alone and the target stays plain."""
-        return not self.config.rlm_thinks and not r0_reasoning
+    def format(self) -> RephraseFormat:
+        official = instructions.official_rephrase()
+        return OursRephrase(self.config) if official is None else OfficialRephraseFormat(official)
 
     def request(self, record: CorpusRecord, attempt: int) -> ChatRequest | None:
         if self.spoken(record):
             return None
-        reasoning, answer, finished = _r0_parts(record)
-        if not finished:  # cut inside its reasoning: only the reasoning is rewritten, and stays cut
-            messages = instructions.get("rephrase_unfinished").messages(prompt=record.prompt, reasoning=reasoning)
-        elif self.answer_only(reasoning):
-            messages = instructions.get("rephrase_answer").messages(prompt=record.prompt, answer=answer)
-        else:
-            messages = instructions.get("rephrase").messages(prompt=record.prompt, reasoning=reasoning, answer=answer)
+        fmt = self.format()
         params = self.params(self.config.rlm_sampling, record, attempt, thinking_budget=self.config.thinking_budget)
-        return ChatRequest(tuple(messages), params)
+        return ChatRequest(tuple(fmt.messages(record)), params, closing=fmt.closing)
 
     def apply(self, record: CorpusRecord, completion: Completion | None, attempt: int = 0) -> CorpusRecord:
         if self.spoken(record):
             return replace(record, response=record.response_raw, rephrase_reasoning="")
         own, rest = _usable(completion, expects_thinking=self.config.rlm_thinks)
-        old_reasoning, _, finished = _r0_parts(record)
-        if not finished:
-            target = self.rewritten_unfinished(rest)
-            rewrite_format = "reasoning block"
-        elif self.answer_only(old_reasoning):
-            if is_refusal(rest):
-                raise StageError("refusal", rest[:200])
-            try:
-                target = parse_rewritten_answer(rest)
-            except ParseError as err:
-                raise StageError(err.reason, err.detail) from None
-            rewrite_format = "block" if extract_block(rest, "rewritten_answer") is not None else "plain"
-        else:
-            target = self.rewritten_blocks(rest, old_reasoning)
-            rewrite_format = "blocks"
+        finished = _r0_parts(record)[2]
+        target, rewrite_format = self.format().target(record, rest)
         if tag := echoed_markup(target):
             raise StageError("echoed the request", f"{tag} in the rewrite")
         if is_refusal(target):
@@ -531,6 +518,57 @@ class RephraseStage(Stage):
             "rewrite_format": rewrite_format,
         }
         return replace(record, response=target, rephrase_reasoning=own, provenance=provenance)
+
+
+class RephraseFormat:
+    """How the rephrase stage writes its request and reads the rewrite out of the reply."""
+
+    closing: str | None = None  # the thinking budget's closing sentence (None: the default)
+
+    def messages(self, record: CorpusRecord) -> list[dict[str, str]]:
+        raise NotImplementedError
+
+    def target(self, record: CorpusRecord, rest: str) -> tuple[str, str]:
+        """(target, rewrite format) from ``rest``, the reply after the rephraser's own reasoning."""
+        raise NotImplementedError
+
+
+class OursRephrase(RephraseFormat):
+    """Our exchange: R0's reasoning and answer sent apart, the rewrite in named blocks.
+
+    A finished R0 gets ``rephrase`` (both blocks back), one cut inside its reasoning
+    ``rephrase_unfinished`` (the reasoning alone, still cut), a non-thinking RLM's plain
+    answer ``rephrase_answer`` (the answer alone).
+    """
+
+    def __init__(self, config: BuildConfig) -> None:
+        self.config = config
+
+    def answer_only(self, r0_reasoning: str) -> bool:
+        """A non-thinking RLM's R0 is a plain answer: it is rewritten alone and the target stays plain."""
+        return not self.config.rlm_thinks and not r0_reasoning
+
+    def messages(self, record: CorpusRecord) -> list[dict[str, str]]:
+        reasoning, answer, finished = _r0_parts(record)
+        if not finished:  # cut inside its reasoning: only the reasoning is rewritten, and stays cut
+            return instructions.get("rephrase_unfinished").messages(prompt=record.prompt, reasoning=reasoning)
+        if self.answer_only(reasoning):
+            return instructions.get("rephrase_answer").messages(prompt=record.prompt, answer=answer)
+        return instructions.get("rephrase").messages(prompt=record.prompt, reasoning=reasoning, answer=answer)
+
+    def target(self, record: CorpusRecord, rest: str) -> tuple[str, str]:
+        old_reasoning, _, finished = _r0_parts(record)
+        if not finished:
+            return self.rewritten_unfinished(rest), "reasoning block"
+        if self.answer_only(old_reasoning):
+            if is_refusal(rest):
+                raise StageError("refusal", rest[:200])
+            try:
+                target = parse_rewritten_answer(rest)
+            except ParseError as err:
+                raise StageError(err.reason, err.detail) from None
+            return target, "block" if extract_block(rest, "rewritten_answer") is not None else "plain"
+        return self.rewritten_blocks(rest, old_reasoning), "blocks"
 
     @staticmethod
     def rewritten_unfinished(rest: str) -> str:
@@ -559,3 +597,65 @@ class RephraseStage(Stage):
         if not new_answer.strip() or (old_reasoning and not new_reasoning.strip()):
             raise StageError("empty rewrite", "a rewritten block is empty")
         return think_text(new_reasoning, new_answer)
+
+
+class OfficialRephraseFormat(RephraseFormat):
+    """The official exchange (``generate_responses.py``, ``get_rephrased_response``).
+
+    The whole R0 goes into the official user text with its think tags renamed; an R0 without
+    ``<think>`` gets one first and one cut inside its reasoning gets ``</think>`` (the closed
+    copy the official code sends). The rewrite is the text after the reply's last
+    ``<answer>`` up to ``</answer>`` (or the end); the tags are renamed back, an opening one
+    added here is removed again, and the closing one is kept only where R0 had it, so an
+    unfinished R0 stays unfinished and a plain answer stays plain. Stricter than the official
+    code in two ways, each a rejection with its reason: a reply with no ``<answer>`` (the
+    official code would keep the whole reply as the target) and a rewrite whose think tags
+    do not match R0's.
+    """
+
+    def __init__(self, texts: instructions.OfficialRephrase) -> None:
+        self.texts = texts
+        self.closing = texts.closing
+
+    def messages(self, record: CorpusRecord) -> list[dict[str, str]]:
+        response = record.response_raw
+        if not _opens_think(response):
+            response = f"{THINK_OPEN}\n{response}"
+        if THINK_END not in response:
+            response = f"{response}\n{THINK_END}"
+        renamed = response.replace(THINK_OPEN, self.texts.think_open).replace(THINK_END, self.texts.think_end)
+        return self.texts.instruction.messages(response=renamed)
+
+    def target(self, record: CorpusRecord, rest: str) -> tuple[str, str]:
+        start = rest.rfind("<answer>")
+        if start < 0:
+            if is_refusal(rest):
+                raise StageError("refusal", rest[:200])
+            raise StageError("no rewrite block", "missing <answer>")
+        text = rest[start + len("<answer>") :].split("</answer>", 1)[0].strip()
+        t = self.texts
+        if THINK_OPEN in text or THINK_END in text:
+            raise StageError("stray think tag", "a think tag of the rephraser's own in the rewrite")
+        if _opens_think(record.response_raw):
+            text = text.replace(t.think_open, THINK_OPEN)
+        else:
+            text = text.replace(t.think_open, "").lstrip()
+        if THINK_END in record.response_raw:
+            text = text.replace(t.think_end, THINK_END)
+        else:
+            text = text.replace(t.think_end, "").rstrip()
+        if not text:
+            raise StageError("empty rewrite", "nothing inside <answer>")
+        try:
+            reasoning, _, finished = split_target(text)
+        except ParseError as err:
+            raise StageError(err.reason, err.detail) from None
+        if _opens_think(text) != _opens_think(record.response_raw) or finished != _r0_parts(record)[2]:
+            raise StageError("rewrite changed the reasoning's tags", "its think tags differ from R0's")
+        if _opens_think(text) and not reasoning:
+            raise StageError("empty rewrite", "the rewritten reasoning is empty")
+        return text, "official"
+
+
+def _opens_think(text: str) -> bool:
+    return text.lstrip().startswith(THINK_OPEN)

@@ -60,13 +60,17 @@ class ChatRequest:
 
     ``opening`` is the start of the reply, part of the request (the reply format's first
     words, :data:`instructions.OPENINGS`); ``prefix`` is text generated earlier that a pass
-    continues (the thinking budget's second pass). Completions hold neither.
+    continues (the thinking budget's second pass). Completions hold neither. ``closing``:
+    the sentence that ends reasoning cut by the thinking budget (None: the default one of
+    :func:`complete_with_budget`); a stage sets it when its texts come with their own (the
+    official rephrasing's), and ``</think>`` is added unless it holds one.
     """
 
     messages: tuple[dict[str, str], ...]
     params: SamplingParams = SamplingParams()
     prefix: str = ""
     opening: str = ""
+    closing: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", tuple(dict(m) for m in self.messages))
@@ -147,7 +151,7 @@ def complete_with_budget(
             continue
         written, hit = o.text, THINK_END not in o.text
         if hit:
-            written += _closing(closing) + THINK_END
+            written += _closed(r.closing if r.closing is not None else _closing(closing))
         params = replace(r.params, max_tokens=remaining, thinking_budget=-1)
         again.append((i, replace(r, prefix=r.prefix + written, params=params), written, hit))
     if again:
@@ -162,6 +166,11 @@ def complete_with_budget(
                 transport_retries=o1.transport_retries + o2.transport_retries,
             )
     return final
+
+
+def _closed(sentence: str) -> str:
+    """The closing sentence ended by ``</think>`` (the official one holds it, with text after it)."""
+    return sentence if THINK_END in sentence else sentence + THINK_END
 
 
 def _closing(closing: str | None) -> str:

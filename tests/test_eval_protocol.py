@@ -210,3 +210,49 @@ def test_official_protocol_runs_on_the_tiny_model_reproducibly(tmp_path, capsys)
     ]
     assert read[0] == read[1] and len(read[0]) == 3
     capsys.readouterr()
+
+
+def test_airbench_null_choices_become_none_options_under_the_official_protocol(tmp_path):
+    # official dataset_collection/airbench.py: str(choice) of every choice_<x> key, so a null
+    # choice is an option reading "None"; ours drops it (and letters skip it)
+    from alarm.evaluation.benchmarks import get_benchmark
+    from alarm.evaluation.benchmarks.base import load_items
+    from tests.test_eval_support import SPEAKER, air_entry
+
+    entries = [
+        air_entry(1, *SPEAKER, "id1.wav", {"a": "Male", "b": "Female", "c": None}, "Male"),
+        air_entry(2, *SPEAKER, "id2.wav", {"a": "Male", "b": "Female"}, "Female"),
+    ]
+    build_airbench(tmp_path, entries, audio=False)
+    spec = get_benchmark("airbench")
+    ours = load_items(spec, tmp_path, check_audio=False)
+    official = load_items(spec, tmp_path, check_audio=False, null_choice=protocol.OFFICIAL.null_choice("airbench"))
+    assert (ours[0].choices, ours[0].letters) == (("Male", "Female"), ("A", "B"))
+    assert (official[0].choices, official[0].letters) == (("Male", "Female", "None"), ("A", "B", "C"))
+    assert official[0].record["choice_c"] is None  # the entry itself stays as released
+    assert official[1].choices == ours[1].choices  # absent keys stay absent
+    assert protocol.OURS.null_choice("airbench") is None and protocol.OFFICIAL.null_choice("mmsu") is None
+    assert protocol.OFFICIAL.settings()["airbench_null_choice"] == "None"  # run.json records it
+
+
+def test_eval_score_official_protocol_applies_the_airbench_none_rule(tmp_path, capsys):
+    from tests.test_eval_support import SPEAKER, air_entry
+
+    entries = [
+        air_entry(1, *SPEAKER, "id1.wav", {"a": "Male", "b": "Female", "c": None}, "Male"),
+        air_entry(2, *SPEAKER, "id2.wav", {"a": "Male", "b": "Female"}, "Female"),
+    ]
+    build_airbench(tmp_path / "AIR", entries, audio=False)
+    predictions = tmp_path / "predictions.jsonl"
+    rows = [{"id": "1", "output": "<answer>2</answer>"}, {"id": "2", "output": "<answer>1</answer>"}]
+    predictions.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    base = ["eval", "score", "airbench", "--predictions", str(predictions), "--data", str(tmp_path / "AIR")]
+
+    def overall(*extra):
+        assert main([*base, *extra]) == 0
+        return json.loads(capsys.readouterr().out)["overall"]
+
+    # option 2 of item 1 is the "None" option, which the official scorer reads as choice A (Male)
+    assert overall("--protocol", "official") == 100.0
+    # the same extraction without the official AIR-Bench rules: item 1 has no option 2
+    assert overall("--protocol", "ours", "--extraction", "alarm") == 50.0

@@ -223,6 +223,7 @@ def _score(args: argparse.Namespace) -> int:
             extraction=args.extraction,
             scheme=args.scheme,
             prediction_key=args.prediction_key,
+            protocol=args.protocol,
         )
     except (BenchmarkError, KeyError, ValueError, OSError) as err:
         print(f"alarm eval score: {err}", file=sys.stderr)
@@ -384,7 +385,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="extract: deterministic answer extraction, unparsed = wrong (default); "
         "official: the official script's rule on the prediction as written",
     )
-    p.add_argument("--extraction", choices=("strict", "alarm"), default="strict")
+    p.add_argument(
+        "--extraction", choices=("strict", "alarm"), default=None, help="default: the protocol's (ours: strict)"
+    )
+    p.add_argument(
+        "--protocol",
+        choices=("ours", "official"),
+        default="ours",
+        help="official: the protocol's extraction, AIR-Bench null choices kept as 'None' options and a 'None' "
+        "answer scored as choice A, as `alarm eval --protocol official` scores (docs/evaluation.md)",
+    )
     p.add_argument(
         "--scheme",
         choices=("letter", "option_id"),

@@ -260,7 +260,7 @@ def evaluate(
     official_texts.apply_to_model(model, texts)
     if texts is not None:
         system = system if system is not None else prompts.system_prompt(style, texts)
-    items = load_items(spec, data, split, audio_cache=audio_cache)
+    items = load_items(spec, data, split, audio_cache=audio_cache, null_choice=proto.null_choice(spec.name))
     if limit is not None:
         items = items[:limit]
     run_dir = Path(out) / run_dir_name(spec, split)
@@ -318,7 +318,7 @@ def evaluate(
     records = store.load()
     outputs = {i: r["output"] for i, r in records.items()}
     schemes = {i: prompts.scheme(r.get("style", style)) for i, r in records.items()}
-    none_is_first = proto.airbench_none_is_a and spec.name == "airbench"
+    none_is_first = proto.none_is_first(spec.name)
     result = finish(
         spec, items, outputs, schemes, run_dir, split, settings, extraction=extraction, none_is_first=none_is_first
     )
@@ -368,6 +368,7 @@ def read_predictions(
     scheme: str | None = None,
     rule: str = "extract",
     prediction_key: str | None = None,
+    null_choice: str | None = None,
 ) -> tuple[list[Item], dict[str, str], dict[str, str], str]:
     """Items, predictions by id, label scheme by id and split of a predictions file.
 
@@ -376,7 +377,8 @@ def read_predictions(
     prediction added (``model_output`` / ``model_prediction`` for MMAU, ``answer_prediction`` /
     ``model_prediction`` for MMAR, ``response`` for MMSU and AIR-Bench), answers included; the
     audio fields are not read. ``prediction_key`` reads that key alone, as one version of an
-    official script does (see :func:`prediction_keys`).
+    official script does (see :func:`prediction_keys`). ``null_choice``: see
+    :func:`alarm.evaluation.benchmarks.base.with_null_choices`.
     """
     path = Path(path)
     entries = read_entries(path)
@@ -385,7 +387,7 @@ def read_predictions(
         split = split or str(first.get("split") or spec.default_split)
         if split not in spec.splits:
             split = spec.default_split
-        items = items_from_entries(spec, entries, path, split, check_audio=False)
+        items = items_from_entries(spec, entries, path, split, check_audio=False, null_choice=null_choice)
         keys = prediction_keys(spec, rule, prediction_key)
         predictions = keyed_predictions(items, keys, path)
         if not predictions and spec.missing_prediction != "empty":  # the official script prints no figure
@@ -398,7 +400,7 @@ def read_predictions(
         if prediction_key is not None:
             raise BenchmarkError(f"{path}: --prediction-key is for official prediction files; this is `alarm eval`'s")
         split = split or spec.default_split
-        items = load_items(spec, data, split, check_audio=False)
+        items = load_items(spec, data, split, check_audio=False, null_choice=null_choice)
         records = PredictionStore(path).load()
         known = {item.id for item in items}
         stray = [i for i in records if i not in known]
@@ -467,15 +469,39 @@ def score_file(
     data: str | os.PathLike[str] | None = None,
     split: str | None = None,
     rule: str = "extract",
-    extraction: str = "strict",
+    extraction: str | None = None,
     scheme: str | None = None,
     prediction_key: str | None = None,
+    protocol: str = "ours",
 ) -> Scores:
-    """Score an existing predictions file (see :func:`read_predictions` for the formats)."""
+    """Score an existing predictions file (see :func:`read_predictions` for the formats).
+
+    ``protocol`` (:mod:`alarm.evaluation.protocol`) sets what scoring takes from it: the
+    extraction (when ``extraction`` is None) and, under ``official``, AIR-Bench's null choices
+    listed as "None" options and a "None" answer scored as choice A, as in ``alarm eval
+    --protocol official``.
+    """
+    proto = protocols.get(protocol)
     items, predictions, schemes, split = read_predictions(
-        spec, path, data=data, split=split, scheme=scheme, rule=rule, prediction_key=prediction_key
+        spec,
+        path,
+        data=data,
+        split=split,
+        scheme=scheme,
+        rule=rule,
+        prediction_key=prediction_key,
+        null_choice=proto.null_choice(spec.name),
     )
     try:
-        return score(spec, items, predictions, rule=rule, extraction=extraction, scheme=schemes, split=split)
+        return score(
+            spec,
+            items,
+            predictions,
+            rule=rule,
+            extraction=extraction or proto.extraction,
+            scheme=schemes,
+            split=split,
+            none_is_first=proto.none_is_first(spec.name),
+        )
     except BenchmarkError as err:  # name the file, as the reading errors do
         raise BenchmarkError(f"{path}: {err}") from None

@@ -18,7 +18,8 @@ between two models is not sampling noise.
   when it is not a number (:func:`alarm.evaluation.answers.alarm_extract`);
 * AIR-Bench: ``scripts/benchmarks/evaluation/airbench.py`` scores a "None" prediction as
   choice A; ``scripts/benchmarks/dataset_collection/airbench.py`` crops every clip to its
-  first 60 s;
+  first 60 s and lists a null choice as an option reading "None" (``str(choice)``), where
+  ours drops it;
 * audio: every benchmark's clips are decoded at 16 kHz (``datasets.Audio(sampling_rate=16000)``,
   ``SAMPLING_RATE`` in ``scripts/benchmarks/dataset_collection/utils.py``) before the feature
   extractors, which resample to their own rate: MuQ (24 kHz) hears 16 kHz audio upsampled,
@@ -49,16 +50,23 @@ class Protocol:
     airbench_none_is_a: bool  # a "None" AIR-Bench prediction scores as choice A
     airbench_crop_s: float | None  # AIR-Bench clips cut to their first N seconds
     audio_rate: int | None  # every clip resampled to this rate before the encoders (None: per encoder)
+    airbench_null_choice: str | None  # the option a null AIR-Bench choice becomes (None: dropped)
 
     def crop_seconds(self, benchmark: str) -> float | None:
         return self.airbench_crop_s if benchmark == "airbench" else None
+
+    def null_choice(self, benchmark: str) -> str | None:
+        return self.airbench_null_choice if benchmark == "airbench" else None
+
+    def none_is_first(self, benchmark: str) -> bool:
+        return self.airbench_none_is_a and benchmark == "airbench"
 
     def settings(self) -> dict[str, Any]:
         return asdict(self)
 
 
-OURS = Protocol("ours", False, "remaining", None, "strict", False, None, None)
-OFFICIAL = Protocol("official", True, "full", 16384, "alarm", True, 60.0, 16000)
+OURS = Protocol("ours", False, "remaining", None, "strict", False, None, None, None)
+OFFICIAL = Protocol("official", True, "full", 16384, "alarm", True, 60.0, 16000, "None")
 
 _BY_NAME = {p.name: p for p in (OURS, OFFICIAL)}
 

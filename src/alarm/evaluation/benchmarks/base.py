@@ -252,24 +252,28 @@ def parse_entry(
     *,
     required: Sequence[str] | None = None,
     audio: Path | None = None,
+    null_choice: str | None = None,
 ) -> Item:
     """One release entry as an :class:`Item` (audio existence is checked by the caller).
 
     ``required`` replaces the spec's required fields and ``audio`` the spec's audio path rule,
-    for layouts that carry the audio themselves.
+    for layouts that carry the audio themselves. ``null_choice``: the option text a present
+    but null ``choice_<x>`` field becomes (None: the option is dropped); see
+    :func:`with_null_choices`.
     """
     ident = entry.get(spec.id_field)
     label = _label(path, place, ident)
     kind = spec.question_type(entry) if spec.question_type is not None else "choice"
     if kind not in QUESTION_KINDS:
         raise BenchmarkError(f"{label}: cannot tell what kind of question this is")
+    listed = entry if null_choice is None else with_null_choices(entry, null_choice)  # record stays as released
     for name in spec.required if required is None else required:
-        if not filled(entry.get(name)):
+        if not filled(listed.get(name)):
             if name == spec.answer_field and (split in spec.answers_withheld or kind == "instruction"):
                 continue
             raise BenchmarkError(f"{label}: missing or empty field {name!r}")
     try:
-        choices = spec.choices(entry)
+        choices = spec.choices(listed)
     except (BenchmarkError, TypeError, ValueError) as err:
         raise BenchmarkError(f"{label}: {err}") from None
     if kind == "choice" and len(choices) < 2:
@@ -318,9 +322,15 @@ def parse_entry(
 
 
 def items_from_entries(
-    spec: BenchmarkSpec, entries: list[tuple[str, dict[str, Any]]], path: Path, split: str, *, check_audio: bool
+    spec: BenchmarkSpec,
+    entries: list[tuple[str, dict[str, Any]]],
+    path: Path,
+    split: str,
+    *,
+    check_audio: bool,
+    null_choice: str | None = None,
 ) -> list[Item]:
-    """Items of (place, entry) pairs read from ``path``; ids must be unique.
+    """Items of (place, entry) pairs read from ``path``; ids must be unique (``null_choice``: :func:`parse_entry`).
 
     With ``check_audio`` every clip must exist; without, the items are for scoring: the audio
     fields may be missing or empty (the item's audio is then :data:`NO_AUDIO`).
@@ -334,7 +344,8 @@ def items_from_entries(
             left_out += 1  # the official scorer drops it too
             continue
         names_audio = check_audio or all(filled(entry.get(name)) for name in spec.audio_fields)
-        item = parse_entry(spec, entry, path, place, split, required=required, audio=None if names_audio else NO_AUDIO)
+        audio = None if names_audio else NO_AUDIO
+        item = parse_entry(spec, entry, path, place, split, required=required, audio=audio, null_choice=null_choice)
         if item.id in seen:
             raise BenchmarkError(f"{path}: {place}: duplicate id {item.id!r} (first at {seen[item.id]})")
         seen[item.id] = place
@@ -457,12 +468,15 @@ def load_items(
     *,
     check_audio: bool = True,
     audio_cache: str | os.PathLike[str] | None = None,
+    null_choice: str | None = None,
 ) -> list[Item]:
     """All items of a benchmark split as the release lays it out under ``data``.
 
     ``check_audio``: every clip must exist (Parquet: must decode, and is extracted); without
     it the items are for scoring only and entries need not name their clip.
     ``audio_cache``: where a Parquet release's clips go; default ``<data>/<layout.cache>``.
+    ``null_choice``: the text of a null ``choice_<x>`` option (:func:`with_null_choices`; JSON
+    releases, AIR-Bench's layout); None drops such options.
     """
     split = split or spec.default_split
     files = spec.release_files(data, split)
@@ -470,7 +484,18 @@ def load_items(
         root = Path(data) if Path(data).is_dir() else Path(data).parent
         cache = Path(audio_cache) if audio_cache is not None else root / spec.parquet.cache
         return items_from_parquet(spec, files, split, cache, check_audio=check_audio)
-    return items_from_entries(spec, read_entries(files[0]), files[0], split, check_audio=check_audio)
+    entries = read_entries(files[0])
+    return items_from_entries(spec, entries, files[0], split, check_audio=check_audio, null_choice=null_choice)
+
+
+def with_null_choices(entry: Mapping[str, Any], text: str) -> dict[str, Any]:
+    """``entry`` with each present but null ``choice_<x>`` field set to ``text``.
+
+    The official AIR-Bench preparation lists every ``choice_<x>`` key the entry has and writes
+    each with ``str()``, so a null choice becomes an option reading "None"
+    (``scripts/benchmarks/dataset_collection/airbench.py``); absent keys stay absent.
+    """
+    return {k: text if k.startswith("choice_") and v is None else v for k, v in entry.items()}
 
 
 def letter_choices(entry: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -516,3 +516,41 @@ def test_corpus_stats_table_one(tmp_path: Path) -> None:
     assert rows["Total"]["unique_audio"]["total"] == 6
     by_dataset = {row["name"] for row in corpus_stats([tmp_path / "sources.jsonl"], by="dataset").table()}
     assert by_dataset == {"esc50", "vctk", "Total"}
+
+
+# -- metadata layouts --------------------------------------------------------------------------
+
+
+def test_official_metadata_layout_on_fabricated_records() -> None:
+    from alarm.corpus.collection import Turn, render_metadata
+
+    speech = render_metadata(2.6, text="Please call Stella.", text_label="transcript", fields=(("Gender", "female"),))
+    assert speech == "[00:00.0-00:02.6] transcript: Please call Stella.\nduration: 2.6 s; Gender: female"
+    # official: whole seconds by round(), spoken words as they are, names lower-cased, one line
+    assert render_metadata(
+        2.6, text="Please call Stella.", text_label="transcript", fields=(("Gender", "female"), ("age", "23")),
+        layout="official",
+    ) == "[00:00-00:03] Please call Stella. (duration: 3s, gender: female, age: 23)"  # fmt: skip
+    # any other text is a caption, between bars; minutes run past 59
+    assert render_metadata(3725.0, text="a dog barks", text_label="sound event", layout="official") == (
+        "[00:00-62:05] |a dog barks| (duration: 3725s)"
+    )
+    # timed turns (utterances): [start-end, speaker] text; the duration is where the last turn ends
+    turns = (Turn(0.2, 1.4, "speaker 1", "okay"), Turn(2.1, 4.0, "speaker 2", "see it", (("emotion", "joy"),)))
+    assert render_metadata(4.5, turns=turns, fields=(("speakers", "2"),), layout="official") == (
+        "[00:00-00:01, speaker 1] okay [00:02-00:04, speaker 2, emotion: joy] see it (duration: 4s, speakers: 2)"
+    )
+    assert render_metadata(1.0, fields=(("genre", "jazz"),), layout="official") == "(duration: 1s, genre: jazz)"
+    with pytest.raises(ValueError, match="layout"):
+        render_metadata(1.0, text="x", layout="paper")
+
+
+def test_collector_writes_the_layout_it_is_given(tmp_path: Path) -> None:
+    wav(tmp_path / "a.wav", 2.0)
+    (tmp_path / "clips.csv").write_text("clip,file,label,start,length\ndog,a.wav,dog barking,0,2\n")
+    ours, _ = run(toy_spec(), tmp_path)
+    official, _ = run(toy_spec(), tmp_path, metadata_layout="official")
+    assert ours[0].metadata == "[00:00.0-00:02.0] label: dog barking\nduration: 2.0 s"
+    assert official[0].metadata == "[00:00-00:02] |dog barking| (duration: 2s)"
+    with pytest.raises(ValueError, match="metadata_layout"):
+        CollectOptions(metadata_layout="paper")

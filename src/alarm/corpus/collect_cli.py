@@ -47,6 +47,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default="header",
         help="header: read each file's header (fast); decode: also decode every segment (catches truncation)",
     )
+    collect.add_argument(
+        "--metadata-layout",
+        choices=("ours", "official"),
+        default="ours",
+        help="official: the official repository's one-line metadata layout, '[00:00-00:02] text (duration: 2s, "
+        "k: v)', captions between bars (docs/corpus.md)",
+    )
     collect.add_argument("--workers", type=int, default=4, help="threads reading audio headers")
     collect.add_argument("--limit", type=int, help="stop after this many records (a quick look)")
     collect.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -101,6 +108,7 @@ def _collect(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=not args.no_progress,
             limit=args.limit,
+            metadata_layout=args.metadata_layout,
         )
         summary = collect_to_file(spec, args.root, args.out, rejects=args.rejects, options=options)
     except (SpecError, CollectError, ValueError) as err:

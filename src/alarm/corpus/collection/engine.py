@@ -24,7 +24,7 @@ from typing import Any
 
 from alarm import io as atomic
 from alarm.corpus.collection.errors import CollectError, EntryProblem
-from alarm.corpus.collection.metadata import Turn, render_metadata
+from alarm.corpus.collection.metadata import LAYOUTS, Turn, render_metadata
 from alarm.corpus.collection.readers import Item
 from alarm.corpus.collection.rejects import (
     BAD_ANNOTATION,
@@ -58,7 +58,8 @@ class CollectOptions:
     ``decode`` also decodes every segment with :func:`alarm.audio.load_audio`, which
     catches truncated files and NaN samples at the cost of reading all the audio.
     ``workers`` threads read headers in parallel (I/O bound). ``limit`` stops after that many
-    kept records (a quick look at a new dataset).
+    kept records (a quick look at a new dataset). ``metadata_layout``: ``ours`` or
+    ``official`` (the official repository's one-line layout; :mod:`.metadata`).
     """
 
     validation_fraction: float = 0.1
@@ -66,6 +67,7 @@ class CollectOptions:
     workers: int = 4
     progress: bool = True
     limit: int | None = None
+    metadata_layout: str = "ours"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.validation_fraction <= 1.0:
@@ -74,6 +76,8 @@ class CollectOptions:
             raise ValueError(f"check must be 'header' or 'decode', got {self.check!r}")
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.metadata_layout not in LAYOUTS:
+            raise ValueError(f"metadata_layout must be one of {LAYOUTS}, got {self.metadata_layout!r}")
 
 
 @dataclass
@@ -462,7 +466,12 @@ class Collector:
             metadata = cand.text
         else:
             metadata = render_metadata(
-                duration, text=cand.text, text_label=self.spec.text_label, turns=cand.turns, fields=cand.fields
+                duration,
+                text=cand.text,
+                text_label=self.spec.text_label,
+                turns=cand.turns,
+                fields=cand.fields,
+                layout=self.options.metadata_layout,
             )
         split = cand.split or hash_split(cand.split_key or cand.id, self.options.validation_fraction)
         try:

@@ -82,7 +82,7 @@ def test_loss_covers_target_tokens_only():
     audio = _batch(model, [noise_wave(1.0), noise_wave(2.0, seed=1)])
     slots = model.audio_slots(audio.lengths)
     examples = [
-        build_example(model.tokenizer, model.user_parts(q, s), system="sys", target=t)
+        build_example(model.tokenizer, model.user_parts(q, s), system="sys", target=t, eos=True)
         for q, s, t in zip(
             ["Describe it.", "Loud?"], slots, ["<think>\nnoise</think>\n\nNoise.", "<think>\nyes</think>\n\nYes."]
         )

@@ -256,3 +256,30 @@ def test_eval_score_official_protocol_applies_the_airbench_none_rule(tmp_path, c
     assert overall("--protocol", "official") == 100.0
     # the same extraction without the official AIR-Bench rules: item 1 has no option 2
     assert overall("--protocol", "ours", "--extraction", "alarm") == 50.0
+
+
+def test_eval_score_takes_the_protocol_from_the_runs_run_json_and_the_flag_wins(tmp_path, capsys):
+    from tests.test_eval_support import SPEAKER, air_entry
+
+    entries = [
+        air_entry(1, *SPEAKER, "id1.wav", {"a": "Male", "b": "Female", "c": None}, "Male"),
+        air_entry(2, *SPEAKER, "id2.wav", {"a": "Male", "b": "Female"}, "Female"),
+    ]
+    build_airbench(tmp_path / "AIR", entries, audio=False)
+    run = tmp_path / "out" / "airbench"
+    run.mkdir(parents=True)
+    predictions = run / "predictions.jsonl"
+    rows = [{"id": "1", "output": "<answer>2</answer>"}, {"id": "2", "output": "<answer>1</answer>"}]
+    predictions.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    base = ["eval", "score", "airbench", "--predictions", str(predictions), "--data", str(tmp_path / "AIR")]
+
+    def overall(*extra):
+        assert main([*base, *extra]) == 0
+        return json.loads(capsys.readouterr().out)["overall"]
+
+    assert overall() == 0.0  # no run.json: ours (strict extraction reads no letter in "<answer>2</answer>")
+    (run / "run.json").write_text(json.dumps({"protocol": protocol.OFFICIAL.settings(), "limit": None}))
+    assert overall() == 100.0  # the run was made under the official protocol: scored as it was
+    assert overall("--protocol", "ours") == 0.0  # an explicit flag wins
+    (run / "run.json").write_text(json.dumps({"protocol": {"name": "paper"}}))
+    assert main(base) == 2 and "protocol is one of" in capsys.readouterr().err

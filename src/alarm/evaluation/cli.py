@@ -190,7 +190,7 @@ def _run_options(args: argparse.Namespace) -> dict:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from alarm.evaluation.evaluate import score_file
+    from alarm.evaluation.evaluate import run_protocol, score_file
 
     if args.benchmark == RUBRICS:
         from alarm.evaluation.rubrics import score_rubrics_file
@@ -223,7 +223,7 @@ def _score(args: argparse.Namespace) -> int:
             extraction=args.extraction,
             scheme=args.scheme,
             prediction_key=args.prediction_key,
-            protocol=args.protocol,
+            protocol=args.protocol or run_protocol(args.predictions),
         )
     except (BenchmarkError, KeyError, ValueError, OSError) as err:
         print(f"alarm eval score: {err}", file=sys.stderr)
@@ -391,9 +391,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--protocol",
         choices=("ours", "official"),
-        default="ours",
+        default=None,
         help="official: the protocol's extraction, AIR-Bench null choices kept as 'None' options and a 'None' "
-        "answer scored as choice A, as `alarm eval --protocol official` scores (docs/evaluation.md)",
+        "answer scored as choice A, as `alarm eval --protocol official` scores (docs/evaluation.md); default: the "
+        "protocol in the run.json beside the predictions, else ours",
     )
     p.add_argument(
         "--scheme",

@@ -462,6 +462,20 @@ def keyed_predictions(items: Sequence[Item], keys: Sequence[str], path: Path) ->
     return predictions
 
 
+def run_protocol(predictions: str | os.PathLike[str]) -> str:
+    """The protocol a predictions file was made with: the one its run folder's ``run.json``
+    records, so rescoring a run scores it as ``alarm eval`` did; ``ours`` for a file outside a
+    run folder (an official answer file) or a run.json from before protocols were recorded."""
+    run = Path(predictions).parent / "run.json"
+    if not run.is_file():
+        return protocols.OURS.name
+    try:
+        name = (json.loads(run.read_text(encoding="utf-8")).get("protocol") or {}).get("name", protocols.OURS.name)
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise BenchmarkError(f"{run}: not a run.json of `alarm eval` ({err})") from None
+    return protocols.get(name).name
+
+
 def score_file(
     spec: BenchmarkSpec,
     path: str | os.PathLike[str],

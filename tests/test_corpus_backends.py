@@ -63,6 +63,23 @@ def test_zero_budget_skips_reasoning_and_total_cap_still_holds():
     assert c.finish_reason == "length" and c.text.endswith("</think>\n\nthe ")  # 5 + 1 tokens in all
 
 
+def test_full_second_pass_gets_all_of_max_tokens_again():
+    answer = FULL + " " + " ".join(f"w{i}" for i in range(8))  # 2 + 8 answer tokens after </think>
+    # remaining (ours): budget 5 of max 6 leaves the answer 1 token
+    (c,) = _scripted(answer).complete([_req(thinking_budget=5, max_tokens=6)])
+    assert c.finish_reason == "length" and c.text.endswith("</think>\n\nthe ") and c.num_tokens == 6
+    # full (official rephrasing): the answer gets 6 tokens of its own
+    (c,) = _scripted(answer).complete([_req(thinking_budget=5, max_tokens=6, second_pass="full")])
+    assert c.finish_reason == "length" and c.text.endswith("</think>\n\nthe answer w0 w1 w2 w3 ") and c.num_tokens == 11
+    # and the first pass is the budget itself, even above max_tokens (its own cap officially)
+    (c,) = _scripted().complete([_req(thinking_budget=10, max_tokens=6, second_pass="full")])
+    assert c.text.startswith("r0 r1 r2 r3 r4 r5 r6 r7 r8 r9 " + DEFAULT_CLOSING) and c.finish_reason == "stop"
+    (c,) = _scripted().complete([_req(thinking_budget=10, max_tokens=6)])
+    assert c.text == "r0 r1 r2 r3 r4 r5 " and c.finish_reason == "length"  # remaining: nothing left
+    with pytest.raises(ValueError, match="second_pass is one of"):
+        SamplingParams(second_pass="half")
+
+
 def test_no_budget_and_plain_max_tokens():
     (c,) = _scripted().complete([_req(max_tokens=3)])
     assert (c.text, c.finish_reason, c.num_tokens) == ("r0 r1 r2 ", "length", 3)

@@ -214,3 +214,13 @@ def test_rephrase_exposure_check_flag(fixture, tmp_path, capsys):
     assert main(build_args(fixture, tmp_path / "file", "--config", str(config), "--limit", "2", "--no-progress")) == 0
     assert json.loads((tmp_path / "file" / "build.json").read_text())["rephrase_exposure_check"] is True
     capsys.readouterr()
+
+
+def test_rephrase_second_pass_flag_reaches_the_rephrasing_requests(fixture, tmp_path, capsys):
+    out = tmp_path / "remaining"
+    assert main(build_args(fixture, out, "--rephrase-second-pass", "remaining", "--limit", "2", "--no-progress")) == 0
+    assert json.loads((out / "build.json").read_text())["rephrase_second_pass"] == "remaining"
+    rephrased = [r for r in records(out).values() if "rephrase" in r.provenance["stages"]]
+    passes = {r.provenance["stages"]["rephrase"]["sampling"]["second_pass"] for r in rephrased}
+    assert passes == {"remaining"}
+    capsys.readouterr()

@@ -163,6 +163,8 @@ def test_respond_and_rephrase_exactly(full):
     assert "</think>" not in r.rephrase_reasoning and r.rephrase_reasoning not in r.response
     rephrase = [q for q in recorder.stage_requests("rephrase") if r.metadata in q.messages[1]["content"]]
     assert rephrase[0].params.thinking_budget == 1536 and respond[0].params.thinking_budget == -1
+    # official: the rephrasing's second pass gets all of max_tokens again; R0's keeps what is left
+    assert rephrase[0].params.second_pass == "full" and respond[0].params.second_pass == "remaining"
     assert "<original_reasoning>\nThe description says:" in rephrase[0].messages[1]["content"]
     # provenance: instruction versions, sampling and the per-record seed of every LLM stage
     assert r.provenance["instructions"] == instructions.refs()
@@ -174,7 +176,9 @@ def test_respond_and_rephrase_exactly(full):
         "top_k": 20,
         "thinking_budget": 1536,
         "seed": stable_seed(0, "rephrase", r.id, 0) % 2**31,
+        "second_pass": "full",
     }
+    assert r.provenance["rephrase_second_pass"] == "full"
     assert stage["attempts"] == 1 and stage["backend"]["backend"] == "scripted"
     assert r.provenance["stages"]["prompts"]["sampling"]["temperature"] == 0.7  # Q's settings
 
@@ -1005,3 +1009,6 @@ def test_official_corpus_defaults():
     config = BuildConfig(sources=("x",), output="o", audio_check="none")
     assert (config.spoken_query_text, config.respond_max_tokens, config.keep_unfinished) == ("context", 512, True)
     assert config.max_audio_seconds == 60.0 and config.thinking_budget == 1536
+    assert config.rephrase_second_pass == "full"  # official: the rewrite gets all 4096 tokens after B
+    with pytest.raises(ValueError, match="rephrase_second_pass is one of"):
+        BuildConfig(sources=("x",), output="o", audio_check="none", rephrase_second_pass="half")

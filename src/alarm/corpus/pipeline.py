@@ -63,6 +63,7 @@ from typing import Any
 
 from alarm.corpus import instructions
 from alarm.corpus.backends import Backend, BackendSpec, ChatRequest, Completion, SamplingParams, build_backend
+from alarm.corpus.backends.base import SECOND_PASS
 from alarm.corpus.prompts import (
     stable_seed,
 )
@@ -140,10 +141,14 @@ class BuildConfig:
 
     Sampling defaults follow Qwen3's advice: instruct (Q) temperature 0.7 / top-p 0.8,
     thinking (RLM) 0.6 / 0.95, top-k 20. ``thinking_budget`` is B of the rephrasing pass
-    (paper: 1536); ``respond_thinking_budget`` limits R0's reasoning alone (-1: no separate
-    limit). ``respond_max_tokens`` caps R0 as a whole, reasoning and answer together: 512 in
-    the official ``generate_responses.py`` / ``generate_instruction_responses.py`` (None: the
-    RLM's ``rlm_sampling.max_tokens``, 4096, which this project used before: fewer R0s end
+    (paper: 1536); ``rephrase_second_pass`` is how long the rephrasing runs after reasoning
+    cut at B: ``full`` (official ``get_rephrased_response``: all of ``rlm_sampling.max_tokens``,
+    4096, again) or ``remaining`` (ours before: what B left of it, so 4096 caps the whole
+    reply and a long rewrite after a cut is cut too). ``respond_thinking_budget`` limits R0's
+    reasoning alone (-1: no separate limit; its second pass gets what is left).
+    ``respond_max_tokens`` caps R0 as a whole, reasoning and answer together: 512 in the
+    official ``generate_responses.py`` / ``generate_instruction_responses.py`` (None: the RLM's
+    ``rlm_sampling.max_tokens``, 4096, which this project used before: fewer R0s end
     mid-thought, but the targets are longer than the ones the paper trained on).
     ``keep_unfinished`` (official: on) keeps an R0 cut at that cap as it stands, often inside
     its reasoning; rephrasing then rewrites only what is there (instruction
@@ -175,6 +180,7 @@ class BuildConfig:
     languages: tuple[str, ...] = ("en", "de", "fr", "es", "it", "zh", "ru", "ja")
     max_prompt_chars: int = 400
     thinking_budget: int = 1536
+    rephrase_second_pass: str = "full"  # full (official) | remaining
     respond_thinking_budget: int = -1
     rlm_thinks: bool = True
     rephrase_exposure_check: bool = False
@@ -217,6 +223,8 @@ class BuildConfig:
             raise ValueError("thinking budgets are -1 (none) or a number of tokens >= 0")
         if self.grounding is not None and not 0 <= self.grounding <= 1:
             raise ValueError(f"grounding is a share in [0, 1] (or None: off), got {self.grounding}")
+        if self.rephrase_second_pass not in SECOND_PASS:
+            raise ValueError(f"rephrase_second_pass is one of {SECOND_PASS}, got {self.rephrase_second_pass!r}")
         if self.spoken_query_text not in ("context", "transcript"):
             raise ValueError(f"spoken_query_text is context or transcript, got {self.spoken_query_text!r}")
         if self.respond_max_tokens is not None and self.respond_max_tokens < 1:

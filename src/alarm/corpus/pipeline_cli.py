@@ -29,6 +29,7 @@ _DIRECT = {
     "multilingual_share": "multilingual_share",
     "languages": "languages",
     "thinking_budget": "thinking_budget",
+    "rephrase_second_pass": "rephrase_second_pass",
     "respond_thinking_budget": "respond_thinking_budget",
     "max_attempts": "max_attempts",
     "validation_fraction": "validation_fraction",
@@ -149,6 +150,12 @@ def add_commands(corpus_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--multilingual-share", type=float, help="share of non-English candidates (default 0.2)")
     p.add_argument("--languages", type=_csv, help="allowed language tags, comma-separated (must include en)")
     p.add_argument("--thinking-budget", type=int, help="B of the rephrasing pass (default 1536; -1 none)")
+    p.add_argument(
+        "--rephrase-second-pass",
+        choices=("full", "remaining"),
+        help="after reasoning cut at the budget, the rephrasing runs for all of max_tokens again (full, official) or "
+        "for what the budget left of it (remaining) (default full)",
+    )
     p.add_argument("--respond-thinking-budget", type=int, help="budget of R0's reasoning (default -1: none)")
     p.add_argument(
         "--rephrase-exposure-check",

@@ -177,6 +177,7 @@ class AudioStage(Stage):
             "instructions": instructions.refs(),
             "seed": self.config.seed,
             "thinking_budget": self.config.thinking_budget,
+            "rephrase_second_pass": self.config.rephrase_second_pass,
             "respond_thinking_budget": self.config.respond_thinking_budget,
             "split_rule": rule,
             "special_case": "spoken_query" if self.spoken(record) else None,
@@ -491,7 +492,10 @@ class RephraseStage(Stage):
         if self.spoken(record):
             return None
         fmt = self.format()
-        params = self.params(self.config.rlm_sampling, record, attempt, thinking_budget=self.config.thinking_budget)
+        cfg = self.config
+        params = self.params(
+            cfg.rlm_sampling, record, attempt, thinking_budget=cfg.thinking_budget, second_pass=cfg.rephrase_second_pass
+        )
         return ChatRequest(tuple(fmt.messages(record)), params, closing=fmt.closing)
 
     def apply(self, record: CorpusRecord, completion: Completion | None, attempt: int = 0) -> CorpusRecord:

@@ -23,7 +23,9 @@ only when a backend that needs them is made, so HTTP-only runs never load torch.
 **Thinking budget** (paper, Section 2.1; the official recipe): pass 1 generates at most
 ``B`` tokens; a completion that stopped is done; one cut off while still reasoning gets the
 closing sentence of :mod:`alarm.generation` plus ``</think>``, and every cut-off completion
-continues from ``prompt + what it wrote`` for the rest of ``max_tokens``. Every backend does
+continues from ``prompt + what it wrote`` for the rest of ``max_tokens`` (``second_pass=
+"remaining"``) or for all of ``max_tokens`` again (``"full"``, the official rephrasing's;
+:data:`base.SECOND_PASS`; the model's context length still bounds it). Every backend does
 the second pass by continuing an assistant prefix (:attr:`ChatRequest.prefix`; over HTTP the
 vLLM extension ``continue_final_message``).
 

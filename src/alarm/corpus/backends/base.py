@@ -30,9 +30,16 @@ def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
     return cls(**data)
 
 
+#: How long the thinking budget's second pass may run: ``remaining`` (what the first pass left
+#: of ``max_tokens``, so ``max_tokens`` caps the whole reply) or ``full`` (all of ``max_tokens``
+#: again after a first pass of ``thinking_budget`` tokens, as the official rephrasing does).
+SECOND_PASS = ("remaining", "full")
+
+
 @dataclass(frozen=True)
 class SamplingParams:
-    """Decoding settings of one request. ``thinking_budget`` -1 means no budget."""
+    """Decoding settings of one request. ``thinking_budget`` -1 means no budget;
+    ``second_pass``: see :data:`SECOND_PASS`."""
 
     max_tokens: int = 4096
     temperature: float = 0.7
@@ -40,18 +47,29 @@ class SamplingParams:
     top_k: int = 20
     thinking_budget: int = -1
     seed: int | None = None
+    second_pass: str = "remaining"
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be positive, got {self.max_tokens}")
         if self.thinking_budget < -1:
             raise ValueError(f"thinking_budget is -1 (none) or >= 0, got {self.thinking_budget}")
+        if self.second_pass not in SECOND_PASS:
+            raise ValueError(f"second_pass is one of {SECOND_PASS}, got {self.second_pass!r}")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ValueError(f"bad sampling values: temperature {self.temperature}, top_p {self.top_p}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SamplingParams:
         return _from_dict(cls, data, "sampling parameters")
+
+    def first_pass_tokens(self) -> int:
+        """The cap of the pass that reasons under the budget (``thinking_budget`` > 0)."""
+        return self.thinking_budget if self.second_pass == "full" else min(self.thinking_budget, self.max_tokens)
+
+    def second_pass_tokens(self, used: int) -> int:
+        """The cap of the pass after the budget, given the ``used`` tokens of the first."""
+        return self.max_tokens if self.second_pass == "full" else self.max_tokens - used
 
 
 @dataclass(frozen=True)
@@ -136,7 +154,7 @@ def complete_with_budget(
     transformers path appends, so every backend cuts reasoning off the same way.
     """
     first = [
-        replace(r, params=replace(r.params, max_tokens=min(r.params.thinking_budget, r.params.max_tokens)))
+        replace(r, params=replace(r.params, max_tokens=r.params.first_pass_tokens()))
         if r.params.thinking_budget > 0
         else r
         for r in requests
@@ -146,7 +164,7 @@ def complete_with_budget(
     final: list[Completion] = list(outs)
     again: list[tuple[int, ChatRequest, str, bool]] = []
     for i, (r, o) in enumerate(zip(requests, outs)):
-        remaining = r.params.max_tokens - o.num_tokens
+        remaining = r.params.second_pass_tokens(o.num_tokens)
         if r.params.thinking_budget < 0 or o.error or o.finish_reason != "length" or remaining < 1:
             continue
         written, hit = o.text, THINK_END not in o.text

@@ -2,11 +2,11 @@
 
 The layers, lowest first (docs/architecture.md, "Layers", shows the same table):
 
-    0  alarm (the package root: the version), alarm.io
+    0  alarm (the package root: the version), alarm.io, alarm.wer
     1  alarm.audio, alarm.packaged
     2  alarm.encoders
     3  alarm.modeling
-    4  alarm.chat | alarm.presets
+    4  alarm.chat | alarm.presets | alarm.official_texts
     5  alarm.generation (+ alarm.generation_vllm, the same job on another engine)
     6  alarm.corpus
     7  alarm.training | alarm.evaluation | alarm.serving
@@ -31,13 +31,14 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # (layer, unit, module prefixes). A prefix matches the module itself and its submodules;
 # the root package ``alarm`` matches only itself (it would otherwise match everything).
 UNITS: list[tuple[int, str, tuple[str, ...]]] = [
-    (0, "base", ("alarm", "alarm.io")),
+    (0, "base", ("alarm", "alarm.io", "alarm.wer")),
     (1, "audio", ("alarm.audio",)),
     (1, "packaged", ("alarm.packaged",)),
     (2, "encoders", ("alarm.encoders",)),
     (3, "modeling", ("alarm.modeling",)),
     (4, "chat", ("alarm.chat",)),
     (4, "presets", ("alarm.presets",)),
+    (4, "official_texts", ("alarm.official_texts",)),
     (5, "generation", ("alarm.generation", "alarm.generation_vllm")),
     (6, "corpus", ("alarm.corpus",)),
     (7, "training", ("alarm.training",)),

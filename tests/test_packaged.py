@@ -264,7 +264,7 @@ def test_converted_whisper_transcribes_espeak_speech(name, real_cache):
     from transformers import WhisperProcessor
 
     from alarm.demo.speech import espeak_available, speak
-    from alarm.evaluation.wer import word_error_rate
+    from alarm.wer import word_error_rate
 
     _require(name)
     if not espeak_available():

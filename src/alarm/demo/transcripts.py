@@ -3,7 +3,7 @@
 Answers are free text ('The speaker says "four two eight".'), so the words compared with the
 reference are the answer's longest quoted span when it quotes one, else the whole answer
 (:func:`spoken_words`); the same rule for every condition, so the baselines and the aligned
-model are measured alike. Reported: corpus WER over all speech clips (:mod:`alarm.evaluation.wer`),
+model are measured alike. Reported: corpus WER over all speech clips (:mod:`alarm.wer`),
 WER per kind of speech, and for digit strings the share answered with exactly those digits.
 Predictions go to an append-only store (one line per answer), so a killed run resumes.
 """
@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from alarm.audio import load_audio
 from alarm.evaluation.prompts import with_metadata
 from alarm.evaluation.runner import PredictionStore
-from alarm.evaluation.wer import DIGIT_WORDS, normalize_words, word_error_rate
+from alarm.wer import DIGIT_WORDS, normalize_words, word_error_rate
 
 _QUOTED = re.compile(r"[\"“«]([^\"”»]+)[\"”»]|'([^']{2,})'")
 

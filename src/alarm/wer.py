@@ -4,6 +4,8 @@ Both sides are normalised the same way before alignment: lower case, punctuation
 and digits spelled out one by one ("7, 3" and "seven three" and "73" all read "seven
 three"), so a model is not charged for writing numbers the other way. The rate is
 corpus-level (total edits / total reference words), as ASR toolkits report it.
+:func:`edit_distance` is shared with the corpus's Whisper check (``alarm.corpus.whisper_check``),
+which normalises the official way instead; this module sits in the base layer for both.
 """
 
 from __future__ import annotations

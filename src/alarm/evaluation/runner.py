@@ -15,13 +15,10 @@ record names the engine that wrote it.
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tqdm.auto import tqdm
@@ -30,6 +27,7 @@ from alarm.audio import AudioError, load_audio
 from alarm.evaluation import prompts
 from alarm.evaluation.benchmarks.base import BenchmarkError, Item
 from alarm.generation_vllm import ENGINES
+from alarm.io import JsonlStore
 
 if TYPE_CHECKING:  # torch and transformers load only when a model runs, not to score a file
     from alarm.audio import Waveform
@@ -39,63 +37,8 @@ if TYPE_CHECKING:  # torch and transformers load only when a model runs, not to 
 log = logging.getLogger(__name__)
 
 
-class PredictionStore:
-    """An append-only JSONL file of records keyed by ``id`` (first record of an id wins)."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    def _repair(self) -> None:
-        """Cut a torn last line (a run killed in the middle of a write)."""
-        if not self.path.exists():
-            return
-        with open(self.path, "rb+") as f:
-            data = f.read()
-            if not data or data.endswith(b"\n"):
-                return
-            keep = data.rfind(b"\n") + 1
-            log.warning(
-                "%s: dropping a torn last line (%d bytes) left by an interrupted run", self.path, len(data) - keep
-            )
-            f.truncate(keep)
-
-    def load(self) -> dict[str, dict[str, Any]]:
-        """All records by id; a line that is not a JSON object with an id is an error naming it."""
-        self._repair()
-        records: dict[str, dict[str, Any]] = {}
-        if not self.path.exists():
-            return records
-        with open(self.path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{self.path}: line {number} is not valid JSON: {err.msg}") from None
-                if not isinstance(record, dict) or "id" not in record:
-                    raise ValueError(f"{self.path}: line {number} is not a JSON object with an 'id'")
-                if str(record["id"]) in records:
-                    log.warning("%s: line %d repeats id %r; the first one is kept", self.path, number, record["id"])
-                    continue
-                records[str(record["id"])] = record
-        return records
-
-    def append(self, records: Sequence[Mapping[str, Any]]) -> None:
-        """Append whole lines in one write, then flush and fsync."""
-        if not records:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+# The append-only store moved to the base layer so corpus jobs (the Whisper check) resume alike.
+PredictionStore = JsonlStore
 
 
 class Engine(Protocol):

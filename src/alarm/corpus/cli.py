@@ -6,7 +6,11 @@ import argparse
 import importlib
 
 # Modules with `add_commands(corpus_subparsers)`: collectors, the generation pipeline, stats.
-CORPUS_COMMAND_MODULES: tuple[str, ...] = ("alarm.corpus.collect_cli", "alarm.corpus.pipeline_cli")
+CORPUS_COMMAND_MODULES: tuple[str, ...] = (
+    "alarm.corpus.collect_cli",
+    "alarm.corpus.pipeline_cli",
+    "alarm.corpus.whisper_check_cli",
+)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -1,9 +1,11 @@
 """The paper presets' fusion follows the released ALARM code (alarm_ca.yaml, MultiPerceiverFusion)."""
 
+import json
+
 import pytest
 import torch
 
-from alarm.modeling.fusion import FusionConfig, PerceiverFusion
+from alarm.modeling.fusion import CrossAttentionFusion, FusionConfig, PerceiverFusion
 from alarm.presets import build_model, preset_config
 
 torch.set_num_threads(1)
@@ -60,3 +62,63 @@ def test_audio_boundaries_are_trainable_and_saved(name):
     model = build_model(name)
     assert model.audio_boundaries.requires_grad and model.audio_boundaries.shape[0] == 2
     assert "audio_boundaries" in model.trainable_state_dict()
+
+
+def _memory_masks(memory_mask):
+    """The memory padding mask each conditional stream's cross-attention layer receives."""
+    config = FusionConfig(
+        type="cross_attention",
+        conditional=("w2vbert", "muq"),
+        hidden_size=8,
+        ffn_size=16,
+        num_heads=2,
+        memory_mask=memory_mask,
+    )
+    fusion = CrossAttentionFusion(config, {"whisper": 6, "w2vbert": 5, "muq": 4}, 8).eval()
+    seen = {}
+
+    def keep(name):
+        def hook(_module, _args, kwargs):
+            seen[name] = kwargs["memory_key_padding_mask"].clone()
+
+        return hook
+
+    for name in config.conditional:
+        fusion.blocks[name][0].register_forward_pre_hook(keep(name), with_kwargs=True)
+    # Each conditional stream is a frame longer or shorter than Whisper's, as at 25 Hz.
+    streams = {
+        "whisper": (torch.randn(2, 6, 6), torch.tensor([6, 3])),
+        "w2vbert": (torch.randn(2, 7, 5), torch.tensor([7, 4])),
+        "muq": (torch.randn(2, 5, 4), torch.tensor([5, 2])),
+    }
+    with torch.no_grad():
+        fusion(streams)
+    return seen
+
+
+def test_official_memory_mask_comes_from_the_whisper_lengths():
+    assert FusionConfig().memory_mask == "main"
+    assert preset_config("alarm-ca").fusion_config().memory_mask == "main"
+    masks = _memory_masks("main")
+    # True = padding; every stream's width, Whisper's lengths [6, 3].
+    assert masks["w2vbert"].tolist() == [[False] * 6 + [True], [False] * 3 + [True] * 4]
+    assert masks["muq"].tolist() == [[False] * 5, [False] * 3 + [True] * 2]
+
+
+def test_own_memory_mask_uses_each_streams_lengths():
+    masks = _memory_masks("own")
+    assert masks["w2vbert"].tolist() == [[False] * 7, [False] * 4 + [True] * 3]
+    assert masks["muq"].tolist() == [[False] * 5, [False] * 2 + [True] * 3]
+    with pytest.raises(ValueError, match="memory_mask"):
+        FusionConfig(type="cross_attention", conditional=("muq",), memory_mask="theirs")
+
+
+def test_a_saved_config_without_memory_mask_loads_the_official_default(tmp_path):
+    model = build_model("tiny-alarm-ca")
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["fusion"]["memory_mask"] == "main"
+    del saved["fusion"]["memory_mask"]  # a config saved before the setting existed
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = type(model).from_pretrained(tmp_path)
+    assert loaded.config.fusion_config().memory_mask == "main" and loaded.fusion.memory_mask == "main"

@@ -154,6 +154,7 @@ def test_config_maps_layers_adapters_and_fusion():
     assert specs == {"whisper": (1, 2, 3, 4), "w2vbert": (1, 2, 3, 4, 5), "muq": (1, 2, 3), "sslam": (1, 2, 3)}
     assert config.branches["whisper"]["norm"] == "batch" and config.branches["muq"]["adapter"] == "mlp"
     assert config.fusion["conditional"] == ["w2vbert", "muq", "sslam"] and config.fusion["layers_per_encoder"] == 1
+    assert config.fusion["memory_mask"] == "main"  # crossattention.py: Whisper's lengths mask every stream
     paper = config_from_official(
         {**official_config(), "audio_adapter_configs": official_config()["audio_adapter_configs"]}
     )

@@ -44,6 +44,12 @@ class FusionConfig:
     num_heads: int = 16
     layers_per_encoder: int = 1  # released alarm_ca.yaml: [1, 1, 1] (the paper's text: 2)
     dropout: float = 0.1
+    # Which lengths mask a conditional stream (the cross-attention memory): "main", the
+    # official crossattention.py (the Whisper stream's lengths mask every conditional stream,
+    # which it does as all streams come from the same clip at 25 Hz), or "own", each stream's
+    # own lengths (they differ by at most a frame). A saved config without the field loads
+    # as "main".
+    memory_mask: Literal["main", "own"] = "main"
     # perceiver
     num_latents: int = 20
     latent_size: int = 768
@@ -61,6 +67,8 @@ class FusionConfig:
             raise ValueError(f"unknown fusion type {self.type!r}; use none, cross_attention or perceiver")
         if self.type != "none" and not self.conditional:
             raise ValueError(f"fusion {self.type!r} needs conditional encoders")
+        if self.memory_mask not in ("main", "own"):
+            raise ValueError(f"memory_mask must be 'main' (official) or 'own', got {self.memory_mask!r}")
         if self.layers_per_encoder < 1:
             raise ValueError(f"layers_per_encoder must be at least 1, got {self.layers_per_encoder}")
 
@@ -109,6 +117,7 @@ class CrossAttentionFusion(nn.Module):
     def __init__(self, config: FusionConfig, dims: dict[str, int], output_dim: int) -> None:
         super().__init__()
         self.main, self.conditional = config.main, config.conditional
+        self.memory_mask = config.memory_mask
         self.in_proj = nn.ModuleDict(
             {n: nn.Linear(dims[n], config.hidden_size) for n in (self.main, *self.conditional)}
         )
@@ -141,7 +150,7 @@ class CrossAttentionFusion(nn.Module):
         for name in self.conditional:
             memory, memory_lengths = streams[name]
             memory = self.in_proj[name](memory)  # (B, T_n, C)
-            memory_pad = padding_mask(memory_lengths, memory.shape[1])
+            memory_pad = padding_mask(lengths if self.memory_mask == "main" else memory_lengths, memory.shape[1])
             for block in self.blocks[name]:
                 query = block(query, memory, tgt_key_padding_mask=query_pad, memory_key_padding_mask=memory_pad)
         return self.out_proj(query), lengths

@@ -151,6 +151,7 @@ def config_from_official(
             "num_heads": fusion.get("num_attention_heads", 16),
             "layers_per_encoder": _cross_attention_depth(fusion, depths),
             "dropout": fusion.get("dropout", 0.1),
+            "memory_mask": "main",  # crossattention.py masks every conditional stream with Whisper's lengths
         }
         if fusion.get("use_skip_connection"):
             raise ValueError("official cross-attention with a skip connection is not supported")

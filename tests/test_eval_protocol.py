@@ -89,6 +89,65 @@ def test_a_closing_text_holding_think_end_is_used_as_is(tok):  # noqa: F811
     assert out.budget_reached and out.num_reasoning_tokens == budget and out.answer == "B"
 
 
+def _budgeted_run(tokenizer, passes, **settings):
+    """budgeted_generate over scripted passes of ids; returns the ids the second pass was fed and the output."""
+    fed = []
+
+    def decode(prompts, max_new_tokens):
+        return passes.pop(0)
+
+    def embed_tokens(ids):
+        fed.append(ids.tolist())
+        return torch.zeros(len(ids), 4)
+
+    out = generation.budgeted_generate(
+        decode, embed_tokens, tokenizer, [torch.zeros(3, 4)], GenerationConfig(**settings)
+    )
+    return fed, out[0]
+
+
+def test_official_continuation_retokenizes_the_first_pass_text_with_the_closing(tok):  # noqa: F811
+    # The budget cuts the first pass inside a two-byte character: its text has a replacement
+    # character where the ids have half a character, so re-tokenizing gives other ids.
+    first = tok("ok ", add_special_tokens=False).input_ids + tok("é", add_special_tokens=False).input_ids[:1]
+    second = tok("A", add_special_tokens=False).input_ids + [tok.eos_token_id]
+    settings = {"max_new_tokens": 50, "thinking_budget": len(first)}
+    closing_text = GenerationConfig().closing
+    closing = tok(closing_text, add_special_tokens=False).input_ids
+
+    fed, ours = _budgeted_run(tok, [[first], [second]], **settings)
+    assert fed == [first + closing] and ours.token_ids == first + closing + second
+    fed, official = _budgeted_run(tok, [[first], [second]], **settings, continue_from="text")
+    retokenized = tok(tok.decode(first) + closing_text, add_special_tokens=False).input_ids
+    assert fed == [retokenized] and retokenized != first + closing
+    assert official.token_ids == retokenized + second and official.answer == "A"
+    assert official.num_reasoning_tokens == ours.num_reasoning_tokens == len(first)
+    assert protocol.generation_config(protocol.OFFICIAL, {}, seed=0).continue_from == "text"
+    assert protocol.generation_config(protocol.OURS, {}, seed=None).continue_from == "ids"
+    with pytest.raises(ValueError, match="continue_from"):
+        GenerationConfig(continue_from="tokens")
+
+
+def test_official_protocol_stops_at_im_end_and_endoftext(tok):  # noqa: F811
+    endoftext = tok.convert_tokens_to_ids("<|endoftext|>")
+    row = tok("A", add_special_tokens=False).input_ids + [endoftext] + tok("more", add_special_tokens=False).input_ids
+    official = protocol.generation_config(protocol.OFFICIAL, {}, seed=0, max_new_tokens=20, thinking_budget=-1)
+    assert generation.stop_ids(tok, official) == [tok.eos_token_id, endoftext]
+    _, out = _budgeted_run(tok, [[row]], **{**official.__dict__, "do_sample": False})
+    assert out.finished and out.text == "A"
+    _, out = _budgeted_run(tok, [[row]], max_new_tokens=20)  # ours: <|endoftext|> does not end the answer
+    assert not out.finished and out.text.endswith("more")
+
+    class StopSpy(ScriptedLM):
+        def generate(self, *args, eos_token_id=None, **kwargs):
+            self.calls.append({"eos_token_id": eos_token_id})
+            return super().generate(*args, **kwargs)
+
+    lm = StopSpy(tok, [["A" + tok.eos_token]])
+    generate(lm, tok, torch.randn(1, 3, 4), torch.ones(1, 3, dtype=torch.long), official)
+    assert lm.calls[0]["eos_token_id"] == [tok.eos_token_id, endoftext]  # transformers stops at both too
+
+
 def test_seeded_sampling_is_reproducible():
     model = build_model(PRESET)
     prompts = torch.randn(1, 4, model.language_model.config.hidden_size)
@@ -160,6 +219,8 @@ def test_official_protocol_and_texts_reach_the_model_and_run_json(tmp_path, monk
     assert settings["protocol"]["audio_rate"] == 16000 and settings["extraction"] == "alarm"
     decoding = settings["decoding"]
     assert decoding["do_sample"] and decoding["seed"] == 5 and decoding["second_pass"] == "full"
+    assert decoding["continue_from"] == "text" and decoding["stop_tokens"] == ["<|im_end|>", "<|endoftext|>"]
+    assert config.continue_from == "text" and config.stop_tokens == ("<|im_end|>", "<|endoftext|>")
     assert {"temperature", "top_p", "top_k", "min_p", "repetition_penalty"} <= set(decoding)
     texts = settings["texts"]
     assert texts["source"] == "official" and len(texts["commit"]) == 40
@@ -183,6 +244,8 @@ def test_ours_stays_the_default_and_is_recorded(tmp_path, monkeypatch, capsys):
         "do_sample": False,
         "second_pass": "remaining",
         "max_model_len": None,
+        "continue_from": "ids",
+        "stop_tokens": [],
     }
     capsys.readouterr()
 

@@ -201,7 +201,7 @@ class _FakeVLLM:
 
 
 def test_sampling_params_stop_only_at_the_tokenizers_end_of_turn():
-    greedy = sampling_params(_FakeVLLM, GenerationConfig(), 7, eos_token_id=5)
+    greedy = sampling_params(_FakeVLLM, GenerationConfig(), 7, [5])
     assert greedy == {
         "max_tokens": 7,
         "ignore_eos": True,  # not vLLM's eos list (generation_config adds more ids)...
@@ -210,7 +210,7 @@ def test_sampling_params_stop_only_at_the_tokenizers_end_of_turn():
         "skip_special_tokens": False,
         "temperature": 0.0,
     }
-    sampled = sampling_params(_FakeVLLM, GenerationConfig(do_sample=True, temperature=0.7, top_k=5), 3, 1)
+    sampled = sampling_params(_FakeVLLM, GenerationConfig(do_sample=True, temperature=0.7, top_k=5), 3, [1])
     assert (sampled["temperature"], sampled["top_p"], sampled["top_k"]) == (0.7, 0.95, 5)
 
 
@@ -218,13 +218,26 @@ def test_official_protocol_sampling_maps_every_value_and_the_seed():
     from alarm.evaluation.protocol import OFFICIAL, generation_config
 
     config = generation_config(OFFICIAL, {"temperature": 0.6, "top_p": 0.95, "top_k": 20}, seed=3)
-    params = sampling_params(_FakeVLLM, config, 8192, eos_token_id=1)
+    params = sampling_params(_FakeVLLM, config, 8192, [1])
     assert params["temperature"] == 0.6 and params["top_p"] == 0.95 and params["top_k"] == 20
     assert params["min_p"] == 0.0 and params["repetition_penalty"] == 1.0 and params["seed"] == 3
     assert params["max_tokens"] == 8192
     # a model without sampling defaults: vLLM's own (plain sampling), top-k off as vLLM spells it
-    plain = sampling_params(_FakeVLLM, generation_config(OFFICIAL, {}, seed=None), 5, 1)
+    plain = sampling_params(_FakeVLLM, generation_config(OFFICIAL, {}, seed=None), 5, [1])
     assert plain["temperature"] == 1.0 and plain["top_p"] == 1.0 and plain["top_k"] == -1 and plain["seed"] is None
+
+
+def test_official_protocol_stops_vllm_at_im_end_and_endoftext(single):
+    from alarm.evaluation.protocol import OFFICIAL, OURS, generation_config
+    from alarm.generation import stop_ids
+
+    tok = single.tokenizer
+    official = generation_config(OFFICIAL, {}, seed=1)
+    params = sampling_params(_FakeVLLM, official, 5, stop_ids(tok, official))
+    assert params["stop_token_ids"] == tok.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
+    assert params["ignore_eos"]  # exactly these ids, as transformers' generate gets them
+    ours = generation_config(OURS, {}, seed=None)
+    assert sampling_params(_FakeVLLM, ours, 5, stop_ids(tok, ours))["stop_token_ids"] == [tok.eos_token_id]
 
 
 def test_rlm_source_saves_a_tiny_rlm_only_while_vllm_starts(single):

@@ -12,9 +12,15 @@ the default) gives it what is left of ``max_new_tokens``, so an output never exc
 ``max_new_tokens``; ``full`` (official: the second ``llm.generate`` reuses the sampling
 parameters whose ``max_tokens`` is the whole ``max_new_tokens``) gives it ``max_new_tokens``
 again, capped so that prompt + output stay within ``max_model_len`` (vLLM stops a request
-there). The official code re-tokenizes the decoded first-pass text with the closing sentence;
-here the generated ids are kept and the closing sentence's ids appended (the same text, and
-the ids the model actually wrote).
+there). What the second pass continues from is ``GenerationConfig.continue_from``: ``ids``
+(ours, the default) keeps the ids the model wrote and appends the closing sentence's ids;
+``text`` (official ``get_response``) decodes the first pass, appends the closing sentence and
+re-tokenizes the whole text, so tokens can merge across the seam (the same text, other ids).
+
+Where a sample stops is ``GenerationConfig.stop_tokens``: empty (ours) stops at the
+tokenizer's end of turn only; the official protocol lists ``<|im_end|>`` and
+``<|endoftext|>``, the ids vLLM stops at by default for Qwen3 (the tokenizer's EOS plus the
+``eos_token_id`` list of the RLM's ``generation_config.json``).
 A model with no thinking mode (no ``</think>`` token: SmolLM2-Instruct, the real RLM of the
 CPU presets) answers in one pass whatever ``B`` is, with empty reasoning.
 
@@ -57,6 +63,7 @@ DEFAULT_CLOSING = "\n\nTime is up for thinking, so I will answer now with what I
 
 
 SECOND_PASS = ("remaining", "full")
+CONTINUE_FROM = ("ids", "text")
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,8 @@ class GenerationConfig:
     nothing. ``seed`` (sampling only) seeds every decoding pass, as the official evaluation
     gives vLLM one seed for all requests. ``closing_text`` is followed by ``</think>`` unless it
     holds one itself (the official sentence ends the reasoning itself, then ``\n\n``).
-    ``second_pass`` and ``max_model_len``: see the module docstring.
+    ``second_pass``, ``max_model_len``, ``continue_from`` and ``stop_tokens``: see the module
+    docstring (``stop_tokens`` the vocabulary lacks are ignored: the model cannot write them).
     """
 
     max_new_tokens: int = 4096
@@ -82,8 +90,13 @@ class GenerationConfig:
     closing_text: str = DEFAULT_CLOSING
     second_pass: str = "remaining"
     max_model_len: int | None = None
+    continue_from: str = "ids"
+    stop_tokens: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "stop_tokens", tuple(self.stop_tokens))
+        if self.continue_from not in CONTINUE_FROM:
+            raise ValueError(f"continue_from is one of {CONTINUE_FROM}, got {self.continue_from!r}")
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be positive")
         if self.thinking_budget < -1:
@@ -172,6 +185,28 @@ def has_thinking_mode(tokenizer: PreTrainedTokenizerBase) -> bool:
     return _optional_token_id(tokenizer, THINK_END) is not None
 
 
+def stop_ids(tokenizer: PreTrainedTokenizerBase, config: GenerationConfig) -> list[int]:
+    """The ids that end a sample: the tokenizer's end of turn, then ``config.stop_tokens`` it knows."""
+    ids = [int(tokenizer.eos_token_id)]
+    for token in config.stop_tokens:
+        tid = _optional_token_id(tokenizer, token)
+        if tid is not None and tid not in ids:
+            ids.append(tid)
+    return ids
+
+
+def _continuation(
+    tokenizer: PreTrainedTokenizerBase, written: list[int], closing: list[int], config: GenerationConfig
+) -> list[int]:
+    """What the second pass continues from: the first pass's ids plus the closing sentence's
+    (``ids``), or, as the official ``get_response``, their text re-tokenized (``text``; vLLM's
+    output text drops special tokens)."""
+    if config.continue_from == "ids":
+        return written + closing
+    text = tokenizer.decode(written, skip_special_tokens=True) + tokenizer.decode(closing)
+    return tokenizer(text, add_special_tokens=False).input_ids
+
+
 def _decode_kwargs(config: GenerationConfig) -> dict[str, Any]:
     """transformers ``generate`` keywords; neutral values are None so no processor is added."""
     if not config.do_sample:
@@ -238,6 +273,7 @@ def budgeted_generate(
         prompts: each sample's prompt embeddings (S_i, H), no padding.
         on_closing: called with the closing ids when a sample gets them (streaming).
     """
+    stops = set(stop_ids(tokenizer, config))
     eos = int(tokenizer.eos_token_id)
     pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos)
     # A model without a thinking mode (no </think> token, e.g. SmolLM2-Instruct) has no
@@ -248,21 +284,21 @@ def budgeted_generate(
     results: list[list[int]] = [[] for _ in prompts]
     finished = [False] * len(results)
     budget_hit = [False] * len(results)
+    n_written = [0] * len(results)  # reasoning tokens the model wrote before the budget cut it
     if first_len > 0:
         for i, row in enumerate(decode(list(prompts), first_len)):
-            results[i], finished[i] = _trim(row, {eos}, pad)
+            results[i], finished[i] = _trim(row, stops, pad)
 
     todo = [i for i, done in enumerate(finished) if not done] if budget >= 0 else []
     if config.second_pass == "remaining" and config.max_new_tokens <= first_len:
         todo = []  # nothing left for a second pass: outputs stay as the first pass left them
     closing = tokenizer(config.closing, add_special_tokens=False).input_ids
-    # the closing ids up to </think> stand in for reasoning; the model did not write them
-    closing_reasoning = closing.index(think_end) if think_end in closing else len(closing)
     if todo:
         continued, limits = [], []
         for i in todo:
             if think_end not in results[i]:
-                results[i] = results[i] + closing
+                n_written[i] = len(results[i])
+                results[i] = _continuation(tokenizer, results[i], closing, config)
                 budget_hit[i] = True
                 if on_closing is not None:
                     on_closing(closing)
@@ -277,7 +313,7 @@ def budgeted_generate(
             rows = decode([continued[k] for k in keep], max(limits[k] for k in keep))
             for k, row in zip(keep, rows):
                 i = todo[k]
-                more, finished[i] = _trim(row[: limits[k]], {eos}, pad)
+                more, finished[i] = _trim(row[: limits[k]], stops, pad)
                 results[i] = results[i] + more
 
     outputs = []
@@ -287,7 +323,7 @@ def budgeted_generate(
         reasoning, answer = split_reasoning(text) if think_end is not None else ("", text.strip())
         n_reason = body.index(think_end) if think_end in body else (len(body) if think_end is not None else 0)
         if budget_hit[i]:
-            n_reason -= closing_reasoning  # the closing sentence is not the model's reasoning
+            n_reason = n_written[i]  # the closing sentence is not the model's reasoning
         outputs.append(GenerationOutput(text, reasoning, answer, tokens, n_reason, budget_hit[i], finished[i]))
     return outputs
 
@@ -317,7 +353,9 @@ def generate(
     """Generate from left-padded prompt embeddings (B, S, H) with the thinking budget (transformers)."""
     eos = int(tokenizer.eos_token_id)
     pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos)
-    common = dict(eos_token_id=eos, pad_token_id=pad, streamer=streamer, **_decode_kwargs(config))
+    common = dict(
+        eos_token_id=stop_ids(tokenizer, config), pad_token_id=pad, streamer=streamer, **_decode_kwargs(config)
+    )
 
     def decode(prompts: list[torch.Tensor], max_new_tokens: int) -> list[list[int]]:
         batch, mask = left_pad(prompts)

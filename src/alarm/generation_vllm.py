@@ -106,16 +106,18 @@ def rlm_source(model: Any, settings: VLLMSettings) -> Iterator[str]:
         yield folder
 
 
-def sampling_params(vllm: Any, config: GenerationConfig, max_tokens: int, eos_token_id: int) -> Any:
+def sampling_params(vllm: Any, config: GenerationConfig, max_tokens: int, stop_token_ids: Sequence[int]) -> Any:
     """vLLM sampling settings with transformers' stop rule and ``config``'s decoding.
 
     Sampled decoding passes every sampling value of ``config`` (the official protocol fills
     them from the RLM's ``generation_config.json``, as ``LLM.get_default_sampling_params()``
     does) and its seed; greedy is ``temperature=0``.
 
-    ``ignore_eos`` plus ``stop_token_ids=[eos]``: stop at the tokenizer's end of turn only, as
-    ``generate(eos_token_id=eos)`` does, not also at the extra ids of the RLM's
-    ``generation_config.json`` (Qwen3 lists ``<|endoftext|>`` too), which vLLM would add.
+    ``ignore_eos`` plus ``stop_token_ids`` (:func:`alarm.generation.stop_ids`): stop exactly
+    where transformers' ``generate(eos_token_id=...)`` does, the tokenizer's end of turn plus
+    ``config.stop_tokens``, not at whatever vLLM would add from the RLM's
+    ``generation_config.json`` (Qwen3 lists ``<|endoftext|>`` too; the official protocol names
+    it in ``stop_tokens``, so both engines stop there).
     """
     if config.do_sample:
         decoding = {
@@ -131,7 +133,7 @@ def sampling_params(vllm: Any, config: GenerationConfig, max_tokens: int, eos_to
     return vllm.SamplingParams(
         max_tokens=max_tokens,
         ignore_eos=True,
-        stop_token_ids=[eos_token_id],
+        stop_token_ids=list(stop_token_ids),
         detokenize=False,  # texts are decoded once, by our tokenizer, after both passes
         skip_special_tokens=False,
         **decoding,
@@ -176,10 +178,12 @@ class VLLMEngine:
 
     def decode(self, config: GenerationConfig) -> DecodePass:
         """One vLLM pass over prompt embeddings, as :data:`alarm.generation.DecodePass` wants."""
-        eos = int(self.model.tokenizer.eos_token_id)
+        from alarm.generation import stop_ids
+
+        stops = stop_ids(self.model.tokenizer, config)
 
         def run(prompts: list[torch.Tensor], max_new_tokens: int) -> list[list[int]]:
-            params = sampling_params(self.vllm, config, max_new_tokens, eos)
+            params = sampling_params(self.vllm, config, max_new_tokens, stops)
             # CPU tensors: vLLM copies prompt embeddings to its device and casts them to its dtype.
             requests = [{"prompt_embeds": p.detach().to("cpu").contiguous()} for p in prompts]
             outputs = self.llm.generate(requests, params, use_tqdm=False)

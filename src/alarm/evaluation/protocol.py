@@ -14,6 +14,10 @@ between two models is not sampling noise.
   vLLM's random seed; here a seed is always set and recorded);
 * second pass: the same sampling parameters, ``max_tokens`` = the full ``max_tokens`` (16384
   in ``run_eval.sh``), capped by ``max_model_len`` (16384, ``src/configs/generate.yaml``);
+* continuation: ``get_response`` decodes the first pass, appends the closing sentence and
+  re-tokenizes the text for the second pass (``continue_from="text"``; ours keeps the ids);
+* stop tokens: vLLM's defaults for Qwen3, ``<|im_end|>`` and ``<|endoftext|>`` (ours: the
+  tokenizer's end of turn only), in both engines;
 * answers: ``get_choice_from_id``: the text after the last ``<answer>``, an option ID, option 0
   when it is not a number (:func:`alarm.evaluation.answers.alarm_extract`);
 * AIR-Bench: ``scripts/benchmarks/evaluation/airbench.py`` scores a "None" prediction as
@@ -51,6 +55,8 @@ class Protocol:
     airbench_crop_s: float | None  # AIR-Bench clips cut to their first N seconds
     audio_rate: int | None  # every clip resampled to this rate before the encoders (None: per encoder)
     airbench_null_choice: str | None  # the option a null AIR-Bench choice becomes (None: dropped)
+    continue_from: str  # ``ids`` or ``text`` (alarm.generation.GenerationConfig)
+    stop_tokens: tuple[str, ...]  # stop tokens besides the tokenizer's end of turn
 
     def crop_seconds(self, benchmark: str) -> float | None:
         return self.airbench_crop_s if benchmark == "airbench" else None
@@ -65,8 +71,10 @@ class Protocol:
         return asdict(self)
 
 
-OURS = Protocol("ours", False, "remaining", None, "strict", False, None, None, None)
-OFFICIAL = Protocol("official", True, "full", 16384, "alarm", True, 60.0, 16000, "None")
+OURS = Protocol("ours", False, "remaining", None, "strict", False, None, None, None, "ids", ())
+OFFICIAL = Protocol(
+    "official", True, "full", 16384, "alarm", True, 60.0, 16000, "None", "text", ("<|im_end|>", "<|endoftext|>")
+)
 
 _BY_NAME = {p.name: p for p in (OURS, OFFICIAL)}
 
@@ -109,6 +117,8 @@ def generation_config(
         seed=seed if (protocol.sampling or do_sample) else None,
         second_pass=protocol.second_pass,
         max_model_len=protocol.max_model_len,
+        continue_from=protocol.continue_from,
+        stop_tokens=protocol.stop_tokens,
         **extra,
     )
 
@@ -119,6 +129,8 @@ def decoding_settings(config: GenerationConfig) -> dict[str, Any]:
         "do_sample": config.do_sample,
         "second_pass": config.second_pass,
         "max_model_len": config.max_model_len,
+        "continue_from": config.continue_from,
+        "stop_tokens": list(config.stop_tokens),
     }
     if config.do_sample:
         out.update(

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from alarm.generation import budgeted_generate, build_inputs, embed, unpad
+from alarm.generation import budgeted_generate, build_inputs, embed, stop_ids, unpad
 from alarm.generation_vllm import VLLMSettings, import_vllm, rlm_source, sampling_params
 from alarm.serving.engine import Done, EngineConfig, EngineStopped, Failed, Job, QueueFull, Tokens
 from alarm.serving.protocol import ChatQuery
@@ -113,11 +113,11 @@ class VLLMServingEngine:
         query, tokenizer = job.query, self.model.tokenizer
         with self._audio, torch.inference_mode():
             (prompt,) = unpad(*embed(self.model, build_inputs(self.model, [query.messages])))
-        eos = int(tokenizer.eos_token_id)
+        stops = stop_ids(tokenizer, query.config)
 
         def decode(prompts: list[torch.Tensor], max_new_tokens: int) -> list[list[int]]:
             (one,) = prompts  # budgeted_generate over one request: each pass is one vLLM request
-            params = self._params(query, max_new_tokens, eos)
+            params = self._params(query, max_new_tokens, stops)
             return [self._await(self._decode(job, one, params))]
 
         def closing(ids: list[int]) -> None:
@@ -129,10 +129,10 @@ class VLLMServingEngine:
             (out,) = budgeted_generate(decode, embed_tokens, tokenizer, [prompt], query.config, closing)
         job.deliver(Done(out, prompt_tokens=int(prompt.shape[0]), batch_size=self._running))
 
-    def _params(self, query: ChatQuery, max_new_tokens: int, eos: int) -> Any:
+    def _params(self, query: ChatQuery, max_new_tokens: int, stops: list[int]) -> Any:
         from vllm.sampling_params import RequestOutputKind
 
-        params = sampling_params(self.vllm, query.config, max_new_tokens, eos)
+        params = sampling_params(self.vllm, query.config, max_new_tokens, stops)
         params.output_kind = RequestOutputKind.DELTA  # each output holds the new tokens only
         if query.config.do_sample and query.seed is not None:
             params.seed = query.seed  # per request in vLLM: other requests' sampling is untouched

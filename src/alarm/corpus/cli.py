@@ -10,6 +10,7 @@ CORPUS_COMMAND_MODULES: tuple[str, ...] = (
     "alarm.corpus.collect_cli",
     "alarm.corpus.pipeline_cli",
     "alarm.corpus.whisper_check_cli",
+    "alarm.corpus.released_cli",
 )
 
 

@@ -132,12 +132,18 @@ def build_example(
     if target is None:
         return ChatExample(prompt_ids, [IGNORE_INDEX] * len(prompt_ids))
     finished = target_finished(target)  # before the opening tag is dropped below
-    if text.rstrip().endswith(THINK_OPEN) and target.lstrip().startswith(THINK_OPEN):
-        target = target.lstrip()[len(THINK_OPEN) :].lstrip("\n")
+    if text.rstrip().endswith(THINK_OPEN):
+        target = without_think_open(target)
     target_ids = tokenizer(target, add_special_tokens=False).input_ids
     if eos and finished:
         target_ids.append(int(tokenizer.eos_token_id))
     return ChatExample(prompt_ids + target_ids, [IGNORE_INDEX] * len(prompt_ids) + target_ids)
+
+
+def without_think_open(target: str) -> str:
+    """``target`` without its leading ``<think>``: the part a template that opens the reasoning leaves to predict."""
+    stripped = target.lstrip()
+    return stripped[len(THINK_OPEN) :].lstrip("\n") if stripped.startswith(THINK_OPEN) else target
 
 
 def target_finished(target: str) -> bool:

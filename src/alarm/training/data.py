@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from alarm.audio import AudioError, load_audio
-from alarm.chat import IGNORE_INDEX, AudioSlot, ChatExample, build_example
+from alarm.chat import IGNORE_INDEX, AudioSlot, ChatExample, build_example, without_think_open
 from alarm.corpus.schema import CorpusRecord, read_records
 from alarm.modeling.inputs import AudioBatch
 from alarm.training.plan_cache import LengthCache, row_key
@@ -273,16 +273,11 @@ def target_length_problems(
     problems: dict[int, str] = {}
     for start in range(0, len(checked), batch_size):
         chunk = checked[start : start + batch_size]
-        texts = [_counted_target(records[i].response) for i in chunk]
+        texts = [without_think_open(records[i].response) for i in chunk]
         for i, ids in zip(chunk, tokenizer(texts, add_special_tokens=False).input_ids):
             if not low <= len(ids) <= high:
                 problems[i] = f"target of {len(ids)} tokens is outside [{low}, {high}] (target_tokens)"
     return problems
-
-
-def _counted_target(response: str) -> str:
-    text = response.lstrip()
-    return text[len("<think>") :].lstrip("\n") if text.startswith("<think>") else response
 
 
 # -- order of an epoch ---------------------------------------------------------------------

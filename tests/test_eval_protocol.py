@@ -298,7 +298,9 @@ def test_airbench_null_choices_become_none_options_under_the_official_protocol(t
     assert protocol.OFFICIAL.settings()["airbench_null_choice"] == "None"  # run.json records it
 
 
-def test_eval_score_official_protocol_applies_the_airbench_none_rule(tmp_path, capsys):
+def _score_airbench_with_a_null_choice(tmp_path, capsys, predictions_dir):
+    """``(overall, argv)``: ``overall(*flags)`` runs ``alarm eval score airbench`` (``argv``) on two
+    answers by option number, one naming item 1's null choice C, in ``predictions_dir/predictions.jsonl``."""
     from tests.test_eval_support import SPEAKER, air_entry
 
     entries = [
@@ -306,7 +308,8 @@ def test_eval_score_official_protocol_applies_the_airbench_none_rule(tmp_path, c
         air_entry(2, *SPEAKER, "id2.wav", {"a": "Male", "b": "Female"}, "Female"),
     ]
     build_airbench(tmp_path / "AIR", entries, audio=False)
-    predictions = tmp_path / "predictions.jsonl"
+    predictions_dir.mkdir(parents=True, exist_ok=True)
+    predictions = predictions_dir / "predictions.jsonl"
     rows = [{"id": "1", "output": "<answer>2</answer>"}, {"id": "2", "output": "<answer>1</answer>"}]
     predictions.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     base = ["eval", "score", "airbench", "--predictions", str(predictions), "--data", str(tmp_path / "AIR")]
@@ -315,6 +318,11 @@ def test_eval_score_official_protocol_applies_the_airbench_none_rule(tmp_path, c
         assert main([*base, *extra]) == 0
         return json.loads(capsys.readouterr().out)["overall"]
 
+    return overall, base
+
+
+def test_eval_score_official_protocol_applies_the_airbench_none_rule(tmp_path, capsys):
+    overall, _ = _score_airbench_with_a_null_choice(tmp_path, capsys, tmp_path)
     # option 2 of item 1 is the "None" option, which the official scorer reads as choice A (Male)
     assert overall("--protocol", "official") == 100.0
     # the same extraction without the official AIR-Bench rules: item 1 has no option 2
@@ -322,24 +330,8 @@ def test_eval_score_official_protocol_applies_the_airbench_none_rule(tmp_path, c
 
 
 def test_eval_score_takes_the_protocol_from_the_runs_run_json_and_the_flag_wins(tmp_path, capsys):
-    from tests.test_eval_support import SPEAKER, air_entry
-
-    entries = [
-        air_entry(1, *SPEAKER, "id1.wav", {"a": "Male", "b": "Female", "c": None}, "Male"),
-        air_entry(2, *SPEAKER, "id2.wav", {"a": "Male", "b": "Female"}, "Female"),
-    ]
-    build_airbench(tmp_path / "AIR", entries, audio=False)
     run = tmp_path / "out" / "airbench"
-    run.mkdir(parents=True)
-    predictions = run / "predictions.jsonl"
-    rows = [{"id": "1", "output": "<answer>2</answer>"}, {"id": "2", "output": "<answer>1</answer>"}]
-    predictions.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    base = ["eval", "score", "airbench", "--predictions", str(predictions), "--data", str(tmp_path / "AIR")]
-
-    def overall(*extra):
-        assert main([*base, *extra]) == 0
-        return json.loads(capsys.readouterr().out)["overall"]
-
+    overall, base = _score_airbench_with_a_null_choice(tmp_path, capsys, run)
     assert overall() == 0.0  # no run.json: ours (strict extraction reads no letter in "<answer>2</answer>")
     (run / "run.json").write_text(json.dumps({"protocol": protocol.OFFICIAL.settings(), "limit": None}))
     assert overall() == 100.0  # the run was made under the official protocol: scored as it was

@@ -49,8 +49,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--digits",
         action="store_true",
-        help="a longer run (about 45 minutes): 420 clips, half of them digit strings, 500 steps; its model "
-        "says the digits of new clips (benchmarks/ask_digits.py)",
+        help="a longer run (about an hour): 420 clips, half of them digit strings, 500 steps: the recipe "
+        "for saying the digits of new clips (benchmarks/ask_digits.py)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")

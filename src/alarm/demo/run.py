@@ -79,7 +79,7 @@ class DemoConfig:
 
     @classmethod
     def digits(cls, **overrides: Any) -> DemoConfig:
-        """A longer run (about 45 minutes) whose model says the digits of new clips (``alarm ask``).
+        """A longer run (about an hour): the recipe for a model that says the digits of new clips (``alarm ask``).
 
         Half the training clips are digit strings and there are more of them: a 135M model's
         corpus quotes what was said in few records, and the digits come with about forty

@@ -133,6 +133,8 @@ def run_dir_name(spec: BenchmarkSpec, split: str) -> str:
 
 def check_settings(path: Path, settings: Mapping[str, Any], pinned: tuple[str, ...] = PINNED) -> None:
     """Refuse to add to a run folder whose predictions were made with other ``pinned`` settings."""
+    # Compared as they read back from run.json: a tuple setting comes back as a list.
+    settings = json.loads(json.dumps(dict(settings)))
     if path.exists():
         with open(path, encoding="utf-8") as f:
             before = json.load(f)
@@ -143,7 +145,7 @@ def check_settings(path: Path, settings: Mapping[str, Any], pinned: tuple[str, .
                 f"{path.parent}: its predictions were made with other settings ({details}); "
                 "use another --out folder or delete this one"
             )
-    write_json(path, dict(settings))
+    write_json(path, settings)
 
 
 def canonical_predictions(

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import re
@@ -160,6 +161,15 @@ def test_preview_shows_rows_as_the_rlm_reads_them_under_the_official_defaults(tm
     assert "system" not in row["input"]  # no system prompt in training rows
     assert row["target"] == "The passage does not say.\n</think>\n\nIt is not stated."  # no EOS trained
     assert not (tmp_path / "run").exists()  # nothing trained, nothing written
+
+
+def test_preview_names_the_rows_the_filters_left_out(tmp_path, capsys, caplog):
+    with caplog.at_level(logging.WARNING, logger="alarm.training.preview"):
+        _preview(tmp_path, capsys)
+    # the two tone rows, under the 100-token floor, are named with their reason and the way out
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "alarm.training.preview"]
+    assert "2 of the first 3 rows left out" in message and "target_length 2" in message
+    assert "--target-tokens none" in message
 
 
 def test_preview_shows_our_settings_when_asked(tmp_path, capsys):

@@ -11,13 +11,21 @@ decoded with special tokens kept, so a trained EOS shows as the tokenizer's end-
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 from alarm.chat import IGNORE_INDEX
 from alarm.modeling.tokenizer import AUDIO_TOKEN, token_id
 from alarm.training.config import TrainConfig
-from alarm.training.data import ChatFormat, Rejection, TrainingDataset, load_corpus, target_length_problems
+from alarm.training.data import (
+    TARGET_LENGTH,
+    ChatFormat,
+    Rejection,
+    TrainingDataset,
+    load_corpus,
+    target_length_problems,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +33,8 @@ log = logging.getLogger(__name__)
 def preview_rows(config: TrainConfig, n: int) -> Iterator[dict[str, Any]]:
     """The first ``n`` rows of ``config.train_split`` that would train, as ``{id, dataset, input, target, ...}``.
 
-    Rows a filter leaves out are skipped and counted in the log, as training would skip them.
+    Rows a filter leaves out are skipped, as training would skip them, and counted by reason
+    in a warning (a corpus whose every row a filter drops would otherwise print nothing).
     """
     from alarm.training.recipe import build_training_model
 
@@ -41,16 +50,17 @@ def preview_rows(config: TrainConfig, n: int) -> Iterator[dict[str, Any]]:
         max_seq_len=config.max_seq_len,
         max_audio_seconds=config.max_audio_seconds,
     )
-    shown = skipped = 0
+    shown = 0
+    skipped: Counter[str] = Counter()
     for i, record in enumerate(records):
         if shown >= n:
             break
         if config.target_tokens and target_length_problems([record], fmt.tokenizer, config.target_tokens):
-            skipped += 1
+            skipped[TARGET_LENGTH] += 1
             continue
         sample = dataset[i]
         if isinstance(sample, Rejection):
-            skipped += 1
+            skipped[sample.reason] += 1
             log.info("preview: %s skipped (%s: %s)", sample.id, sample.reason, sample.detail)
             continue
         ids, labels = sample.input_ids.tolist(), sample.labels.tolist()
@@ -66,7 +76,14 @@ def preview_rows(config: TrainConfig, n: int) -> Iterator[dict[str, Any]]:
         }
         shown += 1
     if skipped:
-        log.info("preview: %d rows before these were left out by the training filters", skipped)
+        reasons = ", ".join(f"{reason} {count}" for reason, count in skipped.most_common())
+        log.warning(
+            "preview: %d of the first %d rows left out by the training filters (%s)%s",
+            sum(skipped.values()),
+            sum(skipped.values()) + shown,
+            reasons,
+            "; --target-tokens none keeps every target length" if TARGET_LENGTH in skipped else "",
+        )
 
 
 def render_ids(tokenizer: Any, ids: list[int]) -> str:

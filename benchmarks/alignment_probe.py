@@ -106,7 +106,9 @@ def main() -> None:
         learning_rate=args.lr, warmup_steps=max(1, args.steps // 10), effective_batch_size=8, micro_batch_size=8,
         num_workers=0, log_every=10, eval_every=args.steps, save_every=args.steps, num_samples=0, seed=0,
         progress=False, report_to=(),
-        target_tokens=None,  # synthetic targets are a sentence, under the official 100-token floor
+        # The demo's target shape, not the official one: one-sentence targets (under the official
+        # 100-token floor), EOS trained so SmolLM2 stops after them, under the system prompt it answers with.
+        target_tokens=None, train_eos=True, system_prompt="model",
     )  # fmt: skip
     started = time.perf_counter()
     result = train(config)

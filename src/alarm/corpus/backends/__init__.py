@@ -20,7 +20,7 @@ seeds (:func:`request_seed`); ``spec.py`` builds a backend from a spec string
 (:class:`BackendSpec`, :func:`build_backend`). ``torch``, ``httpx`` and ``vllm`` are imported
 only when a backend that needs them is made, so HTTP-only runs never load torch.
 
-**Thinking budget** (paper, Section 2.1; the official recipe): pass 1 generates at most
+**Thinking budget** (paper, Section 2.1; the official mechanism): pass 1 generates at most
 ``B`` tokens; a completion that stopped is done; one cut off while still reasoning gets the
 closing sentence of :mod:`alarm.generation` plus ``</think>``, and every cut-off completion
 continues from ``prompt + what it wrote`` for the rest of ``max_tokens`` (``second_pass=
